@@ -1,0 +1,192 @@
+"""The fleet snapshot: a versioned JSON (optionally gzip) file holding, per cluster, the projected subset
+of API objects and metrics the engine needs. ``docs/snapshot.md`` documents it field by field.
+
+Only what the rules read is stored: no Secrets, no env values, no ConfigMap data other than the Corefile
+and kube-proxy mode, and of annotations only ``dnsfleet.io/resolver``.
+
+Top level::
+
+    {"format": "dnsfleet.snapshot", "schema_version": 1, "tool_version": "0.1.0",
+     "generated_at": "2026-11-25T20:00:00Z", "source": "live" | "demo" | "file",
+     "clusters": [Cluster, ...]}
+
+Cluster::
+
+    {"name": str, "status": "ok" | "partial" | "failed", "reason": str | null,
+     "missing": [resource, ...], "server_version": str | null, "collected_at": iso | null,
+     "provider": str | null,
+     "nodes": [{"name", "labels": {subset}, "kernel_version", "os_image", "container_runtime",
+                "kubelet_version", "ready": bool | null}],
+     "pods": [{"namespace", "name", "node": str | null, "owner_kind": str | null, "owner_name": str | null,
+               "phase", "host_network": bool, "dns_policy": str | null,
+               "dns_config": {"nameservers": [...], "searches": [...],
+                              "options": [{"name": str, "value": str | null}]} | null,
+               "images": [str, ...], "resolver_annotation": str | null}],
+     "owners": {"ReplicaSet": {"ns/name": ["Deployment", "name"]}, "Job": {"ns/name": ["CronJob", "name"]}},
+     "dns": {"service_ip": str | null, "ready_endpoints": int | null, "coredns_version": str | null,
+             "coredns_replicas": int | null, "corefile": str | null, "kube_proxy_mode": str | null,
+             "kube_proxy_present": bool | null, "daemonsets": [kube-system DaemonSet names],
+             "cilium_config": {"kube-proxy-replacement": ..., "bpf-lb-sock-hostns-only": ...} | null,
+             "calico_bpf": bool | null, "nodelocal_ip": str | null, "nodelocal_nodes": [node, ...] | null,
+             "nfqueue_agent": bool | null},
+     "metrics": {"source": "prometheus" | "scrape" | "demo" | null, "window_s": float | null, "note": str | null,
+                 "coredns": {"qps": .., "p50_ms": .., "p99_ms": .., "share_over_1s": .., "servfail_share": ..,
+                             "nxdomain_share": .., "forward_p99_ms": .., "version": str | null} | null,
+                 "coredns_series": {"start": epoch_s, "step": s, "metrics": {name: [value | null, ...]}} | null,
+                 "conntrack": {"reason": str | null,
+                               "nodes": {node: {"insert_failed_increase": .., "drop_increase": ..,
+                                                "entries": .., "entries_limit": ..,
+                                                "insert_failed_rate": [value | null, ...]}}} | null}}
+
+Unknown values are ``null`` (never 0 or false). A missing key reads as unknown too.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import zlib
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from dnsfleet import __version__
+
+FORMAT = "dnsfleet.snapshot"
+SCHEMA_VERSION = 1
+MAX_BYTES = 512 * 1024 * 1024  # uncompressed size cap for a snapshot
+MAX_DEPTH = 32
+MAX_STRING = 1 << 20  # a single string longer than 1 MiB is hostile, not a kernel version
+
+
+class SnapshotError(ValueError):
+    """A snapshot that cannot be used. ``str(err)`` is one line naming the problem."""
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def new_snapshot(clusters: Iterable[dict[str, Any]], source: str) -> dict[str, Any]:
+    return {
+        "format": FORMAT,
+        "schema_version": SCHEMA_VERSION,
+        "tool_version": __version__,
+        "generated_at": now_iso(),
+        "source": source,
+        "clusters": list(clusters),
+    }
+
+
+def dumps(snapshot: dict[str, Any], compress: bool = True) -> bytes:
+    raw = orjson.dumps(snapshot)
+    return gzip.compress(raw, compresslevel=6, mtime=0) if compress else raw
+
+
+def save(snapshot: dict[str, Any], path: str | Path) -> Path:
+    """Write the snapshot; gzip when the name ends in .gz. Written to a temp file then renamed."""
+    path = Path(path)
+    data = dumps(snapshot, compress=path.suffix == ".gz")
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    tmp.replace(path)
+    return path
+
+
+def load(path: str | Path) -> dict[str, Any]:
+    path = Path(path)
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise SnapshotError(f"snapshot file not found: {path}") from None
+    except OSError as e:
+        raise SnapshotError(f"cannot read snapshot {path}: {e.strerror}") from None
+    return loads(data, name=path.name)
+
+
+def loads(data: bytes, name: str = "snapshot") -> dict[str, Any]:
+    """Parse and validate snapshot bytes (gzip or plain JSON). Raises SnapshotError with one line."""
+    if data[:2] == b"\x1f\x8b":
+        try:
+            data = _gunzip_capped(data)
+        except (OSError, EOFError, zlib.error):
+            raise SnapshotError(f"{name}: not a valid gzip file (truncated or corrupt)") from None
+    if len(data) > MAX_BYTES:
+        raise SnapshotError(f"{name}: larger than the {MAX_BYTES >> 20} MiB snapshot limit")
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError as e:
+        raise SnapshotError(f"{name}: not valid JSON ({str(e).splitlines()[0]})") from None
+    validate(doc, name)
+    return doc
+
+
+def _gunzip_capped(data: bytes) -> bytes:
+    out = io.BytesIO()
+    with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
+        while chunk := f.read(1 << 20):
+            out.write(chunk)
+            if out.tell() > MAX_BYTES:
+                raise SnapshotError(f"snapshot: larger than the {MAX_BYTES >> 20} MiB limit once unpacked")
+    return out.getvalue()
+
+
+def validate(doc: Any, name: str = "snapshot") -> None:
+    if not isinstance(doc, dict):
+        raise SnapshotError(f"{name}: top level must be a JSON object")
+    if doc.get("format") != FORMAT:
+        raise SnapshotError(f"{name}: not a dnsfleet snapshot (format is {doc.get('format')!r})")
+    ver = doc.get("schema_version")
+    if not isinstance(ver, int) or isinstance(ver, bool):
+        raise SnapshotError(f"{name}: schema_version missing or not an integer")
+    if ver > SCHEMA_VERSION:
+        raise SnapshotError(
+            f"{name}: schema_version {ver} is newer than this dnsfleet ({__version__}) reads "
+            f"(up to {SCHEMA_VERSION}); upgrade dnsfleet"
+        )
+    if ver < 1:
+        raise SnapshotError(f"{name}: schema_version {ver} is not a valid version")
+    _check_shape(doc, name)
+    clusters = doc.get("clusters")
+    if not isinstance(clusters, list):
+        raise SnapshotError(f"{name}: 'clusters' must be a list")
+    seen = set()
+    for i, c in enumerate(clusters):
+        if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not c["name"]:
+            raise SnapshotError(f"{name}: clusters[{i}] has no name")
+        if c["name"] in seen:
+            raise SnapshotError(f"{name}: cluster {c['name']!r} appears twice")
+        seen.add(c["name"])
+        for key, typ in (("nodes", list), ("pods", list), ("owners", dict), ("dns", dict), ("metrics", dict)):
+            if c.get(key) is not None and not isinstance(c[key], typ):
+                raise SnapshotError(f"{name}: cluster {c['name']!r}: '{key}' must be a {typ.__name__}")
+        for key in ("nodes", "pods"):
+            for j, item in enumerate(c.get(key) or []):
+                if not isinstance(item, dict) or not isinstance(item.get("name"), str):
+                    raise SnapshotError(f"{name}: cluster {c['name']!r}: {key}[{j}] has no name")
+
+
+def _check_shape(doc: Any, name: str) -> None:
+    """Reject hostile nesting and huge strings without recursion."""
+    stack: list[tuple[Any, int]] = [(doc, 0)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            raise SnapshotError(f"{name}: nested deeper than {MAX_DEPTH} levels")
+        if isinstance(node, dict):
+            for k, v in node.items():
+                if len(k) > MAX_STRING:
+                    raise SnapshotError(f"{name}: a key is longer than {MAX_STRING} characters")
+                if isinstance(v, dict | list):
+                    stack.append((v, depth + 1))
+                elif isinstance(v, str) and len(v) > MAX_STRING:
+                    raise SnapshotError(f"{name}: a string is longer than {MAX_STRING} characters")
+        elif isinstance(node, list):
+            for v in node:
+                if isinstance(v, dict | list):
+                    stack.append((v, depth + 1))
+                elif isinstance(v, str) and len(v) > MAX_STRING:
+                    raise SnapshotError(f"{name}: a string is longer than {MAX_STRING} characters")

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Build the real servers of the test fleet (kube-apiserver, etcd) from Go modules.
+# Idempotent: binaries are cached per version under $DNSFLEET_CACHE/k8s/<version>/ (default
+# ~/.cache/dnsfleet, outside any clone so CI's fresh clone reuses them); a second run is a no-op.
+# Recipe: ../shared/docs/real-apiserver-recipe.md (wrapper modules with the staging replace list).
+set -euo pipefail
+
+K8S_VERSION=${K8S_VERSION:-v1.34.4}
+ETCD_VERSION=${ETCD_VERSION:-v3.6.14}
+CACHE=${DNSFLEET_CACHE:-$HOME/.cache/dnsfleet}
+HERE=$(cd "$(dirname "$0")" && pwd)
+OUT_K8S="$CACHE/k8s/$K8S_VERSION"
+OUT_ETCD="$CACHE/etcd/$ETCD_VERSION"
+export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
+
+say() { printf '[test-fleet build] %s\n' "$*" >&2; }
+
+if ! command -v go >/dev/null 2>&1; then
+  say "ERROR: 'go' is not on PATH. Install Go >= 1.24 (this project builds kube-apiserver and etcd from source)."
+  exit 2
+fi
+
+build_apiserver() {
+  if [ -x "$OUT_K8S/kube-apiserver" ] && "$OUT_K8S/kube-apiserver" --version 2>/dev/null | grep -q "$K8S_VERSION"; then
+    say "kube-apiserver $K8S_VERSION cached at $OUT_K8S"; return
+  fi
+  say "building kube-apiserver $K8S_VERSION (cold build takes several minutes)"
+  local work; work=$(mktemp -d)
+  cp "$HERE/go/kube-apiserver/go.mod" "$work/go.mod"
+  [ -f "$HERE/go/kube-apiserver/go.sum" ] && cp "$HERE/go/kube-apiserver/go.sum" "$work/go.sum"
+  (
+    cd "$work"
+    if ! go mod download -x k8s.io/kubernetes@"$K8S_VERSION" >/dev/null 2>"$work/dl.log"; then
+      say "ERROR: the Go module proxy did not serve k8s.io/kubernetes@$K8S_VERSION ($(go env GOPROXY)):"
+      tail -5 "$work/dl.log" >&2; exit 3
+    fi
+    go get k8s.io/kubernetes/cmd/kube-apiserver@"$K8S_VERSION"
+    local minor; minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+    local ld="-s -w" pkg
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ld="$ld -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+    done
+    mkdir -p "$OUT_K8S.tmp"
+    go build -trimpath -ldflags "$ld" -o "$OUT_K8S.tmp/kube-apiserver" k8s.io/kubernetes/cmd/kube-apiserver
+  )
+  rm -rf "$work" "$OUT_K8S"; mv "$OUT_K8S.tmp" "$OUT_K8S"
+  say "kube-apiserver: $("$OUT_K8S/kube-apiserver" --version)"
+}
+
+build_etcd() {
+  if [ -x "$OUT_ETCD/etcd" ]; then say "etcd $ETCD_VERSION cached at $OUT_ETCD"; return; fi
+  say "building etcd $ETCD_VERSION"
+  local work; work=$(mktemp -d)
+  cp "$HERE/go/etcd/go.mod" "$HERE/go/etcd/main.go" "$work/"
+  (
+    cd "$work"
+    go get go.etcd.io/etcd/server/v3@"$ETCD_VERSION"
+    go mod tidy
+    mkdir -p "$OUT_ETCD.tmp"
+    go build -trimpath -ldflags "-s -w -X go.etcd.io/etcd/api/v3/version.GitSHA=$ETCD_VERSION" -o "$OUT_ETCD.tmp/etcd" .
+  )
+  rm -rf "$work" "$OUT_ETCD"; mv "$OUT_ETCD.tmp" "$OUT_ETCD"
+  say "etcd: $("$OUT_ETCD/etcd" --version | head -1)"
+}
+
+case "${1:-all}" in
+  apiserver) build_apiserver ;;
+  etcd) build_etcd ;;
+  all) build_etcd; build_apiserver ;;
+  print-dirs) echo "$OUT_K8S $OUT_ETCD" ;;
+  *) say "usage: $0 [all|apiserver|etcd|print-dirs]"; exit 2 ;;
+esac

@@ -1,0 +1,3 @@
+module local.test/etcd-build
+
+go 1.25.0
