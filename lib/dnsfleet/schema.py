@@ -181,7 +181,7 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         ("target", S, "workload_id, node pool or cluster name"),
         ("mitigation", S, "single-request-reopen | use-vc | nodelocal-dnscache | kernel-upgrade | lower-ndots"),
         ("action", S, "what to do, in plain words"),
-        ("risk_removed", F, "score points this removes (pod-weighted for clusters)"),
+        ("risk_removed", F, "points of the cluster score this removes (pod-weighted), the ranking key"),
         ("pods", I, "pods it protects"),
         ("rule", S, "rule ids behind it (M1..M6 and the exposure rules)"),
         ("note", S, "caveats: rollout triggered, work outside the API, CNI caveats"),

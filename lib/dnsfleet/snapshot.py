@@ -33,7 +33,7 @@ Cluster::
                  "coredns": {"qps": .., "p50_ms": .., "p99_ms": .., "share_over_1s": .., "servfail_share": ..,
                              "nxdomain_share": .., "forward_p99_ms": .., "version": str | null} | null,
                  "coredns_series": {"start": epoch_s, "step": s, "metrics": {name: [value | null, ...]}} | null,
-                 "conntrack": {"reason": str | null,
+                 "conntrack": {"reason": str | null, "start": epoch_s, "step": s,
                                "nodes": {node: {"insert_failed_increase": .., "drop_increase": ..,
                                                 "entries": .., "entries_limit": ..,
                                                 "insert_failed_rate": [value | null, ...]}}} | null}}

@@ -1,0 +1,486 @@
+"""Build the documented frames (``dnsfleet.schema``) from a fleet snapshot (``dnsfleet.snapshot``).
+
+Pods are rolled up to their owning workload (Deployment via ReplicaSet, CronJob via Job, StatefulSet,
+DaemonSet, bare Pod). Kernel strings are classified once per distinct (kernelVersion, osImage); DNS
+settings once per pod. Unknown inputs stay NA.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, fields
+from typing import Any
+
+import pandas as pd
+
+from dnsfleet import schema
+from dnsfleet.rules import kernel as kernel_rules
+from dnsfleet.rules import resolver as resolver_rules
+
+POOL_LABELS = (
+    "agentpool",
+    "kubernetes.azure.com/agentpool",
+    "eks.amazonaws.com/nodegroup",
+    "alpha.eksctl.io/nodegroup-name",
+    "karpenter.sh/nodepool",
+    "cloud.google.com/gke-nodepool",
+    "node.kubernetes.io/pool",
+    "pool",
+)
+NFQUEUE_AGENTS = re.compile(r"kube-network-policies", re.IGNORECASE)
+CNI_DAEMONSETS = (
+    ("cilium", re.compile(r"^cilium$")),
+    ("calico", re.compile(r"^calico-node$")),
+    ("aws-vpc-cni", re.compile(r"^aws-node$")),
+    ("azure-cni", re.compile(r"^(azure-cns|azure-ip-masq-agent|azure-npm)")),
+    ("flannel", re.compile(r"flannel")),
+    ("weave", re.compile(r"^weave-net$")),
+    ("gke", re.compile(r"^(netd|gke-metadata-server)$")),
+    ("antrea", re.compile(r"^antrea-agent$")),
+)
+
+
+@dataclass
+class Frames:
+    clusters: pd.DataFrame
+    nodes: pd.DataFrame
+    workloads: pd.DataFrame
+    placements: pd.DataFrame
+    dns_service: pd.DataFrame
+    coredns_metrics: pd.DataFrame
+    coredns_series: pd.DataFrame
+    conntrack: pd.DataFrame
+    conntrack_series: pd.DataFrame
+
+    def names(self) -> list[str]:
+        return [f.name for f in fields(self)]
+
+
+def build_frames(snapshot: dict[str, Any], mapping: tuple[resolver_rules.ImageRule, ...] = ()) -> Frames:
+    clusters = snapshot.get("clusters") or []
+    parts: dict[str, list[pd.DataFrame]] = {f.name: [] for f in fields(Frames)}
+    for c in clusters:
+        for name, df in _cluster_frames(c, mapping).items():
+            parts[name].append(df)
+    out = {}
+    for name, dfs in parts.items():
+        dfs = [d for d in dfs if len(d)]
+        out[name] = schema.conform(pd.concat(dfs, ignore_index=True) if dfs else pd.DataFrame(), name)
+    return Frames(**out)
+
+
+def _cluster_frames(c: dict[str, Any], mapping: tuple) -> dict[str, pd.DataFrame]:
+    name = c["name"]
+    dns = c.get("dns") or {}
+    metrics = c.get("metrics") or {}
+    nodes = _nodes(name, c.get("nodes") or [], dns)
+    workloads, placements = _workloads(name, c.get("pods") or [], c.get("owners") or {}, dns, mapping)
+    pods_per_node = placements.groupby("node")["pods"].sum() if len(placements) else pd.Series(dtype="int64")
+    if len(nodes):
+        nodes["pods"] = nodes["node"].map(pods_per_node).fillna(0).astype("int64")
+    dns_service = _dns_service(name, dns, c)
+    cm, cs = _coredns(name, metrics, dns)
+    ct, cts = _conntrack(name, metrics, [n.get("name") for n in c.get("nodes") or []])
+    failed = c.get("status") == "failed"
+    clusters = pd.DataFrame(
+        [
+            {
+                "cluster": name,
+                "provider": c.get("provider") or _provider(c),
+                "status": c.get("status") or "ok",
+                "reason": c.get("reason"),
+                "missing": ",".join(c.get("missing") or []) or None,
+                "server_version": c.get("server_version"),
+                "collected_at": c.get("collected_at"),
+                "nodes": None if failed else len(nodes),
+                "pods": None if failed else int(workloads["pods"].sum()) if len(workloads) else 0,
+                "workloads": None if failed else len(workloads),
+            }
+        ]
+    )
+    return {
+        "clusters": clusters,
+        "nodes": nodes,
+        "workloads": workloads,
+        "placements": placements,
+        "dns_service": dns_service,
+        "coredns_metrics": cm,
+        "coredns_series": cs,
+        "conntrack": ct,
+        "conntrack_series": cts,
+    }
+
+
+def _provider(c: dict[str, Any]) -> str:
+    for n in c.get("nodes") or []:
+        labels = n.get("labels") or {}
+        kv = (n.get("kernel_version") or "").lower()
+        if "kubernetes.azure.com/agentpool" in labels or "agentpool" in labels or kv.endswith("-azure"):
+            return "aks"
+        if "eks.amazonaws.com/nodegroup" in labels or "amzn" in kv:
+            return "eks"
+        if "cloud.google.com/gke-nodepool" in labels or kv.endswith("-gke"):
+            return "gke"
+    return "unknown" if not c.get("nodes") else "other"
+
+
+@dataclass(frozen=True)
+class _K:
+    race1: str
+    race2: str
+    race3: str
+    nfqueue: str
+    distro: str | None
+    base: str | None
+    counters_exact: bool | None
+    source: str
+
+
+def _classify_cached(cache: dict, kv: str | None, osi: str | None) -> _K:
+    key = (kv, osi)
+    if key not in cache:
+        c = kernel_rules.classify(kv, osi)
+        cache[key] = _K(c.race1, c.race2, c.race3, c.nfqueue, c.distro, c.base, c.counters_exact, "; ".join(c.source))
+    return cache[key]
+
+
+def _nodes(cluster: str, nodes: list[dict], dns: dict) -> pd.DataFrame:
+    cache: dict = {}
+    nl_nodes = dns.get("nodelocal_nodes")
+    nl_set = set(nl_nodes) if isinstance(nl_nodes, list) else None
+    nl_present = _nodelocal_present(dns)
+    rows = []
+    for n in nodes:
+        labels = n.get("labels") or {}
+        k = _classify_cached(cache, n.get("kernel_version"), n.get("os_image"))
+        pool = next((labels[p] for p in POOL_LABELS if labels.get(p)), None)
+        itype = labels.get("node.kubernetes.io/instance-type") or labels.get("beta.kubernetes.io/instance-type")
+        if nl_present is False:
+            nl_ready = False
+        elif nl_set is not None:
+            nl_ready = n["name"] in nl_set
+        else:
+            nl_ready = None
+        rows.append(
+            {
+                "cluster": cluster,
+                "node": n["name"],
+                "pool": pool or itype,
+                "os_image": n.get("os_image"),
+                "kernel_version": n.get("kernel_version"),
+                "distro": k.distro or "unknown",
+                "kernel_base": k.base,
+                "race1": k.race1,
+                "race2": k.race2,
+                "race3": k.race3,
+                "nfqueue": k.nfqueue,
+                "counters_exact": k.counters_exact,
+                "kernel_source": k.source,
+                "ready": n.get("ready"),
+                "nodelocal_ready": nl_ready,
+                "container_runtime": n.get("container_runtime"),
+                "kubelet_version": n.get("kubelet_version"),
+                "instance_type": itype,
+                "zone": labels.get("topology.kubernetes.io/zone"),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _owner(pod: dict, owners: dict) -> tuple[str, str]:
+    kind, oname = pod.get("owner_kind"), pod.get("owner_name")
+    if not kind or not oname:
+        return "Pod", pod["name"]
+    if kind in ("ReplicaSet", "Job"):
+        parent = (owners.get(kind) or {}).get(f"{pod.get('namespace')}/{oname}")
+        if isinstance(parent, list | tuple) and len(parent) == 2 and parent[0] and parent[1]:
+            return str(parent[0]), str(parent[1])
+    return kind, oname
+
+
+def _opt_str(options: Iterable[dict]) -> str | None:
+    items = []
+    for o in options:
+        if not isinstance(o, dict) or not o.get("name"):
+            continue
+        v = o.get("value")
+        items.append(f"{o['name']}:{v}" if v not in (None, "") else str(o["name"]))
+    return ",".join(items) or None
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return f if f == f and f >= 0 else None
+
+
+def _workload_dns(pod: dict, resolver: str, cluster_ip: str | None, nodelocal_ip: str | None) -> dict[str, Any]:
+    policy = pod.get("dns_policy") or "ClusterFirst"
+    host_net = bool(pod.get("host_network"))
+    cfg = pod.get("dns_config") or {}
+    options = cfg.get("options") or []
+    nameservers = [str(x) for x in cfg.get("nameservers") or []]
+    opts = {str(o.get("name")): o.get("value") for o in options if isinstance(o, dict) and o.get("name")}
+    if policy == "ClusterFirstWithHostNet" or (policy == "ClusterFirst" and not host_net):
+        uses_cluster = True
+    elif policy == "None":
+        local = {x for x in (cluster_ip, nodelocal_ip) if x}
+        uses_cluster = bool(local & set(nameservers)) if local else None
+    else:  # Default, or ClusterFirst on hostNetwork (P5)
+        uses_cluster = False
+    rt = resolver_rules.resolver_table().get(resolver, {})
+    ndots = _num(opts.get("ndots")) if "ndots" in opts else (5.0 if uses_cluster else None)
+    timeout = _num(opts.get("timeout")) if "timeout" in opts else _num(rt.get("default_timeout_s"))
+    attempts = _num(opts.get("attempts")) if "attempts" in opts else _num(rt.get("default_attempts"))
+    if timeout is None:
+        stall = None
+    elif rt.get("stall") == "timeout/attempts" and attempts:
+        stall = timeout / attempts
+    else:
+        stall = timeout
+    pair = rt.get("parallel_pair", "unknown")
+    if pair == "yes":
+        mit = [resolver_rules.option_mitigates(resolver, o) for o in opts]
+        if "yes" in mit:
+            pair = "no"
+        elif "unknown" in mit:
+            pair = "unknown"
+    return {
+        "dns_policy": policy,
+        "host_network": host_net,
+        "uses_cluster_dns": uses_cluster,
+        "dns_options": _opt_str(options),
+        "nameservers": ",".join(nameservers) or None,
+        "ndots": None if ndots is None else int(min(ndots, 15)),
+        "timeout_s": timeout,
+        "attempts": None if attempts is None else int(attempts),
+        "stall_s": stall,
+        "sends_parallel_pair": pair,
+    }
+
+
+def _workloads(
+    cluster: str, pods: list[dict], owners: dict, dns: dict, mapping: tuple
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    cluster_ip, nl_ip = dns.get("service_ip"), dns.get("nodelocal_ip")
+    first: dict[str, dict] = {}
+    counts: dict[str, int] = {}
+    images: dict[str, dict[str, None]] = {}
+    place: dict[tuple[str, str | None], int] = {}
+    for p in pods:
+        kind, oname = _owner(p, owners)
+        ns = p.get("namespace") or ""
+        wid = f"{cluster}/{ns}/{kind}/{oname}"
+        if wid not in first:
+            first[wid] = {"p": p, "ns": ns, "kind": kind, "name": oname}
+            counts[wid] = 0
+            images[wid] = {}
+        counts[wid] += 1
+        for img in p.get("images") or []:
+            images[wid][img] = None
+        key = (wid, p.get("node"))
+        place[key] = place.get(key, 0) + 1
+    rows = []
+    for wid, f in first.items():
+        p = f["p"]
+        imgs = list(images[wid])
+        main = imgs[0] if imgs else None
+        resolver, rsrc = resolver_rules.infer_resolver(main, p.get("resolver_annotation"), mapping)
+        row = {
+            "cluster": cluster,
+            "namespace": f["ns"],
+            "kind": f["kind"],
+            "name": f["name"],
+            "workload_id": wid,
+            "pods": counts[wid],
+            "image": main,
+            "images": ",".join(imgs) or None,
+            "resolver": resolver,
+            "resolver_source": rsrc,
+        }
+        row.update(_workload_dns(p, resolver, cluster_ip, nl_ip))
+        rows.append(row)
+    wl = pd.DataFrame(rows)
+    pl = pd.DataFrame(
+        [{"cluster": cluster, "workload_id": w, "node": n, "pods": c} for (w, n), c in place.items()]
+    )
+    if len(wl):
+        nodes_per = pl.dropna(subset=["node"]).groupby("workload_id")["node"].nunique()
+        wl["nodes"] = wl["workload_id"].map(nodes_per).fillna(0).astype("int64")
+    return wl, pl
+
+
+def _nodelocal_present(dns: dict) -> bool | None:
+    ds = dns.get("daemonsets")
+    if not isinstance(ds, list):
+        return None
+    return any(d == "node-local-dns" or d == "nodelocaldns" for d in ds)
+
+
+def _truthy(v: Any) -> bool | None:
+    if v is None:
+        return None
+    return str(v).strip().lower() in ("true", "strict", "1", "yes", "enabled")
+
+
+def _corefile_plugins(corefile: str | None) -> tuple[str | None, str | None]:
+    if not corefile:
+        return None, None
+    plugins: list[str] = []
+    domain = None
+    depth = 0
+    for line in corefile.splitlines():
+        s = line.split("#", 1)[0].strip()
+        if not s:
+            continue
+        if depth == 1:
+            word = s.split()[0].rstrip("{")
+            if word and word != "}" and word not in plugins:
+                plugins.append(word)
+            if word == "kubernetes" and domain is None and len(s.split()) > 1:
+                domain = s.split()[1].rstrip("{")
+        depth += s.count("{") - s.count("}")
+    return ",".join(plugins) or None, domain
+
+
+def _dns_service(cluster: str, dns: dict, c: dict) -> pd.DataFrame:
+    daemonsets = dns.get("daemonsets") if isinstance(dns.get("daemonsets"), list) else None
+    cni = None
+    if daemonsets is not None:
+        cni = next((n for n, rx in CNI_DAEMONSETS if any(rx.search(d) for d in daemonsets)), "other")
+    mode = dns.get("kube_proxy_mode")
+    if mode is None and dns.get("kube_proxy_present") is False:
+        mode = "none"
+    cilium = dns.get("cilium_config") if isinstance(dns.get("cilium_config"), dict) else None
+    kpr = _truthy(cilium.get("kube-proxy-replacement")) if cilium else None
+    hostns_only = _truthy(cilium.get("bpf-lb-sock-hostns-only")) if cilium else None
+    if cni == "cilium" and kpr:
+        ebpf = "cilium-tc" if hostns_only else "cilium-socket-lb"
+    elif dns.get("calico_bpf"):
+        ebpf = "calico-ebpf"
+    elif daemonsets is None:
+        ebpf = "unknown"
+    else:
+        ebpf = "none"
+    nodelocal = _nodelocal_present(dns)
+    nfq = dns.get("nfqueue_agent")
+    if nfq is None and daemonsets is not None:
+        nfq = any(NFQUEUE_AGENTS.search(d) for d in daemonsets)
+    path, note = _path(mode, ebpf, nodelocal)
+    plugins, domain = _corefile_plugins(dns.get("corefile"))
+    if c.get("status") == "failed":
+        return pd.DataFrame([{"cluster": cluster, "path": "unknown", "path_note": "cluster could not be scanned"}])
+    return pd.DataFrame(
+        [
+            {
+                "cluster": cluster,
+                "cluster_ip": dns.get("service_ip"),
+                "ready_endpoints": dns.get("ready_endpoints"),
+                "coredns_version": dns.get("coredns_version")
+                or ((c.get("metrics") or {}).get("coredns") or {}).get("version"),
+                "coredns_replicas": dns.get("coredns_replicas"),
+                "corefile_plugins": plugins,
+                "cluster_domain": domain or ("cluster.local" if dns.get("corefile") else None),
+                "kube_proxy_mode": mode or "unknown",
+                "cni": cni or "unknown",
+                "ebpf_service_lb": ebpf,
+                "nodelocal": nodelocal,
+                "nodelocal_ip": dns.get("nodelocal_ip") if nodelocal else None,
+                "nfqueue_agent": nfq,
+                "path": path,
+                "path_note": note,
+            }
+        ]
+    )
+
+
+def _path(mode: str | None, ebpf: str, nodelocal: bool | None) -> tuple[str, str]:
+    if ebpf == "cilium-socket-lb":
+        return "socket-lb", "Cilium socket-LB connects the pod's socket to a backend: no netfilter DNAT [I] (P3)"
+    if ebpf == "cilium-tc":
+        return "unknown", "Cilium socketLB.hostNamespaceOnly: pods use the tc load balancer, behaviour unknown (P3)"
+    if ebpf == "calico-ebpf":
+        return "unknown", "Calico eBPF balances UDP per packet; whether it races is unknown (P4)"
+    if mode in ("iptables", "nftables", "ipvs"):
+        if nodelocal and mode != "ipvs":
+            return "nodelocal", (
+                f"kube-proxy {mode} with NodeLocal DNSCache: pods reach the cache without DNAT (NOTRACK) "
+                "on nodes where it runs (P2)"
+            )
+        if nodelocal:
+            return "unknown", (
+                "kube-proxy ipvs with NodeLocal DNSCache: it helps only if kubelet clusterDNS is the link-local "
+                "IP, which the API does not show (P2)"
+            )
+        return "netfilter-dnat", f"kube-proxy {mode}: DNS to the kube-dns ClusterIP is DNAT'd through conntrack (P1)"
+    if mode == "none":
+        return "unknown", "no kube-proxy and no known eBPF replacement: service path unknown"
+    return "unknown", "kube-proxy mode could not be read"
+
+
+def _coredns(cluster: str, metrics: dict, dns: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+    core = metrics.get("coredns") if isinstance(metrics.get("coredns"), dict) else None
+    source = metrics.get("source") if core else "not collected"
+    row = {"cluster": cluster, "source": source or "not collected", "window_s": metrics.get("window_s")}
+    if core:
+        for k in ("qps", "p50_ms", "p99_ms", "share_over_1s", "servfail_share", "nxdomain_share", "forward_p99_ms"):
+            row[k] = _num(core.get(k))
+    row["note"] = metrics.get("note") or (None if core else "CoreDNS metrics not collected")
+    summary = pd.DataFrame([row])
+    series = metrics.get("coredns_series")
+    return summary, _series_frame(series, {"cluster": cluster})
+
+
+def _series_frame(series: Any, const: dict, value_name: str = "value", metric: str | None = None) -> pd.DataFrame:
+    if not isinstance(series, dict) or not isinstance(series.get("metrics"), dict):
+        return pd.DataFrame()
+    start, step = _num(series.get("start")), _num(series.get("step"))
+    if start is None or not step:
+        return pd.DataFrame()
+    frames = []
+    for name, values in series["metrics"].items():
+        if not isinstance(values, list) or not values:
+            continue
+        ts = pd.to_datetime([start + i * step for i in range(len(values))], unit="s", utc=True)
+        df = pd.DataFrame({"ts": ts, value_name: pd.to_numeric(pd.Series(values), errors="coerce")})
+        df["metric"] = name
+        frames.append(df)
+    if not frames:
+        return pd.DataFrame()
+    out = pd.concat(frames, ignore_index=True)
+    for k, v in const.items():
+        out[k] = v
+    return out
+
+
+def _conntrack(cluster: str, metrics: dict, node_names: list) -> tuple[pd.DataFrame, pd.DataFrame]:
+    ct = metrics.get("conntrack") if isinstance(metrics.get("conntrack"), dict) else None
+    per_node = (ct or {}).get("nodes") if isinstance((ct or {}).get("nodes"), dict) else {}
+    reason = (ct or {}).get("reason") or ("conntrack stats not collected" if not per_node else None)
+    rows, series = [], []
+    start, step = (ct or {}).get("start"), (ct or {}).get("step")
+    for n in node_names:
+        d = per_node.get(n)
+        if isinstance(d, dict):
+            rows.append(
+                {
+                    "cluster": cluster,
+                    "node": n,
+                    "available": True,
+                    "window_s": metrics.get("window_s"),
+                    "insert_failed_increase": _num(d.get("insert_failed_increase")),
+                    "drop_increase": _num(d.get("drop_increase")),
+                    "entries": _num(d.get("entries")),
+                    "entries_limit": _num(d.get("entries_limit")),
+                }
+            )
+            rate = d.get("insert_failed_rate")
+            if isinstance(rate, list) and rate and _num(start) is not None and _num(step):
+                s = _series_frame({"start": start, "step": step, "metrics": {"r": rate}}, {"cluster": cluster, "node": n})
+                series.append(s.rename(columns={"value": "insert_failed_rate"}).drop(columns=["metric"]))
+        else:
+            rows.append({"cluster": cluster, "node": n, "available": False, "reason": reason or "node not in metrics"})
+    return pd.DataFrame(rows), (pd.concat(series, ignore_index=True) if series else pd.DataFrame())
