@@ -1,0 +1,408 @@
+"""CoreDNS and node conntrack metrics from a Prometheus-compatible HTTP API.
+
+Works with Prometheus, Thanos, Mimir and VictoriaMetrics (``/api/v1/query`` and ``/api/v1/query_range``,
+form-encoded POST). A label (default ``cluster``) names the cluster; its value is the cluster's name.
+
+Metric names depend on the CoreDNS version, read from ``coredns_build_info`` (facts §5.2, rule D3):
+>= 1.7 ``coredns_dns_requests_total`` / ``coredns_dns_responses_total``, < 1.7 the ``*_count_total``
+names; upstream latency >= 1.11 ``coredns_proxy_request_duration_seconds{proxy_name="forward"}``,
+1.7-1.10 ``coredns_forward_request_duration_seconds``. Series that are absent come back as ``null``
+with a note saying so, never as 0.
+"""
+
+from __future__ import annotations
+
+import base64
+import math
+import re
+import time as _time
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+import orjson
+import urllib3
+
+# Label names that may hold the node name on node_exporter series, in order of preference.
+NODE_LABELS = ("node", "kubernetes_node", "nodename", "instance")
+
+
+class PromError(RuntimeError):
+    """A Prometheus request failed. ``str(err)`` is one line, without credentials."""
+
+
+@dataclass(frozen=True)
+class PromSource:
+    """Where and how to query. ``time`` is the evaluation time (epoch s, default now)."""
+
+    url: str
+    token: str | None = None
+    username: str | None = None
+    password: str | None = None
+    ca_file: str | None = None
+    cluster_label: str = "cluster"
+    time: float | None = None
+    window_s: float = 3600.0
+    series_range_s: float = 3 * 3600.0
+    step_s: float = 60.0
+    timeout: float = 10.0
+
+    def __post_init__(self) -> None:
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"Prometheus URL must be http(s)://host[:port][/path], got {self.url!r}")
+        if not re.fullmatch(r"[a-zA-Z_][a-zA-Z0-9_]*", self.cluster_label):
+            raise ValueError(f"cluster label {self.cluster_label!r} is not a valid Prometheus label name")
+        if self.window_s <= 0 or self.step_s <= 0 or self.series_range_s < 0:
+            raise ValueError("Prometheus window, step and range must be positive")
+
+    def __repr__(self) -> str:  # never show credentials
+        return f"PromSource(url={self.url!r}, cluster_label={self.cluster_label!r})"
+
+
+class PromClient:
+    def __init__(self, src: PromSource) -> None:
+        self.src = src
+        self.base = src.url.rstrip("/")
+        headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
+        if src.token:
+            headers["Authorization"] = f"Bearer {src.token}"
+        elif src.username is not None:
+            cred = base64.b64encode(f"{src.username}:{src.password or ''}".encode()).decode()
+            headers["Authorization"] = f"Basic {cred}"
+        self.headers = headers
+        kw: dict[str, Any] = {"retries": False, "timeout": urllib3.Timeout(total=src.timeout)}
+        if src.ca_file:
+            kw["ca_certs"] = src.ca_file
+        self.http = urllib3.PoolManager(**kw)
+
+    def _post(self, path: str, params: dict[str, Any]) -> Any:
+        url = self.base + path
+        try:
+            resp = self.http.request("POST", url, body=urlencode(params), headers=self.headers)
+        except urllib3.exceptions.TimeoutError:
+            raise PromError(f"Prometheus at {self.base} timed out after {self.src.timeout:g} s") from None
+        except urllib3.exceptions.HTTPError as e:
+            reason = getattr(e, "reason", None) or e
+            text = str(reason).lower()
+            why = "connection refused" if "refused" in text else type(reason).__name__
+            if "certificate" in text or "ssl" in text:
+                why = "TLS error"
+            raise PromError(f"Prometheus at {self.base} not reachable: {why}") from None
+        if resp.status in (401, 403):
+            raise PromError(f"Prometheus at {self.base} refused the credentials (HTTP {resp.status})")
+        try:
+            doc = orjson.loads(resp.data)
+        except orjson.JSONDecodeError:
+            raise PromError(f"Prometheus at {self.base}{path}: HTTP {resp.status}, not JSON") from None
+        if doc.get("status") != "success":
+            err = " ".join(str(doc.get("error") or f"HTTP {resp.status}").split())[:200]
+            raise PromError(f"Prometheus query failed: {err}")
+        return doc.get("data") or {}
+
+    def query(self, expr: str, at: float) -> list[tuple[dict[str, str], float | None]]:
+        data = self._post("/api/v1/query", {"query": expr, "time": f"{at:.3f}"})
+        if data.get("resultType") == "scalar":
+            return [({}, _num(data["result"][1]))]
+        return [(r.get("metric") or {}, _num(r["value"][1])) for r in data.get("result") or []]
+
+    def query_range(
+        self, expr: str, start: float, end: float, step: float
+    ) -> list[tuple[dict[str, str], list[tuple[float, float | None]]]]:
+        data = self._post(
+            "/api/v1/query_range",
+            {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"},
+        )
+        out = []
+        for r in data.get("result") or []:
+            out.append((r.get("metric") or {}, [(float(t), _num(v)) for t, v in r.get("values") or []]))
+        return out
+
+
+def _num(v: Any) -> float | None:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return None
+    return None if math.isnan(f) or math.isinf(f) else f
+
+
+def version_tuple(v: str | None) -> tuple[int, int, int] | None:
+    m = re.match(r"v?(\d+)\.(\d+)(?:\.(\d+))?", v or "")
+    return (int(m.group(1)), int(m.group(2)), int(m.group(3) or 0)) if m else None
+
+
+@dataclass(frozen=True)
+class CoreDNSNames:
+    requests: str
+    responses: str
+    duration: str = "coredns_dns_request_duration_seconds"
+    forward: str = "coredns_proxy_request_duration_seconds"
+    forward_filter: str = 'proxy_name="forward"'
+
+
+NEW_NAMES = CoreDNSNames("coredns_dns_requests_total", "coredns_dns_responses_total")
+OLD_NAMES = CoreDNSNames(
+    "coredns_dns_request_count_total",
+    "coredns_dns_response_rcode_count_total",
+    forward="coredns_forward_request_duration_seconds",
+    forward_filter="",
+)
+
+
+def names_for(version: str | None) -> list[CoreDNSNames]:
+    """Candidate metric names for a CoreDNS version, best guess first (unknown: try both)."""
+    v = version_tuple(version)
+    fwd_old = CoreDNSNames(
+        NEW_NAMES.requests,
+        NEW_NAMES.responses,
+        forward="coredns_forward_request_duration_seconds",
+        forward_filter="",
+    )
+    if v is None:
+        return [NEW_NAMES, fwd_old, OLD_NAMES]
+    if v < (1, 7, 0):
+        return [OLD_NAMES]
+    if v < (1, 11, 0):
+        return [fwd_old]
+    return [NEW_NAMES]
+
+
+def share_over(buckets: dict[float, float], threshold: float = 1.0) -> float | None:
+    """Share of observations above ``threshold`` s from cumulative buckets {le: count}.
+
+    Uses the smallest bucket bound >= threshold (CoreDNS's bounds are 0.25 ms * 2^n, so 1.024 s).
+    """
+    total = buckets.get(math.inf)
+    if not total:
+        return None
+    bounds = sorted(le for le in buckets if le >= threshold and le != math.inf)
+    if not bounds:
+        return None
+    return max(0.0, min(1.0, 1.0 - buckets[bounds[0]] / total))
+
+
+def rcode_shares(by_rcode: dict[str, float]) -> tuple[float | None, float | None]:
+    total = sum(v for v in by_rcode.values() if v is not None)
+    if not by_rcode or total <= 0:
+        return None, None
+    return by_rcode.get("SERVFAIL", 0.0) / total, by_rcode.get("NXDOMAIN", 0.0) / total
+
+
+def _le(v: str | None) -> float | None:
+    if v in ("+Inf", "Inf", "inf"):
+        return math.inf
+    try:
+        return float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+
+
+def _esc(v: str) -> str:
+    return v.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def _ms(v: float | None) -> float | None:
+    return None if v is None else v * 1000.0
+
+
+def node_of(labels: dict[str, str], nodes: set[str], addresses: dict[str, str]) -> str | None:
+    for key in NODE_LABELS:
+        val = labels.get(key)
+        if not val:
+            continue
+        host = val.rsplit(":", 1)[0] if key == "instance" and val.count(":") == 1 else val
+        if host in nodes:
+            return host
+        if host in addresses:
+            return addresses[host]
+    return None
+
+
+def collect_metrics(
+    src: PromSource,
+    cluster: str,
+    node_names: list[str] | None = None,
+    node_addresses: dict[str, str] | None = None,
+    coredns_version: str | None = None,
+    client: PromClient | None = None,
+) -> dict[str, Any]:
+    """The snapshot ``metrics`` section for one cluster."""
+    cl = client or PromClient(src)
+    at = src.time if src.time is not None else _time.time()
+    w = f"{round(src.window_s)}s"
+    sel = f'{src.cluster_label}="{_esc(cluster)}"'
+    out: dict[str, Any] = {
+        "source": "prometheus",
+        "window_s": float(src.window_s),
+        "note": None,
+        "coredns": None,
+        "coredns_series": None,
+        "conntrack": None,
+    }
+    notes: list[str] = []
+    try:
+        built = cl.query(f"count by (version) (coredns_build_info{{{sel}}})", at)
+        versions = [lbl.get("version") for lbl, _ in built if lbl.get("version")]
+        version = max(versions, key=lambda v: version_tuple(v) or (0, 0, 0)) if versions else None
+        coredns, series = _coredns(cl, src, sel, w, at, version or coredns_version, notes)
+        if coredns is not None:
+            coredns["version"] = (version or coredns_version or "").lstrip("v") or None
+        out["coredns"], out["coredns_series"] = coredns, series
+        if coredns is None:
+            notes.append(f"no CoreDNS series for {sel} in Prometheus")
+        out["conntrack"] = _conntrack(cl, src, sel, w, at, set(node_names or []), node_addresses or {})
+        if out["conntrack"]["reason"]:
+            notes.append(out["conntrack"]["reason"])
+    except PromError as e:
+        out["source"] = None
+        out["window_s"] = None
+        out["conntrack"] = {"reason": f"not collected: {e}", "nodes": {}}
+        notes = [f"not collected: {e}"]
+    out["note"] = "; ".join(notes) or None
+    return out
+
+
+def _coredns(
+    cl: PromClient, src: PromSource, sel: str, w: str, at: float, version: str | None, notes: list[str]
+) -> tuple[dict[str, Any] | None, dict[str, Any] | None]:
+    names = None
+    for cand in names_for(version):
+        if cl.query(f"count({cand.requests}{{{sel}}})", at):
+            names = cand
+            break
+    if names is None:
+        return None, None
+    dur = f"{names.duration}_bucket{{{sel}}}"
+    qps = _scalar(cl.query(f"sum(rate({names.requests}{{{sel}}}[{w}]))", at))
+    p50 = _scalar(cl.query(f"histogram_quantile(0.5, sum by (le) (rate({dur}[{w}])))", at))
+    p99 = _scalar(cl.query(f"histogram_quantile(0.99, sum by (le) (rate({dur}[{w}])))", at))
+    buckets: dict[float, float] = {}
+    for lbl, v in cl.query(f"sum by (le) (rate({dur}[{w}]))", at):
+        le = _le(lbl.get("le"))
+        if le is not None and v is not None:
+            buckets[le] = v
+    rcodes = {
+        lbl.get("rcode", ""): v
+        for lbl, v in cl.query(f"sum by (rcode) (rate({names.responses}{{{sel}}}[{w}]))", at)
+        if v is not None
+    }
+    servfail, nxdomain = rcode_shares(rcodes)
+    fwd_sel = f"{sel},{names.forward_filter}" if names.forward_filter else sel
+    fwd_expr = f"sum by (le) (rate({names.forward}_bucket{{{fwd_sel}}}[{w}]))"
+    fwd_p99 = _scalar(cl.query(f"histogram_quantile(0.99, {fwd_expr})", at))
+    if fwd_p99 is None:
+        notes.append(f"no {names.forward} series (forward latency not collected)")
+    if not buckets:
+        notes.append(f"no {names.duration} series (latency not collected)")
+    coredns = {
+        "qps": qps,
+        "p50_ms": _ms(p50),
+        "p99_ms": _ms(p99),
+        "share_over_1s": share_over(buckets),
+        "servfail_share": servfail,
+        "nxdomain_share": nxdomain,
+        "forward_p99_ms": _ms(fwd_p99),
+        "version": None,
+    }
+    series = None
+    if src.series_range_s > 0:
+        step = src.step_s
+        end = at
+        start = end - src.series_range_s
+        rw = f"{round(max(300.0, 4 * step))}s"
+        n = round((end - start) / step) + 1
+        dur_r = f"sum by (le) (rate({names.duration}_bucket{{{sel}}}[{rw}]))"
+        fwd_r = f"sum by (le) (rate({names.forward}_bucket{{{fwd_sel}}}[{rw}]))"
+        exprs = {
+            "qps": (f"sum(rate({names.requests}{{{sel}}}[{rw}]))", 1.0),
+            "p50_ms": (f"histogram_quantile(0.5, {dur_r})", 1000.0),
+            "p99_ms": (f"histogram_quantile(0.99, {dur_r})", 1000.0),
+            "forward_p99_ms": (f"histogram_quantile(0.99, {fwd_r})", 1000.0),
+        }
+        metrics: dict[str, list[float | None]] = {}
+        for name, (expr, scale) in exprs.items():
+            res = cl.query_range(expr, start, end, step)
+            if res:
+                metrics[name] = _grid(res[0][1], start, step, n, scale)
+        for lbl, values in cl.query_range(
+            f"sum by (rcode) (rate({names.responses}{{{sel}}}[{rw}]))", start, end, step
+        ):
+            metrics[f"rcode:{lbl.get('rcode', '')}"] = _grid(values, start, step, n, 1.0)
+        series = {"start": start, "step": step, "metrics": metrics}
+    return coredns, series
+
+
+def _conntrack(
+    cl: PromClient, src: PromSource, sel: str, w: str, at: float, nodes: set[str], addresses: dict[str, str]
+) -> dict[str, Any]:
+    per_node: dict[str, dict[str, Any]] = {}
+    unmatched = 0
+
+    def fill(expr: str, key: str) -> None:
+        nonlocal unmatched
+        for lbl, v in cl.query(expr, at):
+            node = node_of(lbl, nodes, addresses)
+            if node is None:
+                unmatched += 1
+                continue
+            row = per_node.setdefault(node, _empty_node())
+            if v is not None:
+                row[key] = v if row[key] is None else max(row[key], v)
+
+    fill(f"increase(node_nf_conntrack_stat_insert_failed{{{sel}}}[{w}])", "insert_failed_increase")
+    if not per_node:
+        why = (
+            f"conntrack series for {sel} carry no label matching a node name"
+            if unmatched
+            else f"no node_nf_conntrack_stat_insert_failed series for {sel} "
+            "(needs node_exporter >= 1.2.0 on the host network)"
+        )
+        return {"reason": f"not collected: {why}", "nodes": {}}
+    fill(f"increase(node_nf_conntrack_stat_drop{{{sel}}}[{w}])", "drop_increase")
+    fill(f"node_nf_conntrack_entries{{{sel}}}", "entries")
+    fill(f"node_nf_conntrack_entries_limit{{{sel}}}", "entries_limit")
+    if src.series_range_s > 0:
+        step = src.step_s
+        start = at - src.series_range_s
+        n = round(src.series_range_s / step) + 1
+        rw = f"{round(max(300.0, 4 * step))}s"
+        for lbl, values in cl.query_range(
+            f"rate(node_nf_conntrack_stat_insert_failed{{{sel}}}[{rw}])", start, at, step
+        ):
+            node = node_of(lbl, nodes, addresses)
+            if node in per_node:
+                per_node[node]["insert_failed_rate"] = _grid(values, start, step, n, 1.0)
+    missing = sorted(nodes - per_node.keys())
+    reason = None
+    if missing:
+        reason = f"no conntrack series for {len(missing)} of {len(nodes)} nodes"
+    out: dict[str, Any] = {"reason": reason, "nodes": per_node}
+    if src.series_range_s > 0:
+        out["start"], out["step"] = at - src.series_range_s, src.step_s
+    return out
+
+
+def _empty_node() -> dict[str, Any]:
+    return {
+        "insert_failed_increase": None,
+        "drop_increase": None,
+        "entries": None,
+        "entries_limit": None,
+        "insert_failed_rate": None,
+    }
+
+
+def _scalar(res: list[tuple[dict[str, str], float | None]]) -> float | None:
+    return next((v for _, v in res if v is not None), None)
+
+
+def _grid(
+    values: list[tuple[float, float | None]], start: float, step: float, n: int, scale: float
+) -> list[float | None]:
+    out: list[float | None] = [None] * n
+    for t, v in values:
+        i = round((t - start) / step)
+        if 0 <= i < n and v is not None:
+            out[i] = v * scale
+    return out
