@@ -1,0 +1,43 @@
+"""One-click mitigations: plan -> diff -> server-side dry run -> apply -> audit -> undo.
+
+- ``resolver_options``: add resolver options to workload pod templates (M1-M5).
+- ``nodelocal``: render and apply NodeLocal DNSCache for a cluster's kube-proxy mode (M6).
+- ``kernel``: a node upgrade plan as CSV (kernel upgrades cannot go through the API).
+- ``plan``: the shared flow (``check_permissions``, ``dry_run``, ``apply``), ``audit``: the JSON lines log,
+  ``kube``: per-context clients, SelfSubjectAccessReview, identity.
+
+No Streamlit here: the dashboard page and the CLI (``cli_mitigate``) both drive these functions.
+"""
+
+from dnsfleet.mitigate.audit import AuditLog
+from dnsfleet.mitigate.kube import Kube, KubeError, MitigationError, ObjectRef, make_client, writes_enabled
+from dnsfleet.mitigate.plan import (
+    Change,
+    Plan,
+    Result,
+    Skip,
+    WritesDisabled,
+    apply,
+    check_permissions,
+    dry_run,
+    exclude_failed,
+)
+
+__all__ = [
+    "AuditLog",
+    "Change",
+    "Kube",
+    "KubeError",
+    "MitigationError",
+    "ObjectRef",
+    "Plan",
+    "Result",
+    "Skip",
+    "WritesDisabled",
+    "apply",
+    "check_permissions",
+    "dry_run",
+    "exclude_failed",
+    "make_client",
+    "writes_enabled",
+]
