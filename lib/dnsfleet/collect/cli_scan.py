@@ -1,0 +1,238 @@
+"""``dnsfleet scan``: read live clusters, score them, print a summary, optionally save the snapshot.
+
+Exit codes: 0 ok, 1 when a cluster is at or above ``--fail-on``, 2 usage or configuration error.
+Progress goes to stderr (a bar on a terminal, one line per cluster otherwise); results to stdout.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import sys
+from pathlib import Path
+from typing import Any, TextIO
+
+import orjson
+import pandas as pd
+
+from dnsfleet.collect import ConfigError, PromSource, scan
+from dnsfleet.snapshot import save
+
+LEVEL_RANK = {"low": 1, "medium": 2, "high": 3}
+SUMMARY_COLUMNS = ("cluster", "status", "level", "score", "nodes", "pods", "exposed_pods", "reason", "why")
+
+
+def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Register ``scan`` on an ``argparse`` subparsers object."""
+    p = subparsers.add_parser(
+        "scan",
+        help="scan live clusters from a kubeconfig",
+        description="Read clusters through the Kubernetes API (and Prometheus), rank their DNS race risk.",
+    )
+    p.add_argument(
+        "--kubeconfig", metavar="F", help="kubeconfig file(s), ':'-separated (default $KUBECONFIG)"
+    )
+    sel = p.add_mutually_exclusive_group()
+    sel.add_argument(
+        "--context", metavar="C", action="append", dest="contexts", help="context to scan (repeat)"
+    )
+    sel.add_argument("--all-contexts", action="store_true", help="scan every context of the kubeconfig")
+    p.add_argument(
+        "--prometheus", metavar="URL", help="Prometheus-compatible API for CoreDNS/conntrack metrics"
+    )
+    p.add_argument("--prometheus-token-file", metavar="F", help="file holding a bearer token for Prometheus")
+    p.add_argument("--prometheus-ca-file", metavar="F", help="CA bundle for an https Prometheus")
+    p.add_argument(
+        "--cluster-label", metavar="L", default="cluster", help="label naming the cluster (cluster)"
+    )
+    p.add_argument("--prometheus-time", metavar="EPOCH", type=float, help="evaluation time (default now)")
+    p.add_argument("--metrics-window", metavar="S", type=float, default=3600.0, help="rate window, s (3600)")
+    p.add_argument("--no-scrape", action="store_true", help="without Prometheus, do not scrape CoreDNS pods")
+    p.add_argument("--out", metavar="FILE", help="save the snapshot (gzip when it ends in .gz)")
+    p.add_argument("-o", "--output", choices=("table", "json", "csv"), default="table", help="summary format")
+    p.add_argument(
+        "--fail-on", choices=("high", "medium", "low"), help="exit 1 if a cluster is at/above this"
+    )
+    p.add_argument("--timeout", metavar="S", type=float, default=10.0, help="per-request timeout, s (10)")
+    p.add_argument("--workers", metavar="N", type=int, default=8, help="clusters scanned at once (8)")
+    p.set_defaults(func=run_scan)
+    return p
+
+
+class ProgressBar:
+    """Progress on stderr: a redrawn bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, stream: TextIO, total: int | None = None) -> None:
+        self.stream = stream
+        self.tty = stream.isatty()
+        self.total = total
+        self.started = 0
+        self.done = 0
+
+    def __call__(self, event: str, cluster: str, detail: str) -> None:
+        if event == "cluster_started":
+            self.started += 1
+        elif event == "cluster_done":
+            self.done += 1
+        total = self.total or self.started
+        if self.tty:
+            width = 24
+            fill = int(width * self.done / total) if total else 0
+            line = f"\r[{'#' * fill}{'.' * (width - fill)}] {self.done}/{total} {cluster}: {detail}"
+            self.stream.write(line[:119].ljust(119))
+            if self.done == total and event == "cluster_done":
+                self.stream.write("\n")
+        elif event == "cluster_done":
+            self.stream.write(f"[{self.done}/{total}] {cluster}: {detail}\n")
+        self.stream.flush()
+
+
+def _prom_source(args: argparse.Namespace) -> PromSource | None:
+    if not args.prometheus:
+        if args.prometheus_token_file:
+            raise ConfigError("--prometheus-token-file needs --prometheus")
+        return None
+    token = None
+    if args.prometheus_token_file:
+        try:
+            token = Path(args.prometheus_token_file).read_text().strip()
+        except OSError as e:
+            raise ConfigError(
+                f"cannot read --prometheus-token-file {args.prometheus_token_file}: {e.strerror}"
+            ) from None
+        if not token:
+            raise ConfigError(f"--prometheus-token-file {args.prometheus_token_file} is empty")
+    if args.prometheus_ca_file and not Path(args.prometheus_ca_file).is_file():
+        raise ConfigError(f"--prometheus-ca-file not found: {args.prometheus_ca_file}")
+    try:
+        return PromSource(
+            args.prometheus,
+            token=token,
+            ca_file=args.prometheus_ca_file,
+            cluster_label=args.cluster_label,
+            time=args.prometheus_time,
+            window_s=args.metrics_window,
+            timeout=args.timeout,
+        )
+    except ValueError as e:
+        raise ConfigError(str(e)) from None
+
+
+def summary_frame(clusters: pd.DataFrame) -> pd.DataFrame:
+    cols = [c for c in SUMMARY_COLUMNS if c in clusters.columns]
+    return clusters[cols].reset_index(drop=True)
+
+
+def snapshot_summary(snap: dict[str, Any]) -> pd.DataFrame:
+    """The summary straight from the snapshot, without scores (used when scoring is unavailable)."""
+    rows = [
+        {
+            "cluster": c["name"],
+            "status": c.get("status"),
+            "level": "unknown",
+            "score": None,
+            "nodes": None if c.get("nodes") is None else len(c["nodes"]),
+            "pods": None if c.get("pods") is None else len(c["pods"]),
+            "exposed_pods": None,
+            "reason": c.get("reason"),
+            "why": None,
+        }
+        for c in snap.get("clusters") or []
+    ]
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+
+
+def render_table(df: pd.DataFrame) -> str:
+    def cell(v: Any, col: str) -> str:
+        if v is None or v is pd.NA or (isinstance(v, float) and v != v):
+            return "-"
+        if col == "score":
+            return f"{float(v):.0f}"
+        text = " ".join(str(v).split())
+        return text if len(text) <= 70 else text[:69] + "…"
+
+    cols = list(df.columns)
+    rows = [[cell(v, c) for v, c in zip(r, cols, strict=True)] for r in df.itertuples(index=False)]
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def render_json(df: pd.DataFrame) -> str:
+    records = []
+    for r in df.astype(object).where(df.notna(), None).to_dict(orient="records"):
+        records.append({k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()})
+    return orjson.dumps(records, option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def render_csv(df: pd.DataFrame) -> str:
+    buf = io.StringIO()
+    df.to_csv(buf, index=False, quoting=csv.QUOTE_MINIMAL)
+    return buf.getvalue()
+
+
+def run_scan(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
+    """Run ``dnsfleet scan``; returns the exit code."""
+    from dnsfleet.engine import analyze  # the engine pulls in pandas-heavy modules; only needed here
+
+    out = stdout or sys.stdout
+    err = stderr or sys.stderr
+    try:
+        if args.timeout <= 0:
+            raise ConfigError("--timeout must be positive")
+        prom = _prom_source(args)
+        if args.out and not Path(args.out).resolve().parent.is_dir():
+            raise ConfigError(f"--out directory does not exist: {Path(args.out).parent}")
+        snap = scan(
+            kubeconfig=args.kubeconfig,
+            contexts=args.contexts,
+            all_contexts=args.all_contexts,
+            prometheus=prom,
+            progress=ProgressBar(err),
+            timeout=args.timeout,
+            workers=args.workers,
+            scrape=not args.no_scrape,
+        )
+    except ConfigError as e:
+        err.write(f"dnsfleet scan: {e}\n")
+        return 2
+    if args.out:
+        try:
+            path = save(snap, args.out)
+        except OSError as e:
+            err.write(f"dnsfleet scan: cannot write {args.out}: {e.strerror}\n")
+            return 2
+        err.write(f"snapshot written to {path}\n")
+    try:
+        df = summary_frame(analyze(snap).clusters)
+    except Exception as e:  # scoring must not hide the scan result; say why in one line
+        err.write(f"dnsfleet scan: scoring failed ({type(e).__name__}: {' '.join(str(e).split())[:160]})\n")
+        df = snapshot_summary(snap)
+    render = {"table": render_table, "json": render_json, "csv": render_csv}[args.output]
+    out.write(render(df))
+    out.flush()
+    if args.fail_on:
+        threshold = LEVEL_RANK[args.fail_on]
+        hits = [
+            f"{c} ({lvl})"
+            for c, lvl in zip(df["cluster"], df["level"], strict=True)
+            if LEVEL_RANK.get(str(lvl), 0) >= threshold
+        ]
+        if hits:
+            err.write(f"clusters at or above {args.fail_on}: {', '.join(hits)}\n")
+            return 1
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Stand-alone entry (``python -m dnsfleet.collect.cli_scan``) until the main CLI wires ``scan`` in."""
+    parser = argparse.ArgumentParser(prog="dnsfleet")
+    add_scan_parser(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
