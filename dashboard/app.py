@@ -1,0 +1,22 @@
+"""dnsfleet dashboard entry point: ``streamlit run dashboard/app.py`` from the repository root.
+
+A frame around the pages in ``pages/``: page config, navigation, the data-source sidebar and the
+source error line; each page then renders itself.
+"""
+
+import sys
+from pathlib import Path
+
+_ROOT = str(Path(__file__).resolve().parent.parent)
+if _ROOT not in sys.path:  # `streamlit run` puts dashboard/ on sys.path, the pages import `dashboard.*`
+    sys.path.insert(0, _ROOT)
+
+import streamlit as st  # noqa: E402
+
+from dashboard import nav, state  # noqa: E402
+
+st.set_page_config(page_title="dnsfleet", page_icon=":material/dns:", layout="wide")
+current = st.navigation(nav.pages())
+state.render_sidebar()
+state.render_source_error()
+current.run()

@@ -1,0 +1,575 @@
+"""Pure plotly figure builders: frame in, ``go.Figure`` out. No Streamlit, no scoring.
+
+Every chart has a title, axis titles with units and hover details, and uses ONE colour per risk level
+(``LEVEL_COLORS``) everywhere; race fix states reuse the same colours (open = high, fixed = low).
+Builders aggregate before plotting and cap the number of marks, so a 100,000-pod fleet sends a few
+hundred points to the browser, not a point per pod.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Iterable
+
+import pandas as pd
+import plotly.graph_objects as go
+from dnsfleet.schema import FACTOR_NAMES, LEVELS
+from plotly.subplots import make_subplots
+
+LEVEL_COLORS: dict[str, str] = {
+    "high": "#d62728",
+    "medium": "#f0a202",
+    "low": "#2ca02c",
+    "unknown": "#9e9e9e",
+}
+# Race fix states use the level colours: an open race is the "high" colour, a fixed one the "low" colour.
+STATE_COLORS: dict[str, str] = {
+    "open": LEVEL_COLORS["high"],
+    "fixed": LEVEL_COLORS["low"],
+    "unknown": LEVEL_COLORS["unknown"],
+}
+RACES: dict[str, str] = {
+    "race1": "Race 1: matching conntracks",
+    "race2": "Race 2: same-origin NAT",
+    "race3": "Race 3: different DNAT endpoints",
+    "nfqueue": "NFQUEUE clash path",
+}
+# The three conntrack races; the NFQUEUE path only matters where an NFQUEUE agent is on the DNS path.
+CORE_RACES = ("race1", "race2", "race3")
+FACTOR_LABELS: dict[str, str] = {
+    "kernel": "Kernel",
+    "service_path": "Service path",
+    "resolver": "Resolver",
+    "ndots": "ndots",
+    "query_rate": "Query rate",
+    "evidence": "conntrack evidence",
+}
+SERIES_COLORS = (
+    "#1f77b4",
+    "#9467bd",
+    "#17becf",
+    "#8c564b",
+    "#e377c2",
+    "#7f7f7f",
+    "#bcbd22",
+    "#393b79",
+    "#637939",
+    "#843c39",
+)
+_FONT = {"family": "Source Sans Pro, sans-serif", "size": 13}
+
+
+def _layout(fig: go.Figure, title: str, height: int = 380, **kw: object) -> go.Figure:
+    fig.update_layout(
+        title={"text": title, "x": 0, "xanchor": "left"},
+        height=height,
+        margin={"l": 10, "r": 10, "t": 60, "b": 40},
+        font=_FONT,
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 1, "xanchor": "right"},
+        hoverlabel={"align": "left"},
+        **kw,
+    )
+    return fig
+
+
+def _wrap(text: object, width: int = 80, limit: int = 400) -> str:
+    """HTML-escaped text broken into lines for a hover box."""
+    if text is None or text is pd.NA or (isinstance(text, float) and pd.isna(text)):
+        return ""
+    s = str(text)
+    if len(s) > limit:
+        s = s[: limit - 1] + "…"
+    out, line = [], ""
+    for word in s.split():
+        if line and len(line) + 1 + len(word) > width:
+            out.append(line)
+            line = word
+        else:
+            line = f"{line} {word}".strip()
+    out.append(line)
+    return "<br>".join(html.escape(x) for x in out)
+
+
+def _num(v: object, fmt: str = "{:.0f}", na: str = "n/a") -> str:
+    return na if v is None or pd.isna(v) else fmt.format(v)
+
+
+def empty_figure(title: str, message: str, height: int = 240) -> go.Figure:
+    """A blank chart that says why it is blank (nothing collected, nothing matches the filters)."""
+    fig = go.Figure()
+    fig.add_annotation(
+        text=html.escape(message), showarrow=False, x=0.5, y=0.5, xref="paper", yref="paper", font=_FONT
+    )
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, title, height=height)
+
+
+def ranked(clusters: pd.DataFrame) -> pd.DataFrame:
+    """Clusters highest score first; clusters without a score (failed scans) last."""
+    return clusters.sort_values(["score", "cluster"], ascending=[False, True], na_position="last")
+
+
+# --- fleet overview -------------------------------------------------------------------------------
+
+
+def ranking_bar(clusters: pd.DataFrame, top: int = 40) -> go.Figure:
+    """Horizontal bars of cluster risk score, highest on top, one colour per level."""
+    title = "Clusters ranked by DNS-race risk"
+    if clusters.empty:
+        return empty_figure(title, "No clusters in this data source.")
+    df = ranked(clusters).head(top)
+    if len(clusters) > top:
+        title += f" (top {top} of {len(clusters)})"
+    fig = go.Figure()
+    for level in LEVELS:
+        part = df[df["level"].fillna("unknown") == level]
+        if part.empty:
+            continue
+        hover = [
+            f"<b>{html.escape(str(r.cluster))}</b><br>"
+            f"score {_num(r.score)} / 100 · level {level}<br>"
+            f"scan {html.escape(str(r.status))}"
+            + (f": {_wrap(r.reason)}" if pd.notna(r.reason) else "")
+            + f"<br>exposed pods {_num(r.exposed_pods)} of {_num(r.pods)}"
+            + (f"<br>{_wrap(r.why)}" if pd.notna(r.why) else "")
+            for r in part.itertuples()
+        ]
+        fig.add_bar(
+            y=part["cluster"].astype(str),
+            x=part["score"].astype("Float64").fillna(0).astype(float),
+            orientation="h",
+            name=level,
+            marker_color=LEVEL_COLORS[level],
+            text=[_num(s, na="no data") for s in part["score"]],
+            textposition="auto",
+            hovertext=hover,
+            hovertemplate="%{hovertext}<extra></extra>",
+        )
+    order = df["cluster"].astype(str).tolist()
+    fig.update_yaxes(title_text="Cluster", categoryorder="array", categoryarray=order[::-1], automargin=True)
+    fig.update_xaxes(title_text="Risk score (points, 0-100)", range=[0, 100])
+    return _layout(fig, title, height=max(260, 90 + 26 * len(df)), barmode="overlay")
+
+
+def factor_heatmap(clusters: pd.DataFrame, top: int = 40) -> go.Figure:
+    """Cluster x factor matrix of the points each factor adds to the score (the ``*_pts`` columns)."""
+    title = "Where each cluster's score comes from"
+    if clusters.empty:
+        return empty_figure(title, "No clusters in this data source.")
+    df = ranked(clusters).head(top)
+    if len(clusters) > top:
+        title += f" (top {top} of {len(clusters)})"
+    labels = [FACTOR_LABELS[f] for f in FACTOR_NAMES]
+    z = [
+        [None if pd.isna(v) else float(v) for v in row]
+        for row in df[[f"{f}_pts" for f in FACTOR_NAMES]].to_numpy()
+    ]
+    text = [["" if v is None else f"{v:.0f}" for v in row] for row in z]
+    fig = go.Figure(
+        go.Heatmap(
+            z=z,
+            x=labels,
+            y=df["cluster"].astype(str).tolist(),
+            text=text,
+            texttemplate="%{text}",
+            colorscale=[[0, "#fbf7f4"], [0.5, "#f6a36b"], [1, LEVEL_COLORS["high"]]],
+            zmin=0,
+            colorbar={"title": {"text": "points"}},
+            hoverongaps=False,
+            hovertemplate="<b>%{y}</b><br>%{x}: %{z:.1f} points<extra></extra>",
+        )
+    )
+    fig.update_yaxes(title_text="Cluster", autorange="reversed", automargin=True)
+    fig.update_xaxes(title_text="Risk factor (points added to the 0-100 score)", side="bottom")
+    return _layout(fig, title, height=max(260, 110 + 26 * len(df)))
+
+
+# --- nodes and kernels ----------------------------------------------------------------------------
+
+
+def race_status_bars(nodes: pd.DataFrame) -> go.Figure:
+    """Stacked bars: for each race, how many nodes run a kernel where it is fixed, open or unknown."""
+    title = "Kernel fix status per race (nodes)"
+    if nodes.empty:
+        return empty_figure(title, "No nodes in the selection.")
+    fig = go.Figure()
+    names = list(RACES.values())
+    for state in ("open", "unknown", "fixed"):
+        counts = [int((nodes[col].fillna("unknown") == state).sum()) for col in RACES]
+        fig.add_bar(
+            x=names,
+            y=counts,
+            name=state,
+            marker_color=STATE_COLORS[state],
+            text=[c or "" for c in counts],
+            hovertemplate="%{x}<br>" + state + ": %{y} nodes<extra></extra>",
+        )
+    fig.update_xaxes(title_text="Race (kernel fix)")
+    fig.update_yaxes(title_text="Nodes (count)")
+    return _layout(fig, title, barmode="stack")
+
+
+def kernel_verdict(nodes: pd.DataFrame) -> pd.Series:
+    """Per node: 'open' if race 1, 2 or 3 is open on its kernel, else 'unknown' if any of them is unknown,
+    else 'fixed'. (The NFQUEUE path is left out: it matters only with an NFQUEUE agent.)"""
+    states = nodes[list(CORE_RACES)].fillna("unknown")
+    any_open = (states == "open").any(axis=1)
+    any_unknown = (states == "unknown").any(axis=1)
+    out = pd.Series("fixed", index=nodes.index, dtype="string")
+    out[any_unknown] = "unknown"
+    out[any_open] = "open"
+    return out
+
+
+def _open_list(nodes: pd.DataFrame) -> pd.Series:
+    """Per node, the races open on its kernel as text ('race1, race3'), 'none' when none is."""
+    out = pd.Series("", index=nodes.index, dtype="string")
+    for col in RACES:
+        hit = nodes[col].fillna("unknown") == "open"
+        out[hit] = out[hit] + (out[hit].str.len() > 0).map({True: ", ", False: ""}) + col
+    return out.replace("", "none")
+
+
+def kernel_bars(nodes: pd.DataFrame, top: int = 25) -> go.Figure:
+    """Nodes per kernel version (most common first), coloured by whether any race is open on it."""
+    title = "Kernel versions in use"
+    if nodes.empty:
+        return empty_figure(title, "No nodes in the selection.")
+    df = nodes.assign(
+        kernel=nodes["kernel_version"].fillna("unknown").astype(str),
+        verdict=kernel_verdict(nodes),
+        open_races=_open_list(nodes),
+    )
+    agg = (
+        df.groupby("kernel", sort=False)
+        .agg(
+            nodes=("node", "size"),
+            clusters=("cluster", "nunique"),
+            verdict=("verdict", "first"),
+            distro=("distro", "first"),
+            open_races=("open_races", "first"),
+        )
+        .sort_values(["nodes", "kernel"], ascending=[False, True])
+    )
+    if len(agg) > top:
+        title += f" (top {top} of {len(agg)} kernels)"
+        agg = agg.head(top)
+    fig = go.Figure()
+    for state in ("open", "unknown", "fixed"):
+        part = agg[agg["verdict"] == state]
+        if part.empty:
+            continue
+        fig.add_bar(
+            y=part.index.tolist(),
+            x=part["nodes"].tolist(),
+            orientation="h",
+            name={"open": "race 1, 2 or 3 open", "unknown": "fix status unknown", "fixed": "races 1-3 fixed"}[
+                state
+            ],
+            marker_color=STATE_COLORS[state],
+            customdata=part[["clusters", "distro", "open_races"]].astype(str).to_numpy(),
+            hovertemplate="<b>%{y}</b><br>%{x} nodes in %{customdata[0]} clusters<br>"
+            "distro %{customdata[1]}<br>open: %{customdata[2]}<extra></extra>",
+        )
+    fig.update_yaxes(
+        title_text="Kernel version",
+        categoryorder="array",
+        categoryarray=agg.index.tolist()[::-1],
+        automargin=True,
+    )
+    fig.update_xaxes(title_text="Nodes (count)")
+    return _layout(fig, title, height=max(260, 100 + 24 * len(agg)), barmode="overlay")
+
+
+def top_series_keys(df: pd.DataFrame, key: list[str], value: str, top: int) -> list[tuple]:
+    """The ``top`` keys with the largest total ``value`` (ties by name), for capping the lines drawn."""
+    totals = df.groupby(key, sort=True)[value].sum(min_count=1).fillna(0)
+    totals = totals.sort_values(ascending=False, kind="stable")
+    return [k if isinstance(k, tuple) else (k,) for k in totals.head(top).index]
+
+
+def conntrack_lines(series: pd.DataFrame, top: int = 10) -> go.Figure:
+    """insert_failed per second over time, one line per node (the ``top`` busiest nodes)."""
+    title = "conntrack insert_failed per node"
+    if series.empty or series["insert_failed_rate"].isna().all():
+        return empty_figure(title, "Not collected: no node conntrack series for this selection.")
+    keys = top_series_keys(series, ["cluster", "node"], "insert_failed_rate", top)
+    n_nodes = series[["cluster", "node"]].drop_duplicates().shape[0]
+    if n_nodes > top:
+        title += f" (top {top} of {n_nodes} nodes by total)"
+    fig = go.Figure()
+    grouped = dict(tuple(series.groupby(["cluster", "node"], sort=False)))
+    for i, k in enumerate(keys):
+        part = grouped[k].sort_values("ts")
+        fig.add_scatter(
+            x=part["ts"],
+            y=part["insert_failed_rate"].astype(float),
+            mode="lines",
+            name=f"{k[0]}/{k[1]}",
+            line={"color": SERIES_COLORS[i % len(SERIES_COLORS)]},
+            hovertemplate=f"{html.escape(k[0])}/{html.escape(k[1])}<br>%{{x}}<br>%{{y:.3f}} insert_failed/s"
+            "<extra></extra>",
+        )
+    fig.update_xaxes(title_text="Time (UTC)")
+    fig.update_yaxes(title_text="insert_failed (per second)", rangemode="tozero")
+    return _layout(fig, title)
+
+
+# --- CoreDNS --------------------------------------------------------------------------------------
+
+
+def metric_lines(
+    series: pd.DataFrame,
+    metric: str,
+    title: str,
+    y_title: str,
+    clusters: Iterable[str] | None = None,
+    top: int = 10,
+    hover_unit: str = "",
+) -> go.Figure:
+    """One line per cluster for one CoreDNS ``metric`` of the long ``coredns_series`` frame."""
+    df = series[series["metric"] == metric]
+    if clusters is not None:
+        df = df[df["cluster"].isin(list(clusters))]
+    df = df.dropna(subset=["value"])
+    if df.empty:
+        return empty_figure(title, f"Not collected: no {metric} series for this selection.")
+    keys = top_series_keys(df, ["cluster"], "value", top)
+    n = df["cluster"].nunique()
+    if n > top:
+        title += f" (top {top} of {n} clusters)"
+    fig = go.Figure()
+    grouped = dict(tuple(df.groupby("cluster", sort=False)))
+    for i, (c,) in enumerate(keys):
+        part = grouped[c].sort_values("ts")
+        fig.add_scatter(
+            x=part["ts"],
+            y=part["value"].astype(float),
+            mode="lines",
+            name=str(c),
+            line={"color": SERIES_COLORS[i % len(SERIES_COLORS)]},
+            hovertemplate=f"{html.escape(str(c))}<br>%{{x}}<br>%{{y:.3g}} {hover_unit}<extra></extra>",
+        )
+    fig.update_xaxes(title_text="Time (UTC)")
+    fig.update_yaxes(title_text=y_title, rangemode="tozero")
+    return _layout(fig, title)
+
+
+def latency_quantiles(series: pd.DataFrame, cluster: str) -> go.Figure:
+    """Server-side p50 and p99 (and upstream forward p99) latency over time for one cluster."""
+    title = f"CoreDNS latency quantiles: {cluster}"
+    df = series[
+        (series["cluster"] == cluster) & series["metric"].isin(["p50_ms", "p99_ms", "forward_p99_ms"])
+    ]
+    df = df.dropna(subset=["value"])
+    if df.empty:
+        return empty_figure(title, "Not collected: no latency series for this cluster.")
+    names = {"p50_ms": "p50 (server)", "p99_ms": "p99 (server)", "forward_p99_ms": "p99 forward (upstream)"}
+    dashes = {"p50_ms": "solid", "p99_ms": "solid", "forward_p99_ms": "dot"}
+    colors = {"p50_ms": SERIES_COLORS[0], "p99_ms": SERIES_COLORS[1], "forward_p99_ms": SERIES_COLORS[3]}
+    fig = go.Figure()
+    for m in ("p50_ms", "p99_ms", "forward_p99_ms"):
+        part = df[df["metric"] == m].sort_values("ts")
+        if part.empty:
+            continue
+        fig.add_scatter(
+            x=part["ts"],
+            y=part["value"].astype(float),
+            mode="lines",
+            name=names[m],
+            line={"color": colors[m], "dash": dashes[m]},
+            hovertemplate=f"{names[m]}<br>%{{x}}<br>%{{y:.1f}} ms<extra></extra>",
+        )
+    fig.update_xaxes(title_text="Time (UTC)")
+    fig.update_yaxes(title_text="Latency (ms)", rangemode="tozero")
+    return _layout(fig, title)
+
+
+RCODE_COLORS = {
+    "NOERROR": LEVEL_COLORS["low"],
+    "NXDOMAIN": "#1f77b4",
+    "SERVFAIL": LEVEL_COLORS["high"],
+    "REFUSED": LEVEL_COLORS["medium"],
+}
+
+
+def rcode_mix(series: pd.DataFrame, cluster: str) -> go.Figure:
+    """Responses per second by rcode over time for one cluster (stacked areas)."""
+    title = f"CoreDNS responses by rcode: {cluster}"
+    df = series[(series["cluster"] == cluster) & series["metric"].str.startswith("rcode:")].dropna(
+        subset=["value"]
+    )
+    if df.empty:
+        return empty_figure(title, "Not collected: no rcode series for this cluster.")
+    df = df.assign(rcode=df["metric"].str.slice(len("rcode:")))
+    order = df.groupby("rcode")["value"].sum().sort_values(ascending=False).index.tolist()
+    fig = go.Figure()
+    for i, rc in enumerate(order):
+        part = df[df["rcode"] == rc].sort_values("ts")
+        fig.add_scatter(
+            x=part["ts"],
+            y=part["value"].astype(float),
+            mode="lines",
+            stackgroup="rcode",
+            name=rc,
+            line={"color": RCODE_COLORS.get(rc, SERIES_COLORS[(i + 4) % len(SERIES_COLORS)])},
+            hovertemplate=f"{html.escape(rc)}<br>%{{x}}<br>%{{y:.3g}} responses/s<extra></extra>",
+        )
+    fig.update_xaxes(title_text="Time (UTC)")
+    fig.update_yaxes(title_text="Responses (per second)", rangemode="tozero")
+    return _layout(fig, title)
+
+
+def coredns_comparison(metrics: pd.DataFrame, top: int = 30) -> go.Figure:
+    """Per-cluster comparison: query rate, server p99, forward p99 and SERVFAIL share, side by side."""
+    title = "CoreDNS per cluster"
+    df = metrics.dropna(subset=["qps", "p99_ms", "forward_p99_ms", "servfail_share"], how="all")
+    if df.empty:
+        return empty_figure(title, "Not collected: no CoreDNS metrics for any cluster.")
+    df = df.sort_values("qps", ascending=False, na_position="last")
+    if len(df) > top:
+        title += f" (top {top} of {len(df)} by query rate)"
+        df = df.head(top)
+    panels = [
+        ("qps", "Query rate (req/s)", "{:.1f} req/s", 1.0),
+        ("p99_ms", "Server p99 (ms)", "{:.1f} ms", 1.0),
+        ("forward_p99_ms", "Forward p99 (ms)", "{:.1f} ms", 1.0),
+        ("servfail_share", "SERVFAIL (%)", "{:.2f} %", 100.0),
+    ]
+    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, subplot_titles=[p[1] for p in panels])
+    y = df["cluster"].astype(str).tolist()
+    for i, (col, label, fmt, mult) in enumerate(panels, start=1):
+        vals = [None if pd.isna(v) else float(v) * mult for v in df[col]]
+        fig.add_bar(
+            y=y,
+            x=vals,
+            orientation="h",
+            marker_color=SERIES_COLORS[i - 1],
+            showlegend=False,
+            text=["not collected" if v is None else fmt.format(v) for v in vals],
+            textposition="none",
+            hovertemplate="<b>%{y}</b><br>" + label + ": %{text}<extra></extra>",
+            row=1,
+            col=i,
+        )
+        fig.update_xaxes(title_text=label, rangemode="tozero", row=1, col=i)
+    fig.update_yaxes(autorange="reversed", automargin=True, row=1, col=1)
+    fig.update_yaxes(title_text="Cluster", row=1, col=1)
+    return _layout(fig, title, height=max(280, 120 + 24 * len(df)))
+
+
+# --- workloads ------------------------------------------------------------------------------------
+
+
+def _dominant_level(g: pd.DataFrame) -> str:
+    """The level holding the most pods in a group (ties go to the more severe level)."""
+    by = g.groupby("level", observed=True)["pods"].sum()
+    if by.empty or by.max() <= 0:
+        return "unknown"
+    best = by.max()
+    return next(lv for lv in LEVELS if by.get(lv, -1) == best)
+
+
+def workload_treemap(workloads: pd.DataFrame, top: int = 300) -> go.Figure:
+    """Treemap cluster > namespace > workload, sized by pods, coloured by risk level.
+
+    Only the ``top`` workloads by pods are drawn individually; the rest of each namespace is one
+    "other workloads" tile, so the browser gets at most a few hundred tiles. A parent tile takes the
+    colour of the level that holds most of its pods.
+    """
+    title = "Workloads by namespace (size = pods, colour = risk level)"
+    df = workloads[workloads["pods"].fillna(0) > 0]
+    if df.empty:
+        return empty_figure(title, "No workloads with running pods in the selection.")
+    df = df.assign(
+        level=df["level"].fillna("unknown").astype(str),
+        pods=df["pods"].fillna(0).astype(int),
+        exposed=df["exposed_pods"].fillna(0).astype(int),
+        ns_id=df["cluster"].astype(str) + "/" + df["namespace"].astype(str),
+    )
+    df = df.sort_values(["pods", "workload_id"], ascending=[False, True])
+    shown, rest = df.head(top), df.iloc[top:]
+    if len(rest):
+        title += f" ({top} largest of {len(df)} workloads drawn; the rest grouped per namespace)"
+    ids, labels, parents, values, colors, hover = [], [], [], [], [], []
+
+    def add(id_: str, label: str, parent: str, pods: int, level: str, text: str) -> None:
+        ids.append(id_)
+        labels.append(label)
+        parents.append(parent)
+        values.append(pods)
+        colors.append(LEVEL_COLORS.get(level, LEVEL_COLORS["unknown"]))
+        hover.append(text)
+
+    for c, g in df.groupby("cluster", sort=True):
+        lv = _dominant_level(g)
+        add(
+            str(c),
+            str(c),
+            "",
+            int(g["pods"].sum()),
+            lv,
+            f"cluster {html.escape(str(c))}<br>"
+            f"{g['pods'].sum()} pods, {g['exposed'].sum()} exposed<br>most pods: {lv}",
+        )
+    for ns_id, g in df.groupby("ns_id", sort=True):
+        lv = _dominant_level(g)
+        c = str(g["cluster"].iloc[0])
+        ns = str(g["namespace"].iloc[0])
+        add(
+            ns_id,
+            ns,
+            c,
+            int(g["pods"].sum()),
+            lv,
+            f"namespace {html.escape(ns)} in {html.escape(c)}<br>"
+            f"{g['pods'].sum()} pods, {g['exposed'].sum()} exposed<br>most pods: {lv}",
+        )
+    for r in shown.itertuples():
+        add(
+            str(r.workload_id),
+            f"{r.kind}/{r.name}",
+            str(r.ns_id),
+            int(r.pods),
+            str(r.level),
+            f"{html.escape(str(r.kind))}/{html.escape(str(r.name))}<br>{r.pods} pods, {r.exposed} exposed<br>"
+            f"level {r.level}, score {_num(r.score)}<br>resolver {html.escape(str(r.resolver))}",
+        )
+    for ns_id, g in rest.groupby("ns_id", sort=True):
+        lv = _dominant_level(g)
+        add(
+            f"{ns_id}/(other)",
+            f"{len(g)} other workloads",
+            str(ns_id),
+            int(g["pods"].sum()),
+            lv,
+            f"{len(g)} smaller workloads<br>{g['pods'].sum()} pods, {g['exposed'].sum()} exposed<br>"
+            f"most pods: {lv}",
+        )
+    fig = go.Figure(
+        go.Treemap(
+            ids=ids,
+            labels=labels,
+            parents=parents,
+            values=values,
+            branchvalues="total",
+            marker={"colors": colors, "line": {"width": 1, "color": "white"}},
+            hovertext=hover,
+            hovertemplate="%{hovertext}<extra></extra>",
+            maxdepth=3,
+        )
+    )
+    # A legend for the discrete level colours (a treemap has none of its own).
+    for lv in LEVELS:
+        fig.add_scatter(
+            x=[None],
+            y=[None],
+            mode="markers",
+            name=lv,
+            marker={"color": LEVEL_COLORS[lv], "size": 12, "symbol": "square"},
+            hoverinfo="skip",
+        )
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    return _layout(fig, title, height=520, plot_bgcolor="rgba(0,0,0,0)")

@@ -1,0 +1,66 @@
+"""Cluster: the risk breakdown in plain language, the DNS service path, and what to do first."""
+
+import pandas as pd
+import streamlit as st
+
+from dashboard import charts, ui, views
+from dashboard.state import current_assessment
+
+a = current_assessment()
+
+ranked = views.by_risk(a.clusters)["cluster"].astype(str).tolist()
+st.title("Cluster")
+if not ranked:
+    st.info("No clusters in this data source.")
+    st.stop()
+cluster = ui.url_select("Cluster (highest risk first)", ranked, "cluster", default=ranked[0])
+row = views.cluster_row(a.clusters, cluster)
+
+st.header(cluster)
+ui.level_badge(row["level"], row["score"])
+if row["status"] == "failed":
+    st.error(f"Scan failed: {row['reason'] if pd.notna(row['reason']) else 'no data'}")
+    st.stop()
+if row["status"] == "partial":
+    st.warning(
+        f"Partial scan: {row['reason'] if pd.notna(row['reason']) else 'some resources were unreadable'}. "
+        f"Unreadable: {row['missing'] if pd.notna(row['missing']) else 'not listed'}; "
+        "what they feed is unknown."
+    )
+
+c1, c2, c3, c4 = st.columns(4)
+c1.metric("Risk score", "n/a" if pd.isna(row["score"]) else f"{row['score']:.0f} / 100")
+c2.metric("Pods exposed", f"{ui.fmt_int(row['exposed_pods'])} of {ui.fmt_int(row['pods'])}")
+c3.metric("Nodes", ui.fmt_int(row["nodes"]))
+c4.metric("Kubernetes", row["server_version"] if pd.notna(row["server_version"]) else "unknown")
+
+st.subheader("Why")
+for reason in str(row["why"] if pd.notna(row["why"]) else "no reasons recorded").split("; "):
+    st.markdown(f"- {reason}")
+
+left, right = st.columns([3, 2])
+with left:
+    st.subheader("Risk breakdown")
+    factors = views.cluster_factors(a.factors, cluster)
+    factors = factors.assign(factor=factors["factor"].map(charts.FACTOR_LABELS).fillna(factors["factor"]))
+    ui.table(factors, ["factor", "points", "text", "rule"], key="factors")
+with right:
+    st.subheader("DNS service path")
+    facts = views.dns_path_facts(a.dns_service, cluster)
+    if facts:
+        st.markdown("\n".join(f"- **{label}:** {value}" for label, value in facts))
+    else:
+        st.info("The DNS service path was not collected for this cluster.")
+
+st.subheader("Recommendations, biggest risk reduction first")
+recs = views.cluster_recommendations(a.recommendations, cluster)
+if recs.empty:
+    st.success(
+        "No mitigation needed: no exposed pods were found." if row["score"] == 0 else "No recommendation."
+    )
+else:
+    ui.table(
+        recs,
+        ["mitigation", "scope", "target", "action", "risk_removed", "pods", "note", "rule", "finding_id"],
+        key="recs",
+    )

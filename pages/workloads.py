@@ -1,0 +1,64 @@
+"""Workloads: which owners run exposed pods, which resolver they use, and the fix for each."""
+
+import streamlit as st
+
+from dashboard import charts, ui, views
+from dashboard.state import current_assessment
+
+a = current_assessment()
+
+st.title("Workloads")
+st.caption(
+    "Pods rolled up to their owner. Exposed = the node's kernel has a race open, DNS goes through conntrack "
+    "DNAT and the resolver sends A+AAAA in parallel from one socket."
+)
+
+wl = a.workloads
+f1, f2, f3, f4, f5 = st.columns([2, 2, 1, 1, 2])
+with f1:
+    clusters = ui.url_multiselect("Cluster", views.options(wl, "cluster"), "cluster")
+wl = views.filter_in(wl, "cluster", clusters)
+with f2:
+    namespaces = ui.url_multiselect("Namespace", views.options(wl, "namespace"), "ns")
+with f3:
+    levels = ui.url_multiselect("Level", views.options(wl, "level"), "level")
+with f4:
+    resolvers = ui.url_multiselect("Resolver", views.options(wl, "resolver"), "resolver")
+with f5:
+    text = ui.url_text("Search", "q", placeholder="name, image or option")
+wl = views.filter_in(wl, "namespace", namespaces)
+wl = views.filter_in(wl, "level", levels)
+wl = views.filter_in(wl, "resolver", resolvers)
+wl = views.search(wl, text, ["name", "image", "dns_options", "namespace"])
+
+c1, c2, c3 = st.columns(3)
+c1.metric("Workloads", ui.fmt_int(len(wl)))
+c2.metric("Pods", ui.fmt_int(wl["pods"].fillna(0).sum()))
+c3.metric("Pods exposed", ui.fmt_int(wl["exposed_pods"].fillna(0).sum()))
+
+ui.chart(charts.workload_treemap(wl), key="treemap")
+ui.level_legend()
+
+st.subheader("Workloads, highest risk first")
+ui.table(
+    views.workload_table(wl, a.recommendations),
+    [
+        "cluster",
+        "namespace",
+        "owner",
+        "level",
+        "score",
+        "pods",
+        "exposed_pods",
+        "exposure",
+        "resolver",
+        "image",
+        "dns_policy",
+        "dns_options",
+        "ndots",
+        "stall_s",
+        "recommended_fix",
+        "why",
+    ],
+    key="workloads",
+)
