@@ -1,0 +1,363 @@
+"""Mitigations: plan -> diff -> server-side dry run -> apply (typed confirmation) -> result -> audit -> undo.
+
+All Kubernetes work happens in ``dnsfleet.mitigate``; this page only collects choices and shows results.
+Apply is disabled, with the reason shown, while writes are off (``DNSFLEET_ALLOW_WRITES=1``), while a
+SelfSubjectAccessReview denies the action, before a dry run passed, or until the cluster name is typed.
+"""
+
+import os
+import sys
+
+import pandas as pd
+import streamlit as st
+from dnsfleet.mitigate import kernel as kernel_plan
+from dnsfleet.mitigate import nodelocal, resolver_options
+from dnsfleet.mitigate.audit import AuditLog
+from dnsfleet.mitigate.kube import Kube, MitigationError, ObjectRef, writes_enabled
+from dnsfleet.mitigate.objects import to_yaml_documents
+from dnsfleet.mitigate.plan import Plan, apply, check_permissions, dry_run, exclude_failed
+
+from dashboard.state import current_assessment, current_source
+
+K_PLAN, K_DRY, K_RESULT = "mit.plan", "mit.dry", "mit.result"
+KINDS = ("Resolver options", "NodeLocal DNSCache", "Kernel upgrades")
+
+a = current_assessment()
+src = current_source()
+ss = st.session_state
+audit = AuditLog()
+writes_on = writes_enabled("--allow-writes" in sys.argv)
+live = src.get("kind") == "kubeconfig" and src.get("loaded", True)
+kubeconfig = src.get("kubeconfig") or ss.get("src.kubeconfig") or os.environ.get("DNSFLEET_KUBECONFIG")
+
+st.title("Mitigations")
+st.caption(
+    "Every change is planned from the live object, shown as a diff, checked by a server-side dry run and "
+    "applied only with writes enabled and the cluster name typed. Each object gets an audit record; "
+    "undo restores the previous state."
+)
+if writes_on:
+    st.warning("Writes are **enabled** (DNSFLEET_ALLOW_WRITES=1): Apply changes the clusters.", icon="⚠️")
+else:
+    st.info(
+        "Writes are **off**: plans, diffs and dry runs work; to apply, restart the dashboard with "
+        "`DNSFLEET_ALLOW_WRITES=1`.",
+        icon="🔒",
+    )
+
+
+def _reset() -> None:
+    for k in (K_PLAN, K_DRY, K_RESULT):
+        ss.pop(k, None)
+
+
+def _kube(cluster: str) -> Kube:
+    return Kube.from_kubeconfig(kubeconfig, cluster)
+
+
+def _run(what: str, fn):  # one short error line for anything the library refuses
+    try:
+        return fn()
+    except MitigationError as e:
+        st.error(f"{what}: {e}")
+    return None
+
+
+clusters = list(a.clusters["cluster"])
+if not clusters:
+    st.info("No clusters in the current data source.")
+    st.stop()
+c1, c2 = st.columns([2, 3])
+cluster = c1.selectbox("Cluster", clusters, key="mit.cluster", on_change=_reset)
+kind = c2.radio("Mitigation", KINDS, horizontal=True, key="mit.kind", on_change=_reset)
+plan_reason = (
+    None if live and kubeconfig else "planning reads the live objects: choose a kubeconfig and scan first"
+)
+
+recs = a.recommendations[a.recommendations["cluster"] == cluster]
+if len(recs):
+    with st.expander(f"Recommendations for {cluster} ({len(recs)})", expanded=False):
+        st.dataframe(
+            recs[["mitigation", "target", "action", "pods", "risk_removed", "note"]],
+            hide_index=True,
+            width="stretch",
+        )
+
+dns = a.dns_service[a.dns_service["cluster"] == cluster]
+dns_row = dns.iloc[0].to_dict() if len(dns) else {}
+
+
+def _text(v: object, default: str = "") -> str:
+    return default if v is None or pd.isna(v) else str(v)
+
+
+# --- choose and plan ---------------------------------------------------------------------------------
+if kind == "Resolver options":
+    wl = a.workloads[a.workloads["cluster"] == cluster].copy()
+    wl["label"] = wl["namespace"] + "/" + wl["kind"] + "/" + wl["name"] + " (" + wl["resolver"] + ")"
+    wl = wl.sort_values("score", ascending=False, na_position="last")
+    picked = st.multiselect("Workloads", list(wl["label"]), key="mit.workloads", on_change=_reset)
+    o1, o2, o3, o4 = st.columns(4)
+    pair = o1.radio("Parallel-pair fix", ["single-request-reopen", "use-vc", "none"], key="mit.pair")
+    ndots = o2.number_input("ndots (0 = leave)", 0, 15, 0, key="mit.ndots")
+    timeout = o3.number_input("timeout s (0 = leave)", 0, 30, 0, key="mit.timeout")
+    attempts = o4.number_input("attempts (0 = leave)", 0, 5, 0, key="mit.attempts")
+    options: dict[str, str | None] = {} if pair == "none" else {pair: None}
+    options |= {k: str(v) for k, v in (("ndots", ndots), ("timeout", timeout), ("attempts", attempts)) if v}
+    st.caption(
+        "Options are offered only where the workload's resolver honours them: musl ignores "
+        "single-request-reopen and use-vc (use NodeLocal DNSCache there). The whole dnsConfig is written "
+        "back with existing options, nameservers and searches kept; the change triggers a rollout."
+    )
+    reason = plan_reason or (None if picked else "choose at least one workload")
+    if st.button("Plan", key="mit.plan_btn", disabled=reason is not None, help=reason, type="primary"):
+        rows = wl[wl["label"].isin(picked)]
+        targets = [
+            resolver_options.Target(r["namespace"], r["kind"], r["name"], r["resolver"])
+            for _, r in rows.iterrows()
+        ]
+
+        def _plan() -> Plan:
+            kube = _kube(cluster)
+            return check_permissions(kube, resolver_options.plan_resolver_options(kube, targets, options))
+
+        _reset()
+        ss[K_PLAN] = _run("Plan", _plan)
+    if reason:
+        st.caption(f"Plan disabled: {reason}.")
+
+elif kind == "NodeLocal DNSCache":
+    modes = list(nodelocal.MODES)
+    detected = _text(dns_row.get("kube_proxy_mode"), "unknown")
+    n1, n2, n3, n4 = st.columns(4)
+    mode = n1.selectbox(
+        "kube-proxy mode",
+        modes,
+        index=modes.index(detected) if detected in modes else 0,
+        key="mit.mode",
+        help=f"detected: {detected}",
+        on_change=_reset,
+    )
+    cluster_ip = n2.text_input("kube-dns ClusterIP", _text(dns_row.get("cluster_ip")), key="mit.ip")
+    domain = n3.text_input(
+        "Cluster domain", _text(dns_row.get("cluster_domain"), "cluster.local"), key="mit.dom"
+    )
+    local_ip = n4.text_input("Link-local IP", nodelocal.DEFAULT_LOCAL_IP, key="mit.local")
+    if detected not in modes:
+        st.warning(f"kube-proxy mode here is **{detected}**: NodeLocal DNSCache manifests assume kube-proxy.")
+    if dns_row.get("nodelocal") is True:
+        st.info(
+            "NodeLocal DNSCache is already present in this cluster; dnsfleet will not take its objects over."
+        )
+    try:
+        rendered = nodelocal.render(cluster_ip, mode, cluster_domain=domain, local_ip=local_ip)
+    except MitigationError as e:
+        rendered = None
+        st.error(f"Cannot render: {e}")
+    if rendered:
+        st.download_button(
+            "Download rendered YAML",
+            to_yaml_documents(rendered),
+            file_name=f"nodelocaldns-{cluster}-{mode}.yaml",
+            mime="application/yaml",
+            key="mit.yaml",
+        )
+    st.markdown("**Outside the API**")
+    for step in nodelocal.outside_api_steps(mode, local_ip):
+        st.markdown(f"- {step}")
+    st.markdown("**CNI caveats**")
+    for cav in nodelocal.cni_caveats(_text(dns_row.get("cni"), "unknown")):
+        st.markdown(f"- {cav}")
+    reason = plan_reason or (None if rendered else "fix the inputs above")
+    if st.button("Plan", key="mit.plan_btn", disabled=reason is not None, help=reason, type="primary"):
+
+        def _plan() -> Plan:
+            kube = _kube(cluster)
+            p = nodelocal.plan_nodelocal(
+                kube,
+                proxy_mode=mode,
+                cluster_ip=cluster_ip,
+                cluster_domain=domain,
+                local_ip=local_ip,
+                cni=_text(dns_row.get("cni"), "unknown"),
+            )
+            return check_permissions(kube, p)
+
+        _reset()
+        ss[K_PLAN] = _run("Plan", _plan)
+    if reason:
+        st.caption(f"Plan disabled: {reason}.")
+
+else:
+    st.caption(
+        "Kernel upgrades cannot go through the Kubernetes API: download the node upgrade plan (pools, "
+        "current kernel, the races still open, the minimum kernel that closes them, drain order)."
+    )
+    up = kernel_plan.upgrade_plan(a.nodes, a.dns_service)
+    mine = up[up["cluster"] == cluster]
+    st.metric("Nodes to upgrade or verify", len(mine))
+    st.dataframe(mine, hide_index=True, width="stretch")
+    st.download_button(
+        "Download upgrade plan (CSV, all clusters)",
+        kernel_plan.upgrade_plan_csv(up),
+        file_name="node-upgrade-plan.csv",
+        mime="text/csv",
+        key="mit.kernel_csv",
+    )
+
+# --- undo ----------------------------------------------------------------------------------------------
+last = [r for r in audit.records() if r.get("cluster") == cluster and r.get("result") == "ok"]
+if kind != "Kernel upgrades":
+    st.subheader("Undo")
+    undo_reason = plan_reason
+    if kind == "Resolver options":
+        undoable = {}
+        for r in last:
+            key = "{namespace}/{kind}/{name}".format(**r["object"])
+            if r.get("mitigation") == "resolver-options":
+                undoable[key] = r
+            elif r.get("mitigation") == "undo-resolver-options":
+                undoable.pop(key, None)
+        choice = st.multiselect("Workloads changed by dnsfleet", sorted(undoable), key="mit.undo_pick")
+        undo_reason = undo_reason or (None if choice else "choose a workload dnsfleet changed")
+        if st.button("Plan undo", key="mit.undo_btn", disabled=undo_reason is not None, help=undo_reason):
+
+            def _undo() -> Plan:
+                kube = _kube(cluster)
+                merged = Plan(cluster=cluster, mitigation="undo-resolver-options")
+                for key in choice:
+                    ns, k, name = key.split("/")
+                    p = resolver_options.plan_undo_resolver_options(
+                        kube, ObjectRef(k, ns, name), undoable[key]
+                    )
+                    merged.changes += p.changes
+                    merged.notes += [n for n in p.notes if n not in merged.notes]
+                return check_permissions(kube, merged)
+
+            _reset()
+            ss[K_PLAN] = _run("Plan undo", _undo)
+    else:
+        st.caption("Deletes only the NodeLocal DNSCache objects dnsfleet created (label and field manager).")
+        if st.button("Plan undo", key="mit.undo_btn", disabled=undo_reason is not None, help=undo_reason):
+
+            def _undo_nl() -> Plan:
+                kube = _kube(cluster)
+                return check_permissions(kube, nodelocal.plan_undo_nodelocal(kube))
+
+            _reset()
+            ss[K_PLAN] = _run("Plan undo", _undo_nl)
+    if undo_reason:
+        st.caption(f"Undo disabled: {undo_reason}.")
+
+# --- the current plan: diff, dry run, apply ------------------------------------------------------------
+plan: Plan | None = ss.get(K_PLAN)
+if plan is not None and plan.cluster == cluster:
+    st.subheader(f"Plan: {plan.mitigation} on {plan.cluster}")
+    rows = [
+        {
+            "object": c.ref.label(),
+            "action": c.action,
+            "why": c.why,
+            "blocked": c.blocked or "",
+            "permission": "allowed" if c.allowed else (c.permission or "not checked"),
+            "notes": "; ".join(c.notes),
+        }
+        for c in plan.changes
+    ]
+    st.dataframe(pd.DataFrame(rows), hide_index=True, width="stretch")
+    if plan.skipped:
+        st.markdown("**Not touched**")
+        for s in plan.skipped:
+            st.markdown(f"- {s.target}: {s.reason}")
+    for n in plan.notes:
+        st.caption(n)
+    for c in plan.changes:
+        with st.expander(f"Diff: {c.ref.label()}", expanded=len(plan.changes) == 1):
+            st.code(c.diff() or "(no change)", language="diff")
+
+    actionable = bool(plan.actionable)
+    dry_reason = None if actionable else "nothing in this plan can be sent"
+    if st.button("Dry run", key="mit.dry_btn", disabled=dry_reason is not None, help=dry_reason):
+        ss[K_DRY] = _run("Dry run", lambda: dry_run(_kube(cluster), plan))
+        ss.pop(K_RESULT, None)
+    dry = ss.get(K_DRY)
+    if dry:
+        st.markdown("**Server-side dry run** (`dryRun=All`)")
+        st.dataframe(
+            pd.DataFrame([{"object": r.ref.label(), "result": r.status, "message": r.message} for r in dry]),
+            hide_index=True,
+            width="stretch",
+        )
+
+    allowed, denied = plan.permitted()
+    confirm = st.text_input(f"Type **{cluster}** to confirm", key="mit.confirm")
+    reasons = []
+    if not writes_on:
+        reasons.append("writes are off (start with DNSFLEET_ALLOW_WRITES=1)")
+    if not allowed:
+        reasons += denied or ["nothing to apply"]
+    if not dry:
+        reasons.append("run the dry run first")
+    elif not any(r.ok for r in dry):
+        reasons.append("no object passed the dry run")
+    if confirm.strip() != cluster:
+        reasons.append(f"type the cluster name {cluster!r} to confirm")
+    apply_reason = "; ".join(reasons) or None
+    if st.button(
+        "Apply", key="mit.apply_btn", type="primary", disabled=apply_reason is not None, help=apply_reason
+    ):
+        bar = st.progress(0.0, text="applying…")
+
+        def _progress(i: int, n: int, r) -> None:
+            bar.progress(i / max(n, 1), text=f"{i}/{n} {r.ref.label()}: {r.status}")
+
+        def _apply():
+            exclude_failed(plan, dry)
+            return apply(
+                _kube(cluster), plan, allow_writes=writes_on, confirm=confirm, audit=audit, progress=_progress
+            )
+
+        ss[K_RESULT] = _run("Apply", _apply)
+    if apply_reason:
+        st.caption(f"Apply disabled: {apply_reason}.")
+    result = ss.get(K_RESULT)
+    if result:
+        ok = sum(r.ok for r in result)
+        (st.success if ok == len(result) else st.warning)(f"{ok} of {len(result)} object(s) applied.")
+        st.dataframe(
+            pd.DataFrame(
+                [{"object": r.ref.label(), "result": r.status, "message": r.message} for r in result]
+            ),
+            hide_index=True,
+            width="stretch",
+        )
+
+# --- audit log -----------------------------------------------------------------------------------------
+st.subheader("Audit log")
+records = audit.records()
+st.caption(f"{audit.path} · {len(records)} record(s), append-only JSON lines")
+if records:
+    log = pd.DataFrame(
+        [
+            {
+                "time": r.get("time"),
+                "identity": r.get("identity"),
+                "cluster": r.get("cluster"),
+                "object": "{kind} {namespace}/{name}".format(**(r.get("object") or {})),
+                "mitigation": r.get("mitigation"),
+                "action": r.get("action"),
+                "result": r.get("result"),
+                "message": r.get("message"),
+            }
+            for r in reversed(records[-500:])
+        ]
+    )
+    st.dataframe(log, hide_index=True, width="stretch")
+st.download_button(
+    "Download audit log (JSON lines)",
+    audit.raw_bytes(),
+    file_name="dnsfleet-audit.jsonl",
+    mime="application/x-ndjson",
+    key="mit.audit_dl",
+    disabled=not records,
+)
