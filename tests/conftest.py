@@ -1,0 +1,64 @@
+"""Shared fixtures: the real test fleet (tests/fleet/fleet.py documents the Fleet object).
+
+- ``fleet`` (session): the default three-cluster fleet, started once (builds kube-apiserver/etcd first
+  if needed) and stopped at the end. Never stop or restart its servers: use ``fleet_factory``.
+- ``fleet_factory`` (function): ``fleet_factory([spec.small_cluster("scratch")], prometheus=False)``
+  starts an extra fleet in the test's tmp dir and stops it after the test; for destructive tests.
+
+A fleet that cannot be built or started FAILS the session's fleet tests with the reason (it is not
+skipped: CI must run them). Development shortcut: run ``python -m tests.fleet up --dir D`` in another
+shell and set ``DNSFLEET_FLEET_DIR=D``; the ``fleet`` fixture then attaches to it instead of starting one
+(changes tests make persist in that fleet).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.fleet.fleet import Fleet, FleetError, attach_fleet, ensure_binaries, start_fleet
+from tests.fleet.spec import ClusterSpec
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
+    attach = os.environ.get("DNSFLEET_FLEET_DIR")
+    try:
+        if attach:
+            f = attach_fleet(Path(attach))
+        else:
+            ensure_binaries()
+            f = start_fleet(tmp_path_factory.mktemp("fleet"))
+    except FleetError as e:
+        pytest.fail(f"the test fleet could not start: {e}", pytrace=False)
+    try:
+        yield f
+    finally:
+        f.stop()
+
+
+@pytest.fixture
+def fleet_factory(tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
+    started: list[Fleet] = []
+
+    def make(clusters: list[ClusterSpec] | None = None, *, prometheus: bool = False) -> Fleet:
+        from tests.fleet.spec import small_cluster
+
+        try:
+            ensure_binaries()
+            f = start_fleet(
+                tmp_path / f"fleet{len(started)}", clusters or [small_cluster()], prometheus=prometheus
+            )
+        except FleetError as e:
+            pytest.fail(f"an extra test fleet could not start: {e}", pytrace=False)
+        started.append(f)
+        return f
+
+    try:
+        yield make
+    finally:
+        for f in started:
+            f.stop()
