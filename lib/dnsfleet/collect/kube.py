@@ -298,10 +298,12 @@ def _transport_reason(e: BaseException, server: str, timeout: float) -> str:
         cur = nxt if isinstance(nxt, BaseException) else (cur.__cause__ or cur.__context__)
     text = " ".join(_one_line(str(x)) for x in chain)
     low = text.lower()
-    if (
-        any(isinstance(x, urllib3.exceptions.TimeoutError | TimeoutError) for x in chain)
-        or "timed out" in low
-    ):
+    refused = any(
+        isinstance(x, urllib3.exceptions.NewConnectionError | ConnectionRefusedError) for x in chain
+    )
+    timeout_types = urllib3.exceptions.TimeoutError | TimeoutError
+    # NewConnectionError subclasses ConnectTimeoutError in urllib3 2.x, so a refusal is not a timeout
+    if not refused and (any(isinstance(x, timeout_types) for x in chain) or "timed out" in low):
         return f"timed out after {timeout:g} s talking to {server}"
     if (isinstance(e, ApiException) and e.status == 0) or any(isinstance(x, ssl.SSLError) for x in chain):
         detail = "certificate verify failed" if "certificate verify failed" in low else "handshake failed"

@@ -80,6 +80,9 @@ class PromClient:
         url = self.base + path
         try:
             resp = self.http.request("POST", url, body=urlencode(params), headers=self.headers)
+        except urllib3.exceptions.NewConnectionError as e:  # subclasses ConnectTimeoutError: test it first
+            why = "connection refused" if "refused" in str(e).lower() else "cannot connect"
+            raise PromError(f"Prometheus at {self.base} not reachable: {why}") from None
         except urllib3.exceptions.TimeoutError:
             raise PromError(f"Prometheus at {self.base} timed out after {self.src.timeout:g} s") from None
         except urllib3.exceptions.HTTPError as e:

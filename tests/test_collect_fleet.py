@@ -1,0 +1,498 @@
+"""The collector against the real test fleet (kube-apiserver + etcd per cluster, backfilled Prometheus).
+
+Destructive cases (compacting etcd, restarting or stopping an apiserver, RBAC changes) run on an extra
+``scratch`` cluster started for this module, never on the shared fleet.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+import urllib.request
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+import yaml
+from dnsfleet.collect import PromSource, scan, scan_cluster
+from dnsfleet.collect import kube as K
+from dnsfleet.engine import analyze
+from dnsfleet.snapshot import dumps, loads, new_snapshot
+
+from tests.fleet import spec as S
+from tests.fleet.fleet import ensure_binaries, start_fleet
+
+pytestmark = pytest.mark.fleet
+SECRET_ENV = b"hunter2-do-not-leak"
+
+
+@pytest.fixture(scope="module")
+def live(fleet) -> dict[str, Any]:
+    """One scan of all three contexts with Prometheus, shared by the read-only assertions below."""
+    events: list[tuple[str, str, str, int]] = []
+    t0 = time.monotonic()
+    snap = scan(
+        kubeconfig=fleet.kubeconfig,
+        all_contexts=True,
+        prometheus=PromSource(fleet.prometheus_url, time=fleet.metrics_end),
+        progress=lambda e, c, d: events.append((e, c, d, threading.get_ident())),
+        timeout=10,
+    )
+    return {"snap": snap, "events": events, "elapsed": time.monotonic() - t0, "by": _by_name(snap)}
+
+
+@pytest.fixture(scope="module")
+def scratch(tmp_path_factory):
+    """An extra one-cluster fleet this module may break and repair."""
+    ensure_binaries()
+    f = start_fleet(tmp_path_factory.mktemp("scratch"), [S.small_cluster("scratch")], prometheus=False)
+    try:
+        yield f
+    finally:
+        f.stop()
+
+
+def _by_name(snap: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    return {c["name"]: c for c in snap["clusters"]}
+
+
+# -- a full scan reads what the fleet holds ----------------------------------------------------------
+
+
+def test_scan_reads_every_cluster_as_seeded(fleet, live):
+    snap = live["snap"]
+    assert snap["source"] == "live"
+    assert [c["name"] for c in snap["clusters"]] == fleet.contexts
+    loads(dumps(snap))  # valid against the snapshot format
+    for ctx in fleet.contexts:
+        c, e = live["by"][ctx], fleet.expected(ctx)
+        assert c["status"] == "ok", (ctx, c["reason"])
+        assert c["missing"] == [] and c["reason"] is None
+        assert c["server_version"] == e["server_version"]
+        assert c["provider"] == (e["provider"] if e["provider"] in ("aks", "eks", "gke") else None)
+        assert sorted(n["name"] for n in c["nodes"]) == sorted(e["node_names"])
+        assert {n["name"]: n["kernel_version"] for n in c["nodes"]} == e["node_kernel"]
+        assert all(n["ready"] is True for n in c["nodes"])
+        assert len(c["pods"]) == e["pods"]
+        assert dict(Counter(p["phase"] for p in c["pods"])) == e["pods_by_phase"]
+        assert dict(Counter(p["node"] for p in c["pods"] if p["node"])) == e["pods_per_node"]
+        d = c["dns"]
+        assert d["service_ip"] == e["service_ip"]
+        assert d["ready_endpoints"] == e["endpoints"]
+        assert d["coredns_version"] == e["coredns_version"]
+        assert d["coredns_replicas"] == e["coredns_replicas"]
+        assert d["kube_proxy_mode"] == e["proxy_mode"]
+        assert "kubernetes cluster.local" in d["corefile"]
+        assert d["nodelocal_ip"] == e["nodelocal_ip"]
+        assert d["nodelocal_nodes"] == (e["nodelocal_nodes"] if e["nodelocal"] else [])
+        assert d["nfqueue_agent"] is False
+
+
+def test_cluster_specific_service_paths(live):
+    by = live["by"]
+    assert by["eks-prod"]["dns"]["kube_proxy_present"] is True  # mode came from kube-proxy-config (EKS)
+    edge = by["cilium-edge"]["dns"]
+    assert edge["kube_proxy_present"] is False and edge["kube_proxy_mode"] == "none"
+    assert edge["cilium_config"]["kube-proxy-replacement"] == "true"
+    assert "cilium" in edge["daemonsets"]
+    assert by["aks-legacy"]["dns"]["cilium_config"] is None
+
+
+def test_frames_roll_pods_up_to_their_workloads(fleet, live):
+    a = analyze(live["snap"])
+    for ctx in fleet.contexts:
+        e = fleet.expected(ctx)
+        row = a.clusters.set_index("cluster").loc[ctx]
+        assert (row["nodes"], row["pods"], row["workloads"]) == (e["nodes"], e["pods"], e["workloads"])
+        wl = a.workloads[a.workloads["cluster"] == ctx].set_index("workload_id")
+        assert dict(Counter(wl["kind"])) == e["workloads_by_kind"]
+        for wid, detail in e["workload_detail"].items():
+            got = wl.loc[wid]
+            assert (got["kind"], got["pods"], got["nodes"]) == (
+                detail["kind"],
+                detail["pods"],
+                detail["nodes"],
+            ), wid
+            assert got["image"] == detail["image"]
+
+
+def test_progress_events_arrive_in_order_on_the_calling_thread(fleet, live):
+    events = live["events"]
+    assert {tid for *_, tid in events} == {threading.get_ident()}
+    for ctx in fleet.contexts:
+        mine = [(e, d) for e, c, d, _ in events if c == ctx]
+        assert mine[0][0] == "cluster_started" and mine[-1] == ("cluster_done", "ok")
+        done = [d.split()[0] for e, d in mine if e == "resource_done"]
+        for res in ("version", "nodes", "pods", "replicasets", "jobs", "configmaps", "metrics"):
+            assert res in done, (ctx, res)
+    assert live["elapsed"] < 30
+
+
+# -- Prometheus ---------------------------------------------------------------------------------------
+
+
+def test_prometheus_metrics_fill_the_frames(fleet, live):
+    a = analyze(live["snap"])
+    cm = a.coredns_metrics.set_index("cluster")
+    for ctx in fleet.contexts:
+        e = fleet.expected(ctx)
+        m = live["by"][ctx]["metrics"]
+        assert m["source"] == "prometheus" and m["window_s"] == 3600.0
+        assert m["coredns"]["version"] == e["coredns_version"]
+        row = cm.loc[ctx]
+        for col in (
+            "qps",
+            "p50_ms",
+            "p99_ms",
+            "share_over_1s",
+            "servfail_share",
+            "nxdomain_share",
+            "forward_p99_ms",
+        ):
+            assert not _na(row[col]), (ctx, col)
+        assert row["qps"] == pytest.approx(e["qps"], rel=0.25)
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
+        series = m["coredns_series"]
+        assert len(series["metrics"]["qps"]) == round(3 * 3600 / 60) + 1
+        assert any(k.startswith("rcode:NXDOMAIN") for k in series["metrics"])
+    assert len(a.coredns_series) > 0
+
+
+def test_conntrack_is_null_not_zero_where_not_collected(fleet, live):
+    a = analyze(live["snap"])
+    for ctx in fleet.contexts:
+        e = fleet.expected(ctx)
+        ct_snap = live["by"][ctx]["metrics"]["conntrack"]
+        rows = a.conntrack[a.conntrack["cluster"] == ctx]
+        assert len(rows) == e["nodes"]
+        if not e["conntrack_metrics"]:
+            assert ct_snap["nodes"] == {} and ct_snap["reason"].startswith("not collected")
+            assert not rows["available"].any()
+            assert rows["insert_failed_increase"].isna().all()  # unknown, never 0
+            assert "not collected" in (live["by"][ctx]["metrics"]["note"] or "")
+        else:
+            assert rows["available"].all()
+            total = rows["insert_failed_increase"].sum()
+            assert (total > 0) == e["insert_failed_grows"], ctx
+            assert len(a.conntrack_series[a.conntrack_series["cluster"] == ctx]) > 0
+
+
+def test_prometheus_down_or_wrong_label_is_not_collected(fleet):
+    port = _closed_port()
+    snap = scan(kubeconfig=fleet.kubeconfig, contexts=["aks-legacy"], prometheus=f"http://127.0.0.1:{port}")
+    m = snap["clusters"][0]["metrics"]
+    assert snap["clusters"][0]["status"] == "ok"
+    assert m["coredns"] is None and m["source"] is None
+    assert (
+        m["note"] == f"not collected: Prometheus at http://127.0.0.1:{port} not reachable: connection refused"
+    )
+    src = PromSource(fleet.prometheus_url, cluster_label="k8s_cluster", time=fleet.metrics_end)
+    m = scan(kubeconfig=fleet.kubeconfig, contexts=["aks-legacy"], prometheus=src)["clusters"][0]["metrics"]
+    assert m["coredns"] is None and 'no CoreDNS series for k8s_cluster="aks-legacy"' in m["note"]
+
+
+# -- scrape path --------------------------------------------------------------------------------------
+
+
+def test_scrape_through_pod_proxy_gives_a_clean_note(fleet):
+    """The fleet's CoreDNS pods have no process behind their IPs: the proxy answers, no metrics, one line."""
+    t0 = time.monotonic()
+    snap = scan(kubeconfig=fleet.kubeconfig, contexts=["eks-prod"], timeout=3)
+    c = snap["clusters"][0]
+    assert c["status"] == "ok" and time.monotonic() - t0 < 20
+    m = c["metrics"]
+    assert m["source"] is None and m["coredns"] is None
+    assert m["note"].startswith(
+        "not collected: CoreDNS metrics not reachable through the API server pod proxy"
+    )
+    assert "\n" not in m["note"]
+    pods = [
+        p["name"] for p in c["pods"] if p["namespace"] == "kube-system" and p["name"].startswith("coredns")
+    ]
+    assert any(p in m["note"] for p in pods)
+
+
+# -- pagination ---------------------------------------------------------------------------------------
+
+
+def test_pagination_returns_every_pod_exactly_once(fleet):
+    e = fleet.expected("eks-prod")
+    assert e["pods"] > 1000
+    target = K.resolve_targets(fleet.kubeconfig, ["eks-prod"])[0]
+    api = K.Api(K.new_api_client(target, 10), 10)
+    pages = list(K.list_pages(api, "/api/v1/pods", limit=100))
+    assert len(pages) == -(-e["pods"] // 100)
+    assert all(len(p) == 100 for p in pages[:-1])
+    c = scan_cluster(target, page_limit=100, scrape=False)
+    keys = [(p["namespace"], p["name"]) for p in c["pods"]]
+    assert len(keys) == len(set(keys)) == e["pods"]
+    spec = next(s for s in fleet.specs if s.name == "eks-prod")
+    assert {n for _, n in keys} == {p.name for p in S.all_pods(spec)}
+
+
+def test_expired_continue_token_restarts_the_list_without_duplicates(scratch):
+    """A real 410: compact etcd past the list's revision and restart the apiserver between two pages."""
+    rc = scratch.clusters["scratch"]
+    target = K.resolve_targets(scratch.kubeconfig, ["scratch"])[0]
+    api = K.Api(K.new_api_client(target, 10), 10)
+    restarts: list[int] = []
+    broke = False
+
+    def after_page(n: int) -> None:
+        nonlocal broke
+        if n == 1 and not broke:
+            broke = True
+            _compact_etcd(rc)
+            rc.stop_apiserver()
+            rc.start_apiserver()
+
+    rows = K.list_all(api, "/api/v1/pods", lambda o: o["metadata"]["name"], limit=2, on_page=after_page)
+    api2 = K.Api(K.new_api_client(target, 10), 10)
+    truth = [it["metadata"]["name"] for it in api2.get("/api/v1/pods")["items"]]
+    assert broke
+    assert sorted(rows) == sorted(truth) and len(rows) == len(set(rows))
+
+    # and the 410 really happened: the same sequence seen page by page
+    seen: list[str] = []
+    broke = False
+    for items in K.list_pages(
+        api2, "/api/v1/pods", limit=2, on_restart=lambda: restarts.append(len(seen)), on_page=after_page
+    ):
+        seen.extend(it["metadata"]["name"] for it in items)
+    assert restarts == [2]
+    assert len(seen) == len(truth) + 2
+
+
+# -- auth ---------------------------------------------------------------------------------------------
+
+
+def test_viewer_scans_like_admin_and_nobody_is_forbidden(fleet, live):
+    viewer = _by_name(scan(kubeconfig=fleet.kubeconfig_for("viewer"), all_contexts=True, scrape=False))
+    for ctx in fleet.contexts:
+        assert viewer[ctx]["status"] == "ok", viewer[ctx]["reason"]
+        assert len(viewer[ctx]["pods"]) == len(live["by"][ctx]["pods"])
+        assert viewer[ctx]["dns"] == live["by"][ctx]["dns"]
+    t0 = time.monotonic()
+    nobody = scan(kubeconfig=fleet.kubeconfig_for("nobody"), all_contexts=True)
+    assert time.monotonic() - t0 < 10
+    for c in nobody["clusters"]:
+        assert c["status"] == "failed"
+        assert c["reason"] == 'forbidden: user "nobody" cannot list nodes'
+        assert c["nodes"] is None and c["pods"] is None and c["dns"] is None
+    rows = analyze(nobody).clusters
+    assert set(rows["status"]) == {"failed"} and set(rows["level"]) == {"unknown"}
+
+
+def test_forbidden_configmaps_gives_a_partial_cluster(scratch):
+    """``nobody`` bound to read everything the scan needs except ConfigMaps."""
+    rest = scratch.clusters["scratch"].api_client("admin")
+    role = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": "no-configmaps"},
+        "rules": [
+            {
+                "apiGroups": [""],
+                "resources": ["nodes", "pods", "services", "pods/proxy"],
+                "verbs": ["get", "list"],
+            },
+            {
+                "apiGroups": ["apps"],
+                "resources": ["replicasets", "deployments", "daemonsets"],
+                "verbs": ["get", "list"],
+            },
+            {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["get", "list"]},
+            {"apiGroups": ["discovery.k8s.io"], "resources": ["endpointslices"], "verbs": ["get", "list"]},
+        ],
+    }
+    binding = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRoleBinding",
+        "metadata": {"name": "no-configmaps"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "no-configmaps"},
+        "subjects": [{"apiGroup": "rbac.authorization.k8s.io", "kind": "User", "name": "nobody"}],
+    }
+    base = "/apis/rbac.authorization.k8s.io/v1"
+    _call(rest, "POST", f"{base}/clusterroles", role)
+    _call(rest, "POST", f"{base}/clusterrolebindings", binding)
+    try:
+        c = _wait_scan(scratch.kubeconfig_for("nobody"), "scratch", lambda c: c["status"] != "failed")
+        e = scratch.expected("scratch")
+        assert c["status"] == "partial"
+        assert c["missing"] == ["configmaps"]
+        assert c["reason"] == 'could not read forbidden: user "nobody" cannot get configmaps'
+        assert len(c["pods"]) == e["pods"] and len(c["nodes"]) == e["nodes"]
+        d = c["dns"]
+        assert d["corefile"] is None and d["kube_proxy_mode"] is None and d["cilium_config"] is None
+        assert d["service_ip"] == e["service_ip"] and d["ready_endpoints"] == e["endpoints"]
+        row = analyze(loads(dumps(new_snapshot([c], source="live")))).dns_service.iloc[0]
+        assert row["kube_proxy_mode"] == "unknown"  # not guessed from the DaemonSet alone
+    finally:
+        _call(rest, "DELETE", f"{base}/clusterrolebindings/no-configmaps")
+        _call(rest, "DELETE", f"{base}/clusterroles/no-configmaps")
+
+
+# -- failures -----------------------------------------------------------------------------------------
+
+
+def test_unreachable_cluster_fails_alone_within_the_timeout(fleet, scratch, tmp_path, monkeypatch):
+    rc = scratch.clusters["scratch"]
+    rc.stop_apiserver()
+    try:
+        monkeypatch.setenv("KUBECONFIG", f"{fleet.kubeconfig}:{scratch.kubeconfig}")
+        t0 = time.monotonic()
+        snap = scan(all_contexts=True, timeout=3, scrape=False)
+        elapsed = time.monotonic() - t0
+    finally:
+        rc.start_apiserver()
+    by = _by_name(snap)
+    assert set(by) == {*fleet.contexts, "scratch"}
+    assert by["scratch"]["status"] == "failed"
+    assert by["scratch"]["reason"] == f"unreachable: connection refused to {rc.server}"
+    assert all(by[c]["status"] == "ok" for c in fleet.contexts)
+    assert elapsed < 3 + 10
+
+
+def test_timeout_tls_and_401_are_plain_reasons(fleet, tmp_path):
+    rc = fleet.clusters["aks-legacy"]
+    other_ca = fleet.clusters["eks-prod"].ca
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # accepts the TCP handshake (backlog) and never answers
+    port = silent.getsockname()[1]
+    entries = {
+        "hang": (f"https://127.0.0.1:{port}", rc.ca, rc.tokens["admin"]),
+        "wrong-ca": (rc.server, other_ca, rc.tokens["admin"]),
+        "bad-token": (rc.server, rc.ca, "not-a-valid-token-0123456789"),
+        "good": (rc.server, rc.ca, rc.tokens["admin"]),
+    }
+    kc = tmp_path / "kubeconfig"
+    kc.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [
+                    {"name": n, "cluster": {"server": s, "certificate-authority": str(ca)}}
+                    for n, (s, ca, _) in entries.items()
+                ],
+                "users": [{"name": n, "user": {"token": t}} for n, (_, _, t) in entries.items()],
+                "contexts": [{"name": n, "context": {"cluster": n, "user": n}} for n in entries],
+            }
+        )
+    )
+    try:
+        t0 = time.monotonic()
+        snap = scan(kubeconfig=kc, all_contexts=True, timeout=2, scrape=False)
+        elapsed = time.monotonic() - t0
+    finally:
+        silent.close()
+    by = _by_name(snap)
+    assert by["hang"]["reason"] == f"timed out after 2 s talking to https://127.0.0.1:{port}"
+    assert by["wrong-ca"]["reason"].startswith("TLS error: certificate verify failed")
+    assert by["bad-token"]["reason"] == f"unauthorized: {rc.server} rejected the credentials (401)"
+    assert by["good"]["status"] == "ok"
+    assert elapsed < 10
+    raw = dumps(snap, compress=False)
+    for t in (rc.tokens["admin"].encode(), b"not-a-valid-token"):
+        assert t not in raw
+
+
+# -- secrets ------------------------------------------------------------------------------------------
+
+
+def test_snapshot_holds_no_env_values_tokens_or_other_annotations(fleet, live):
+    raw = dumps(live["snap"], compress=False)
+    assert SECRET_ENV not in raw
+    for rc in fleet.clusters.values():
+        for token in rc.tokens.values():
+            assert token.encode() not in raw
+    doc = orjson.loads(raw)
+    for c in doc["clusters"]:
+        for p in c["pods"]:
+            assert set(p) == {
+                "namespace",
+                "name",
+                "node",
+                "owner_kind",
+                "owner_name",
+                "phase",
+                "host_network",
+                "dns_policy",
+                "dns_config",
+                "images",
+                "resolver_annotation",
+            }
+    annotated = [p for c in doc["clusters"] for p in c["pods"] if p["resolver_annotation"]]
+    assert annotated and {p["resolver_annotation"] for p in annotated} <= {
+        "glibc",
+        "musl",
+        "go",
+        "go-cgo",
+        "c-ares",
+        "jvm",
+    }
+
+
+# -- helpers ------------------------------------------------------------------------------------------
+
+
+def _na(v: Any) -> bool:
+    return v is None or v is __import__("pandas").NA or (isinstance(v, float) and v != v)
+
+
+def _closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def _etcd_url(rc) -> str:
+    cmd = Path(f"/proc/{rc.etcd_pid}/cmdline").read_bytes().split(b"\0")
+    for arg in cmd:
+        if arg.startswith(b"--listen-client-urls="):
+            return arg.split(b"=", 1)[1].decode().split(",")[0]
+    raise AssertionError("etcd client URL not found")
+
+
+def _etcd(url: str, path: str, body: dict) -> dict:
+    req = urllib.request.Request(url + path, data=json.dumps(body).encode(), method="POST")
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.load(r)
+
+
+def _compact_etcd(rc) -> None:
+    """Bump the revision with a write, then compact etcd to it (what etcd does on its own, later)."""
+    client = rc.api_client("admin")
+    _call(client, "POST", "/api/v1/namespaces/default/configmaps", {"metadata": {"generateName": "bump-"}})
+    url = _etcd_url(rc)
+    rev = _etcd(url, "/v3/kv/range", {"key": "YQ=="})["header"]["revision"]
+    _etcd(url, "/v3/kv/compaction", {"revision": rev, "physical": True})
+
+
+def _call(client, method: str, path: str, body: dict | None = None) -> None:
+    m, url, headers, data, _ = client.param_serialize(
+        method=method,
+        resource_path=path,
+        header_params={"Content-Type": "application/json"},
+        body=body,
+        auth_settings=["BearerToken"],
+    )
+    client.call_api(m, url, header_params=headers, body=data, _request_timeout=10).read()
+
+
+def _wait_scan(kubeconfig: Path, ctx: str, ok, tries: int = 20) -> dict[str, Any]:
+    """RBAC changes reach the authorizer's cache within moments; scan until they show."""
+    c = None
+    for _ in range(tries):
+        c = scan(kubeconfig=kubeconfig, contexts=[ctx], timeout=5, scrape=False)["clusters"][0]
+        if ok(c):
+            return c
+        time.sleep(0.25)
+    return c
