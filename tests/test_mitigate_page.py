@@ -1,0 +1,99 @@
+"""AppTest of the Mitigations page through the app (st.navigation): buttons are disabled with the reason
+when writes are off, when SelfSubjectAccessReview denies, and on data that is not live."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+PAGE = "../pages/mitigations.py"
+CHECKOUT = "shop/Deployment/checkout (glibc)"
+
+
+@pytest.fixture(autouse=True)
+def _clean(monkeypatch, tmp_path):
+    for k in ("DNSFLEET_ALLOW_WRITES", "DNSFLEET_KUBECONFIG", "KUBECONFIG", "DNSFLEET_SNAPSHOT"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("DNSFLEET_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+
+
+def _button(at: AppTest, key: str):
+    return next(b for b in at.button if b.key == key)
+
+
+def _captions(at: AppTest) -> str:
+    return "\n".join(c.value for c in at.caption)
+
+
+def _live_page(monkeypatch, kubeconfig: Path, cluster: str = "aks-legacy") -> AppTest:
+    monkeypatch.setenv("DNSFLEET_KUBECONFIG", str(kubeconfig))
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.run()
+    at.checkbox(key="src.all_contexts").uncheck().run()
+    at.multiselect(key="src.contexts").set_value([cluster]).run()
+    next(b for b in at.sidebar.button if b.label == "Scan").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    at.switch_page(PAGE).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_demo_fleet_page_disables_planning_and_apply():
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert at.title[0].value == "Mitigations"
+    assert "Writes are **off**" in at.info[0].value
+    assert _button(at, "mit.plan_btn").disabled
+    assert "Plan disabled: planning reads the live objects" in _captions(at)
+    at.radio(key="mit.kind").set_value("NodeLocal DNSCache").run()
+    assert not at.exception
+    assert "Download rendered YAML" in [d.proto.label for d in at.get("download_button")]
+    at.radio(key="mit.kind").set_value("Kernel upgrades").run()
+    assert not at.exception
+    assert any(d.proto.label.startswith("Download upgrade plan") for d in at.get("download_button"))
+
+
+@pytest.mark.fleet
+def test_writes_off_plan_and_dry_run_work_apply_is_disabled(fleet, monkeypatch):
+    at = _live_page(monkeypatch, fleet.kubeconfig)
+    assert _button(at, "mit.plan_btn").disabled  # no workload chosen yet
+    at.multiselect(key="mit.workloads").set_value([CHECKOUT]).run()
+    _button(at, "mit.plan_btn").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert any(s.value == "Plan: resolver-options on aks-legacy" for s in at.subheader)
+    assert "+        - name: single-request-reopen" in at.code[0].value
+    dry = _button(at, "mit.dry_btn")
+    assert not dry.disabled
+    dry.click().run()
+    (results,) = [d.value for d in at.dataframe if list(d.value.columns) == ["object", "result", "message"]]
+    assert list(results["result"]) == ["ok"] and list(results["object"]) == ["Deployment shop/checkout"]
+    at.text_input(key="mit.confirm").input("aks-legacy").run()
+    apply = _button(at, "mit.apply_btn")
+    assert apply.disabled
+    assert "writes are off (start with DNSFLEET_ALLOW_WRITES=1)" in _captions(at)
+
+
+@pytest.mark.fleet
+def test_viewer_with_writes_on_is_disabled_by_ssar(fleet, monkeypatch):
+    monkeypatch.setenv("DNSFLEET_ALLOW_WRITES", "1")
+    at = _live_page(monkeypatch, fleet.kubeconfig_for("viewer"))
+    assert "Writes are **enabled**" in at.warning[0].value
+    at.multiselect(key="mit.workloads").set_value([CHECKOUT]).run()
+    _button(at, "mit.plan_btn").click().run()
+    assert not at.exception
+    _button(at, "mit.dry_btn").click().run()
+    at.text_input(key="mit.confirm").input("aks-legacy").run()
+    assert _button(at, "mit.apply_btn").disabled
+    caps = _captions(at)
+    assert "not allowed to patch deployments.apps in namespace shop on aks-legacy" in caps
+    assert "writes are off" not in caps
