@@ -389,12 +389,15 @@ def list_all(
     limit: int = PAGE_LIMIT,
     accept: str = "application/json",
     on_page: Callable[[int], None] | None = None,
+    on_restart: Callable[[], None] | None = None,
 ) -> list[Any]:
     """All items of a paginated list, each passed through ``project`` (``None`` results dropped)."""
     out: list[Any] = []
 
     def restart() -> None:
         out.clear()
+        if on_restart:
+            on_restart()
 
     for items in list_pages(api, path, query, limit, accept, on_restart=restart, on_page=on_page):
         for it in items:
