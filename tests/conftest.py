@@ -22,6 +22,8 @@ import pytest
 from tests.fleet.fleet import Fleet, FleetError, attach_fleet, ensure_binaries, start_fleet
 from tests.fleet.spec import ClusterSpec
 
+_TIMINGS: dict[str, float] = {}
+
 
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
@@ -34,6 +36,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
             f = start_fleet(tmp_path_factory.mktemp("fleet"))
     except FleetError as e:
         pytest.fail(f"the test fleet could not start: {e}", pytrace=False)
+    _TIMINGS.update(f.timings)
     try:
         yield f
     finally:
@@ -62,3 +65,19 @@ def fleet_factory(tmp_path: Path) -> Iterator[Callable[..., Fleet]]:
     finally:
         for f in started:
             f.stop()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _TIMINGS:
+        return
+    t = _TIMINGS
+    slowest = max((k for k in t if k.endswith(".seed_s")), key=t.get, default=None)
+    api = max((v for k, v in t.items() if k.endswith(".servers_s")), default=0.0)
+    line = f"test fleet: up in {t.get('total_s', 0):.1f}s (slowest etcd+apiserver start {api:.1f}s"
+    if slowest:
+        name = slowest.split(".")[0]
+        how = "from the seed cache" if t.get(f"{name}.cached") else "seeding"
+        line += f", {how} {name} {t[slowest]:.1f}s"
+    if "prometheus_s" in t:
+        line += f", Prometheus backfill+start {t['prometheus_s']:.1f}s"
+    terminalreporter.write_line(line + ")")

@@ -364,9 +364,24 @@ def test_prometheus_conntrack_series(fleet: Fleet) -> None:
 
 
 @pytest.mark.fleet
-def test_extra_cluster_restarts_and_stops_cleanly(fleet_factory) -> None:
+def test_extra_cluster_survives_port_collision_restarts_and_stops(fleet, fleet_factory, monkeypatch) -> None:
+    # The first port the extra cluster gets is already served by the shared fleet's etcd (another
+    # session grabbing a port between free_port() and the bind): it must retry on fresh ports and
+    # never talk to the foreign etcd.
+    import tests.fleet.fleet as F
+
+    taken = int(fleet.clusters["aks-legacy"]._etcd_url.rsplit(":", 1)[1])
+    real, handed = F.free_port, []
+
+    def colliding() -> int:
+        handed.append(taken if not handed else real())
+        return handed[-1]
+
+    monkeypatch.setattr(F, "free_port", colliding)
     f = fleet_factory([S.small_cluster("scratch")])
     rc = f.clusters["scratch"]
+    assert len(handed) == 6 and f":{taken}" not in rc._etcd_url  # second set of 3 ports
+    assert len(client.CoreV1Api(_api(fleet, "aks-legacy", "viewer")).list_node().items) == 4  # untouched
     api_pid, etcd_pid = rc.apiserver_pid, rc.etcd_pid
     assert api_pid and etcd_pid
     core = client.CoreV1Api(rc.api_client("viewer"))
@@ -384,6 +399,18 @@ def test_extra_cluster_restarts_and_stops_cleanly(fleet_factory) -> None:
     time.sleep(0.2)
     assert not _alive(etcd_pid) and rc.etcd_pid is None and rc.apiserver_pid is None
 
+    # A second start of the same spec comes from the seed cache, with the same content and live heartbeats.
+    monkeypatch.setattr(F, "free_port", real)
+    monkeypatch.delenv("DNSFLEET_FLEET_CACHE", raising=False)
+    again = fleet_factory([S.small_cluster("scratch")])
+    assert again.timings["scratch.cached"] == 1.0
+    exp = again.expected("scratch")
+    core = client.CoreV1Api(again.clusters["scratch"].api_client("viewer"))
+    assert len(core.list_pod_for_all_namespaces().items) == exp["pods"]
+    for n in core.list_node().items:
+        beat = next(c.last_heartbeat_time for c in n.status.conditions if c.type == "Ready")
+        assert time.time() - beat.timestamp() < 300
+
 
 def _alive(pid: int) -> bool:
     try:
@@ -398,7 +425,7 @@ def _alive(pid: int) -> bool:
 
 
 @pytest.mark.fleet
-def test_cli_up_prints_paths_not_tokens_and_stops_on_sigterm(tmp_path: Path) -> None:
+def test_cli_up_seeds_prints_paths_not_tokens_and_stops_on_sigterm(tmp_path: Path) -> None:
     d = tmp_path / "up"
     proc = subprocess.Popen(
         [
@@ -413,6 +440,7 @@ def test_cli_up_prints_paths_not_tokens_and_stops_on_sigterm(tmp_path: Path) -> 
             "--no-prometheus",
         ],
         cwd=REPO,
+        env={**os.environ, "DNSFLEET_FLEET_CACHE": "0"},  # always exercise real seeding here
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -435,6 +463,10 @@ def test_cli_up_prints_paths_not_tokens_and_stops_on_sigterm(tmp_path: Path) -> 
         pid = state["clusters"]["scratch"]["apiserver_pid"]
         tokens = state["clusters"]["scratch"]["tokens"].values()
         assert len(set(tokens)) == 3
+        core = client.CoreV1Api(config.new_client_from_config(info["KUBECONFIG_VIEWER"], context="scratch"))
+        pods = core.list_pod_for_all_namespaces().items
+        assert len(pods) == S.expected(S.small_cluster("scratch"))["pods"]
+        assert {p.status.phase for p in pods} == {"Running"}
     finally:
         proc.send_signal(signal.SIGTERM)
         rest_out, err = proc.communicate(timeout=60)

@@ -38,13 +38,23 @@ never broken: ``start_fleet(tmp_path, [spec.small_cluster("scratch")], prometheu
 ``fleet_factory`` fixture), then ``fleet.clusters["scratch"].stop_apiserver()``.
 
 Every process is started through ``setpriv --pdeathsig TERM`` from one long-lived thread, so a killed
-test run does not leave servers behind; ``stop()`` also runs from ``atexit``.
+test run does not leave servers behind; ``stop()`` also runs from ``atexit``. Ports are free 127.0.0.1
+ports; a server whose port was grabbed by another process first is detected (/proc socket owner) and
+restarted on fresh ports.
+
+Seed cache: seeding the 1,207-pod cluster costs ~15-70 s of CPU on a busy 2-core machine, so after a
+cluster is seeded its cleanly stopped etcd data dir is kept under ``~/.cache/dnsfleet/fleet-seed/<name>-
+<hash>`` (hash of the spec, the fleet code and the server versions) and later starts copy it instead of
+seeding; node heartbeats and leases are refreshed. Tokens, certificates and ports are new every run
+(none of them live in etcd). ``DNSFLEET_FLEET_CACHE=0`` disables the cache. ``fleet.timings`` records
+per cluster ``servers_s``, ``seed_s`` and ``cached`` (1.0 on a cache hit).
 """
 
 from __future__ import annotations
 
 import atexit
 import base64
+import hashlib
 import json
 import os
 import queue
@@ -60,6 +70,7 @@ import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -316,6 +327,7 @@ class RunningCluster:
     _etcd: _Proc = field(repr=False)
     _apiserver: _Proc = field(repr=False)
     _etcd_url: str = field(repr=False)
+    _new_procs: Any = field(default=None, repr=False)
 
     @property
     def etcd_pid(self) -> int | None:
@@ -382,74 +394,191 @@ def _prepare_cluster(spec: S.ClusterSpec, root: Path, bins: tuple[Path, Path]) -
         if r.returncode != 0:
             raise FleetError(f"openssl genrsa failed: {r.stderr.strip()[:200]}")
     k8s_dir, etcd_dir = bins
-    ec, ep, ap = free_port(), free_port(), free_port()
-    etcd_url = f"http://127.0.0.1:{ec}"
-    etcd = _Proc(
-        f"{spec.name} etcd",
-        [
-            str(etcd_dir / "etcd"),
-            f"--name={spec.name}",
-            f"--data-dir={d / 'etcd'}",
-            f"--listen-client-urls={etcd_url}",
-            f"--advertise-client-urls={etcd_url}",
-            f"--listen-peer-urls=http://127.0.0.1:{ep}",
-            f"--initial-advertise-peer-urls=http://127.0.0.1:{ep}",
-            f"--initial-cluster={spec.name}=http://127.0.0.1:{ep}",
-            "--unsafe-no-fsync",
-            "--log-level=warn",
-        ],
-        d / "etcd.log",
-    )
-    api = _Proc(
-        f"{spec.name} kube-apiserver",
-        [
-            str(k8s_dir / "kube-apiserver"),
-            f"--etcd-servers={etcd_url}",
-            "--bind-address=127.0.0.1",
-            "--advertise-address=127.0.0.1",
-            f"--secure-port={ap}",
-            f"--cert-dir={d / 'pki'}",
-            "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
-            f"--service-account-key-file={sa_key}",
-            f"--service-account-signing-key-file={sa_key}",
-            f"--service-cluster-ip-range={spec.service_cidr}",
-            "--authorization-mode=Node,RBAC",
-            f"--token-auth-file={tokens_csv}",
-            "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
-            "--endpoint-reconciler-type=none",
-            "--allow-privileged=true",
-            "--profiling=false",
-            "--v=1",
-        ],
-        d / "apiserver.log",
-    )
+    member = spec.name
+
+    def make_procs() -> tuple[_Proc, _Proc, str, str]:
+        """Server processes on fresh ports (called again if a port was taken before a server bound it)."""
+        ec, ep, ap = free_port(), free_port(), free_port()
+        etcd_url = f"http://127.0.0.1:{ec}"
+        etcd = _Proc(
+            f"{spec.name} etcd",
+            [
+                str(etcd_dir / "etcd"),
+                f"--name={member}",
+                f"--data-dir={d / 'etcd'}",
+                f"--listen-client-urls={etcd_url}",
+                f"--advertise-client-urls={etcd_url}",
+                f"--listen-peer-urls=http://127.0.0.1:{ep}",
+                f"--initial-advertise-peer-urls=http://127.0.0.1:{ep}",
+                f"--initial-cluster={member}=http://127.0.0.1:{ep}",
+                "--unsafe-no-fsync",
+                "--log-level=warn",
+            ],
+            d / "etcd.log",
+        )
+        api = _Proc(
+            f"{spec.name} kube-apiserver",
+            [
+                str(k8s_dir / "kube-apiserver"),
+                f"--etcd-servers={etcd_url}",
+                "--bind-address=127.0.0.1",
+                "--advertise-address=127.0.0.1",
+                f"--secure-port={ap}",
+                f"--cert-dir={d / 'pki'}",
+                "--service-account-issuer=https://kubernetes.default.svc.cluster.local",
+                f"--service-account-key-file={sa_key}",
+                f"--service-account-signing-key-file={sa_key}",
+                f"--service-cluster-ip-range={spec.service_cidr}",
+                "--authorization-mode=Node,RBAC",
+                f"--token-auth-file={tokens_csv}",
+                "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
+                "--endpoint-reconciler-type=none",
+                "--allow-privileged=true",
+                "--profiling=false",
+                "--v=1",
+            ],
+            d / "apiserver.log",
+        )
+        return etcd, api, f"https://127.0.0.1:{ap}", etcd_url
+
+    etcd, api, server, etcd_url = make_procs()
     return RunningCluster(
         name=spec.name,
         spec=spec,
         dir=d,
-        server=f"https://127.0.0.1:{ap}",
+        server=server,
         ca=d / "pki" / "apiserver.crt",
         tokens=tokens,
         _etcd=etcd,
         _apiserver=api,
         _etcd_url=etcd_url,
+        _new_procs=make_procs,
     )
 
 
-def _boot_and_seed(rc: RunningCluster) -> dict[str, float]:
+def _owns_port(pid: int | None, url: str) -> bool:
+    """The LISTEN socket on ``url``'s port belongs to ``pid`` (read from /proc, no tools needed)."""
+    if pid is None:
+        return False
+    port = int(url.rsplit(":", 1)[1].split("/")[0])
+    inodes = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            rows = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for row in rows:
+            f = row.split()
+            if f[3] == "0A" and int(f[1].rsplit(":", 1)[1], 16) == port:
+                inodes.add(f"socket:[{f[9]}]")
+    try:
+        fds = list(Path(f"/proc/{pid}/fd").iterdir())
+    except OSError:
+        return False
+    for fd in fds:
+        try:
+            if os.readlink(fd) in inodes:
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def _check_owner(proc: _Proc, url: str) -> None:
+    """Another session may grab a port between free_port() and our server's bind: make sure the
+    server that answered is ours."""
+    if not _owns_port(proc.pid, url):
+        raise FleetError(f"{proc.name}: {url} is served by another process: address already in use")
+
+
+def _start_servers(rc: RunningCluster, attempts: int = 3) -> None:
+    """Start etcd then the apiserver; on a port collision, stop, take fresh ports and retry."""
+    for attempt in range(attempts):
+        try:
+            rc.start_etcd()
+            _check_owner(rc._etcd, rc._etcd_url)
+            rc.start_apiserver()
+            _check_owner(rc._apiserver, rc.server)
+            return
+        except FleetError as e:
+            if attempt == attempts - 1 or "address already in use" not in str(e):
+                raise
+            rc.stop()
+            rc._etcd, rc._apiserver, rc.server, rc._etcd_url = rc._new_procs()
+
+
+def seed_cache_dir() -> Path | None:
+    """Where seeded etcd data dirs are kept between runs (None when DNSFLEET_FLEET_CACHE=0)."""
+    if os.environ.get("DNSFLEET_FLEET_CACHE", "1") == "0":
+        return None
+    return binary_dirs()[0].parent.parent / "fleet-seed"
+
+
+def seed_key(spec: S.ClusterSpec) -> str:
+    """Changes whenever what seeding would write could change: the spec, the code, the server versions."""
+    from tests.fleet import objects
+    from tests.fleet import seed as seed_mod
+
+    h = hashlib.sha256(repr(spec).encode())
+    for mod in (S, objects, seed_mod):
+        h.update(Path(mod.__file__).read_bytes())
+    h.update(" ".join(map(str, binary_dirs())).encode())
+    return f"{spec.name}-{h.hexdigest()[:16]}"
+
+
+def _store_seed(rc: RunningCluster, cache: Path, key: str) -> None:
+    """Copy the (cleanly stopped) etcd data dir into the cache, atomically; drop older keys."""
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = cache / f".{key}.{os.getpid()}.{secrets.token_hex(4)}"
+    shutil.copytree(rc.dir / "etcd", tmp / "etcd")
+    try:
+        tmp.rename(cache / key)
+    except OSError:  # another session stored the same key first
+        shutil.rmtree(tmp, ignore_errors=True)
+    for old in cache.glob(f"{rc.spec.name}-*"):  # stale keys nobody can be copying any more
+        if old.name != key and len(old.name) == len(key) and time.time() - old.stat().st_mtime > 3600:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+def _refresh_heartbeats(rest: Rest, spec: S.ClusterSpec) -> None:
+    """Cached data has old heartbeats: make nodes and node leases look alive now."""
+    from tests.fleet import objects
+
+    now = datetime.now(UTC)
+    for n in S.nodes(spec):
+        item = objects.node_item(spec, n, now)
+        conds = {"status": {"conditions": item.status["conditions"]}}
+        rest.request("PATCH", item.path() + "/status", conds, "application/merge-patch+json", ok=(200,))
+        lease = objects.lease_item(n, now)
+        rest.request(
+            "PATCH", lease.path(), {"spec": lease.body["spec"]}, "application/merge-patch+json", ok=(200,)
+        )
+
+
+def _boot_and_seed(rc: RunningCluster, cache: Path | None) -> dict[str, float]:
+    """Start the cluster's servers and seed it, from the seed cache when it holds this spec."""
     t0 = time.monotonic()
-    rc.start_etcd()
+    key = seed_key(rc.spec) if cache else ""
+    hit = cache is not None and (cache / key / "etcd").is_dir()
+    if hit:
+        shutil.rmtree(rc.dir / "etcd")
+        shutil.copytree(cache / key / "etcd", rc.dir / "etcd")
+    _start_servers(rc)
     t1 = time.monotonic()
-    rc.start_apiserver()
-    t2 = time.monotonic()
     rest = rc.rest("admin")
     try:
         _wait_bootstrap(rest)
-        seed(rest, rc.spec)
+        if hit:
+            _refresh_heartbeats(rest, rc.spec)
+        else:
+            seed(rest, rc.spec)
     finally:
         rest.close()
-    t3 = time.monotonic()
-    return {"etcd_s": t1 - t0, "apiserver_s": t2 - t1, "seed_s": t3 - t2}
+    if cache is not None and not hit:
+        rc.stop()  # a clean stop leaves a consistent data dir to copy
+        _store_seed(rc, cache, key)
+        _start_servers(rc)
+    return {"servers_s": t1 - t0, "seed_s": time.monotonic() - t1, "cached": float(hit)}
 
 
 def _wait_bootstrap(rest: Rest, timeout: float = 60) -> None:
@@ -601,6 +730,7 @@ class Fleet:
         self._prometheus.start()
         url = f"http://127.0.0.1:{port}"
         _wait_http(f"{url}/-/ready", self._prometheus, READY_TIMEOUT)
+        _check_owner(self._prometheus, url)
         self.prometheus_url = url
         self.timings["prometheus_s"] = time.monotonic() - t0
 
@@ -636,7 +766,8 @@ def start_fleet(
             fleet.clusters[s.name] = _prepare_cluster(s, workdir, bins)
         with ThreadPoolExecutor(max_workers=len(specs) + 1, thread_name_prefix="fleet") as ex:
             prom = ex.submit(fleet._start_prometheus) if prometheus else None
-            futs = {name: ex.submit(_boot_and_seed, rc) for name, rc in fleet.clusters.items()}
+            cache = seed_cache_dir()
+            futs = {name: ex.submit(_boot_and_seed, rc, cache) for name, rc in fleet.clusters.items()}
             errors = []
             for name, f in futs.items():
                 try:
