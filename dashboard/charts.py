@@ -44,6 +44,7 @@ FACTOR_LABELS: dict[str, str] = {
     "query_rate": "Query rate",
     "evidence": "conntrack evidence",
 }
+NEUTRAL = "#e8eaf0"  # parent tiles that carry no level of their own
 SERIES_COLORS = (
     "#1f77b4",
     "#9467bd",
@@ -141,14 +142,15 @@ def ranking_bar(clusters: pd.DataFrame, top: int = 40) -> go.Figure:
             orientation="h",
             name=level,
             marker_color=LEVEL_COLORS[level],
-            text=[_num(s, na="no data") for s in part["score"]],
-            textposition="auto",
+            text=[_num(s, na="no data: scan failed") for s in part["score"]],
+            textposition="outside",
+            cliponaxis=False,
             hovertext=hover,
             hovertemplate="%{hovertext}<extra></extra>",
         )
     order = df["cluster"].astype(str).tolist()
     fig.update_yaxes(title_text="Cluster", categoryorder="array", categoryarray=order[::-1], automargin=True)
-    fig.update_xaxes(title_text="Risk score (points, 0-100)", range=[0, 100])
+    fig.update_xaxes(title_text="Risk score (points, 0-100)", range=[0, 105])
     return _layout(fig, title, height=max(260, 90 + 26 * len(df)), barmode="overlay")
 
 
@@ -299,7 +301,8 @@ def conntrack_lines(series: pd.DataFrame, top: int = 10) -> go.Figure:
     if n_nodes > top:
         title += f" (top {top} of {n_nodes} nodes by total)"
     fig = go.Figure()
-    grouped = dict(tuple(series.groupby(["cluster", "node"], sort=False)))
+    keep = pd.MultiIndex.from_frame(series[["cluster", "node"]]).isin(keys)
+    grouped = dict(tuple(series[keep].groupby(["cluster", "node"], sort=False)))
     for i, k in enumerate(keys):
         part = grouped[k].sort_values("ts")
         fig.add_scatter(
@@ -340,7 +343,7 @@ def metric_lines(
     if n > top:
         title += f" (top {top} of {n} clusters)"
     fig = go.Figure()
-    grouped = dict(tuple(df.groupby("cluster", sort=False)))
+    grouped = dict(tuple(df[df["cluster"].isin([k[0] for k in keys])].groupby("cluster", sort=False)))
     for i, (c,) in enumerate(keys):
         part = grouped[c].sort_values("ts")
         fig.add_scatter(
@@ -462,100 +465,151 @@ def coredns_comparison(metrics: pd.DataFrame, top: int = 30) -> go.Figure:
 # --- workloads ------------------------------------------------------------------------------------
 
 
-def _dominant_level(g: pd.DataFrame) -> str:
-    """The level holding the most pods in a group (ties go to the more severe level)."""
-    by = g.groupby("level", observed=True)["pods"].sum()
-    if by.empty or by.max() <= 0:
-        return "unknown"
-    best = by.max()
-    return next(lv for lv in LEVELS if by.get(lv, -1) == best)
+def _tiles(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
+    """Per group of ``keys``: pods, exposed pods, workload count and the level holding most pods
+    (ties go to the more severe level). One groupby, no per-group Python loop."""
+    by_level = df.pivot_table(
+        index=keys, columns="level", values="pods", aggfunc="sum", fill_value=0, observed=True
+    )
+    by_level = by_level.reindex(columns=list(LEVELS), fill_value=0)
+    out = df.groupby(keys, sort=False).agg(
+        pods=("pods", "sum"), exposed=("exposed", "sum"), n=("pods", "size")
+    )
+    out["level"] = by_level.reindex(out.index).idxmax(axis=1)
+    return out.reset_index()
 
 
-def workload_treemap(workloads: pd.DataFrame, top: int = 300) -> go.Figure:
+def workload_treemap(
+    workloads: pd.DataFrame, top: int = 200, top_namespaces: int = 60, top_clusters: int = 20
+) -> go.Figure:
     """Treemap cluster > namespace > workload, sized by pods, coloured by risk level.
 
-    Only the ``top`` workloads by pods are drawn individually; the rest of each namespace is one
-    "other workloads" tile, so the browser gets at most a few hundred tiles. A parent tile takes the
-    colour of the level that holds most of its pods.
+    At most ``top_clusters`` clusters, ``top_namespaces`` namespaces and ``top`` workloads (largest by
+    pods) get their own tile; the rest is folded into one "other ..." tile per parent, so a
+    100,000-pod fleet sends a few hundred tiles to the browser. Cluster tiles are neutral; a namespace
+    or folded tile takes the colour of the level that holds most of its pods.
     """
     title = "Workloads by namespace (size = pods, colour = risk level)"
     df = workloads[workloads["pods"].fillna(0) > 0]
     if df.empty:
         return empty_figure(title, "No workloads with running pods in the selection.")
-    df = df.assign(
-        level=df["level"].fillna("unknown").astype(str),
-        pods=df["pods"].fillna(0).astype(int),
-        exposed=df["exposed_pods"].fillna(0).astype(int),
-        ns_id=df["cluster"].astype(str) + "/" + df["namespace"].astype(str),
+    df = pd.DataFrame(
+        {
+            "cluster": df["cluster"].astype(str).to_numpy(),
+            "namespace": df["namespace"].astype(str).to_numpy(),
+            "wid": df["workload_id"].astype(str).to_numpy(),
+            "label": (df["kind"].astype(str) + "/" + df["name"].astype(str)).to_numpy(),
+            "level": df["level"].fillna("unknown").astype(str).to_numpy(),
+            "pods": df["pods"].fillna(0).astype("int64").to_numpy(),
+            "exposed": df["exposed_pods"].fillna(0).astype("int64").to_numpy(),
+            "score": df["score"].astype("Float64").to_numpy(),
+            "resolver": df["resolver"].fillna("unknown").astype(str).to_numpy(),
+        }
     )
-    df = df.sort_values(["pods", "workload_id"], ascending=[False, True])
-    shown, rest = df.head(top), df.iloc[top:]
-    if len(rest):
-        title += f" ({top} largest of {len(df)} workloads drawn; the rest grouped per namespace)"
-    ids, labels, parents, values, colors, hover = [], [], [], [], [], []
+    cl = _tiles(df, ["cluster"]).sort_values(["pods", "cluster"], ascending=[False, True])
+    shown_cl = set(cl["cluster"].head(top_clusters))
+    inner = df[df["cluster"].isin(shown_cl)]
+    outer = df[~df["cluster"].isin(shown_cl)]
+    ns = _tiles(inner, ["cluster", "namespace"]).sort_values(["pods", "namespace"], ascending=[False, True])
+    ns_shown = ns.head(top_namespaces)
+    ns_key = inner["cluster"] + "/" + inner["namespace"]
+    in_ns = ns_key.isin(set(ns_shown["cluster"] + "/" + ns_shown["namespace"]))
+    wl = inner[in_ns].sort_values(["pods", "wid"], ascending=[False, True])
+    wl_shown, wl_rest = wl.head(top), wl.iloc[top:]
+    ns_rest = inner[~in_ns]
+    folded = len(outer) + len(ns_rest) + len(wl_rest)
+    if folded:
+        title += f" ({len(wl_shown)} largest of {len(df):,} workloads drawn, the rest folded)"
 
-    def add(id_: str, label: str, parent: str, pods: int, level: str, text: str) -> None:
-        ids.append(id_)
-        labels.append(label)
-        parents.append(parent)
-        values.append(pods)
-        colors.append(LEVEL_COLORS.get(level, LEVEL_COLORS["unknown"]))
-        hover.append(text)
+    rows: list[tuple[str, str, str, int, str, str]] = []  # id, label, parent, pods, level, hover
 
-    for c, g in df.groupby("cluster", sort=True):
-        lv = _dominant_level(g)
-        add(
-            str(c),
-            str(c),
-            "",
-            int(g["pods"].sum()),
-            lv,
-            f"cluster {html.escape(str(c))}<br>"
-            f"{g['pods'].sum()} pods, {g['exposed'].sum()} exposed<br>most pods: {lv}",
+    def describe(what: str, pods: int, exposed: int, level: str) -> str:
+        return f"{what}<br>{pods:,} pods, {exposed:,} exposed<br>most pods: {level}"
+
+    for r in cl[cl["cluster"].isin(shown_cl)].itertuples():
+        rows.append(
+            (
+                f"c/{r.cluster}",
+                r.cluster,
+                "",
+                r.pods,
+                "",  # cluster tiles are neutral: the cluster's own score is on the overview
+                describe(f"cluster {html.escape(r.cluster)}", r.pods, r.exposed, r.level),
+            )
         )
-    for ns_id, g in df.groupby("ns_id", sort=True):
-        lv = _dominant_level(g)
-        c = str(g["cluster"].iloc[0])
-        ns = str(g["namespace"].iloc[0])
-        add(
-            ns_id,
-            ns,
-            c,
-            int(g["pods"].sum()),
-            lv,
-            f"namespace {html.escape(ns)} in {html.escape(c)}<br>"
-            f"{g['pods'].sum()} pods, {g['exposed'].sum()} exposed<br>most pods: {lv}",
+    if len(outer):
+        o = _tiles(outer.assign(all="all"), ["all"]).iloc[0]
+        n = outer["cluster"].nunique()
+        rows.append(
+            (
+                "c/(other)",
+                f"{n} other clusters",
+                "",
+                int(o.pods),
+                o.level,
+                describe(f"{n} smaller clusters", int(o.pods), int(o.exposed), o.level),
+            )
         )
-    for r in shown.itertuples():
-        add(
-            str(r.workload_id),
-            f"{r.kind}/{r.name}",
-            str(r.ns_id),
-            int(r.pods),
-            str(r.level),
-            f"{html.escape(str(r.kind))}/{html.escape(str(r.name))}<br>{r.pods} pods, {r.exposed} exposed<br>"
-            f"level {r.level}, score {_num(r.score)}<br>resolver {html.escape(str(r.resolver))}",
+    for r in ns_shown.itertuples():
+        rows.append(
+            (
+                f"n/{r.cluster}/{r.namespace}",
+                r.namespace,
+                f"c/{r.cluster}",
+                r.pods,
+                r.level,
+                describe(
+                    f"namespace {html.escape(r.namespace)} in {html.escape(r.cluster)}",
+                    r.pods,
+                    r.exposed,
+                    r.level,
+                ),
+            )
         )
-    for ns_id, g in rest.groupby("ns_id", sort=True):
-        lv = _dominant_level(g)
-        add(
-            f"{ns_id}/(other)",
-            f"{len(g)} other workloads",
-            str(ns_id),
-            int(g["pods"].sum()),
-            lv,
-            f"{len(g)} smaller workloads<br>{g['pods'].sum()} pods, {g['exposed'].sum()} exposed<br>"
-            f"most pods: {lv}",
+    if len(ns_rest):
+        for r in _tiles(ns_rest, ["cluster"]).itertuples():
+            k = ns_rest.loc[ns_rest["cluster"] == r.cluster, "namespace"].nunique()
+            rows.append(
+                (
+                    f"n/{r.cluster}/(other)",
+                    f"{k} other namespaces",
+                    f"c/{r.cluster}",
+                    r.pods,
+                    r.level,
+                    describe(f"{k} smaller namespaces", r.pods, r.exposed, r.level),
+                )
+            )
+    for r in wl_shown.itertuples():
+        hover = (
+            f"{html.escape(r.label)}<br>{r.pods:,} pods, {r.exposed:,} exposed<br>"
+            f"level {r.level}, score {_num(r.score)}<br>resolver {html.escape(r.resolver)}"
         )
+        rows.append((f"w/{r.wid}", r.label, f"n/{r.cluster}/{r.namespace}", r.pods, r.level, hover))
+    if len(wl_rest):
+        for r in _tiles(wl_rest, ["cluster", "namespace"]).itertuples():
+            rows.append(
+                (
+                    f"n/{r.cluster}/{r.namespace}/(other)",
+                    f"{r.n} other workloads",
+                    f"n/{r.cluster}/{r.namespace}",
+                    r.pods,
+                    r.level,
+                    describe(f"{r.n} smaller workloads", r.pods, r.exposed, r.level),
+                )
+            )
+    ids, labels, parents, values, levels, hover = zip(*rows, strict=True)
     fig = go.Figure(
         go.Treemap(
-            ids=ids,
-            labels=labels,
-            parents=parents,
-            values=values,
+            ids=list(ids),
+            labels=list(labels),
+            parents=list(parents),
+            values=[int(v) for v in values],
             branchvalues="total",
-            marker={"colors": colors, "line": {"width": 1, "color": "white"}},
-            hovertext=hover,
+            marker={
+                "colors": [LEVEL_COLORS.get(lv, NEUTRAL) if lv else NEUTRAL for lv in levels],
+                "line": {"width": 1, "color": "white"},
+            },
+            hovertext=list(hover),
             hovertemplate="%{hovertext}<extra></extra>",
             maxdepth=3,
         )

@@ -17,12 +17,13 @@ Caching, so widget interactions never re-collect:
 - a live scan is cached per (kubeconfig, contexts, Prometheus URL, Scan press) with
   ``scope="session"``: data read with one user's credentials is never served to another session;
 - an uploaded snapshot is cached per file digest, also per session;
-- the assessment is cached per loaded source, so reruns only unpickle frames.
+- the assessment is cached per loaded source with ``st.cache_resource`` (also per session for live
+  and uploaded data), so a rerun costs no copy; pages must treat its frames as read-only.
 
 Every cache has a ``ttl`` and ``max_entries``. The operator can preselect a source with environment
 variables: ``DNSFLEET_KUBECONFIG`` (else ``KUBECONFIG``) selects kubeconfig mode with that path;
 ``DNSFLEET_SNAPSHOT`` loads a snapshot file from the server's disk; ``DNSFLEET_PROMETHEUS`` fills the
-Prometheus URL.
+Prometheus URL; ``DNSFLEET_PROMETHEUS_TIME`` (epoch seconds) evaluates Prometheus queries at that time.
 """
 
 from __future__ import annotations
@@ -73,7 +74,9 @@ def _demo_snapshot(seed: int) -> dict[str, Any]:
     return demo_snapshot(seed)
 
 
-@st.cache_data(ttl="1h", max_entries=2, show_spinner="Scoring the demo fleet…")
+# Assessments are cached as resources, not data: st.cache_data would unpickle a copy on every rerun
+# (0.7 s for a 100,000-pod fleet). Pages must treat the frames as read-only.
+@st.cache_resource(ttl="1h", max_entries=2, show_spinner="Scoring the demo fleet…")
 def _demo_assessment(seed: int) -> Assessment:
     from dnsfleet.engine import analyze
 
@@ -90,13 +93,19 @@ def _scan_snapshot(
     _progress: Callable[[str, str, str], None] | None = None,
 ) -> dict[str, Any]:
     """One live scan (``scan_id`` changes with each Scan press). Errors are not cached."""
-    from dnsfleet.collect import scan
+    from dnsfleet.collect import PromSource, scan
 
+    prom = None
+    if prometheus:
+        try:
+            prom = PromSource(prometheus, time=_prometheus_time(), timeout=SCAN_TIMEOUT_S)
+        except ValueError as e:
+            raise ValueError(f"Prometheus: {one_line(e)}") from None
     return scan(
         kubeconfig=kubeconfig,
         contexts=list(contexts) or None,
         all_contexts=all_contexts,
-        prometheus=prometheus or None,
+        prometheus=prom,
         progress=_progress,
         timeout=SCAN_TIMEOUT_S,
     )
@@ -112,7 +121,7 @@ def _server_snapshot(path: str, mtime: float) -> dict[str, Any]:
     return load(path)
 
 
-@st.cache_data(ttl=SCAN_TTL_S, max_entries=4, scope="session", show_spinner="Scoring the fleet…")
+@st.cache_resource(ttl=SCAN_TTL_S, max_entries=4, scope="session", show_spinner="Scoring the fleet…")
 def _assessment(source_key: tuple[Any, ...], _snapshot: Callable[[], dict[str, Any]]) -> Assessment:
     from dnsfleet.engine import analyze
 
@@ -198,6 +207,16 @@ def current_assessment() -> Assessment:
 # --- sidebar --------------------------------------------------------------------------------------
 
 
+def _prometheus_time() -> float | None:
+    """``DNSFLEET_PROMETHEUS_TIME`` (epoch seconds): evaluate Prometheus queries at that time instead of
+    now, to look at a past window (or a backfilled test Prometheus)."""
+    raw = os.environ.get("DNSFLEET_PROMETHEUS_TIME", "").strip()
+    try:
+        return float(raw) if raw else None
+    except ValueError:
+        return None
+
+
 def env_kubeconfig() -> str | None:
     return os.environ.get("DNSFLEET_KUBECONFIG") or os.environ.get("KUBECONFIG") or None
 
@@ -224,8 +243,9 @@ def render_sidebar() -> None:
 
 def render_source_error() -> None:
     """Show the last source error (bad kubeconfig, failed scan, bad snapshot) as one short line."""
-    if err := st.session_state.get(_K_ERROR):
-        st.error(err)
+    err = st.session_state.get(_K_ERROR)
+    if err and err[0] == _kind():  # an error belongs to the source it came from
+        st.error(err[1])
 
 
 def _init_defaults() -> None:
@@ -295,15 +315,15 @@ def list_contexts(path: str) -> tuple[list[str], str | None]:
 
 def _scan(path: str, targets: list[str], all_ctx: bool, prom: str) -> None:
     ss = st.session_state
-    ss.pop(_K_ERROR, None)
+    _set_error(None)
     if prom and not prom.startswith(("http://", "https://")):
-        ss[_K_ERROR] = f"Prometheus URL must start with http:// or https:// (got {prom[:80]!r})."
+        _set_error(f"Prometheus URL must start with http:// or https:// (got {prom[:80]!r}).")
         return
     args = (path, () if all_ctx else tuple(targets), all_ctx, prom or None, f"{time.time():.6f}")
     try:
         snapshot = _run_scan_with_progress(args, targets)
     except Exception as e:  # collector-level failure (bad kubeconfig content, bad Prometheus URL...)
-        ss[_K_ERROR] = f"Scan failed: {one_line(e)}"
+        _set_error(f"Scan failed: {one_line(e)}")
         return
     clusters = [c.get("name", "?") for c in snapshot.get("clusters", [])]
     label = ", ".join(clusters[:3]) + (f" +{len(clusters) - 3} more" if len(clusters) > 3 else "")
@@ -316,9 +336,9 @@ def _scan(path: str, targets: list[str], all_ctx: bool, prom: str) -> None:
     }
     failed = [c for c in snapshot.get("clusters", []) if c.get("status") == "failed"]
     if failed and len(failed) == len(clusters):
-        ss[_K_ERROR] = f"Every cluster failed to scan; first reason: {failed[0].get('reason') or 'unknown'}"
+        _set_error(f"Every cluster failed to scan; first reason: {failed[0].get('reason') or 'unknown'}")
     elif prom and (note := _prometheus_problem(snapshot)):
-        ss[_K_ERROR] = note
+        _set_error(note)
 
 
 def _prometheus_problem(snapshot: dict[str, Any]) -> str | None:
@@ -403,11 +423,11 @@ def _snapshot_controls() -> None:
         return  # already loaded: reruns do not re-read the upload
     data = up.getvalue()
     digest = hashlib.sha256(data).hexdigest()
-    st.session_state.pop(_K_ERROR, None)
+    _set_error(None)
     try:
         snap = _file_snapshot(digest, up.name, data)
     except SnapshotError as e:
-        st.session_state[_K_ERROR] = f"Cannot use {up.name}: {one_line(e)}"
+        _set_error(f"Snapshot not loaded: {one_line(e)}")
         return
     _remember_file(snap, digest, up.name, lambda: data)
     st.session_state[_K_FILE]["file_id"] = up.file_id
@@ -418,10 +438,10 @@ def _load_server_snapshot(path: str) -> None:
         mtime = os.path.getmtime(path)
         snap = _server_snapshot(path, mtime)
     except OSError as e:
-        st.session_state[_K_ERROR] = f"Cannot read DNSFLEET_SNAPSHOT {path}: {e.strerror}"
+        _set_error(f"Cannot read DNSFLEET_SNAPSHOT {path}: {e.strerror}")
         return
     except SnapshotError as e:
-        st.session_state[_K_ERROR] = f"Cannot use DNSFLEET_SNAPSHOT: {one_line(e)}"
+        _set_error(f"Cannot use DNSFLEET_SNAPSHOT: {one_line(e)}")
         return
     _remember_file(snap, f"path:{path}:{mtime}", os.path.basename(path), None, path=path, mtime=mtime)
 
@@ -463,6 +483,13 @@ def one_line(e: BaseException | str, limit: int = 240) -> str:
 
 def _short(text: str, limit: int = 60) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _set_error(message: str | None) -> None:
+    if message is None:
+        st.session_state.pop(_K_ERROR, None)
+    else:
+        st.session_state[_K_ERROR] = (_kind(), message)
 
 
 def _kind() -> str:

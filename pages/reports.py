@@ -44,7 +44,7 @@ for name, data in files.items():
             st.caption(f"First {PREVIEW_ROWS} rows; the download has them all.")
 
 st.subheader("Snapshot")
-snap = current_snapshot()
+snap = getattr(a, "snapshot", None) or current_snapshot()
 blob = _snapshot_bytes(key, snap)
 stamp = str(snap.get("generated_at") or "").replace(":", "").replace("-", "")
 with st.container(border=True):

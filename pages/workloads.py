@@ -37,7 +37,6 @@ c2.metric("Pods", ui.fmt_int(wl["pods"].fillna(0).sum()))
 c3.metric("Pods exposed", ui.fmt_int(wl["exposed_pods"].fillna(0).sum()))
 
 ui.chart(charts.workload_treemap(wl), key="treemap")
-ui.level_legend()
 
 st.subheader("Workloads, highest risk first")
 ui.table(
