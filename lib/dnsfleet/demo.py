@@ -9,8 +9,10 @@ Clusters (kernel strings are real-world forms):
   iptables via ``kube-proxy-config``, aws-node.
 - ``gke-analytics``: GKE, COS ``5.15.133+``, no node-exporter conntrack stats ("not collected").
 - ``onprem-dc1``: CentOS 7 ``3.10.0-1160.el7``, kube-proxy ipvs, Calico, 3 endpoints.
-- ``cilium-edge``: Talos ``6.1.58-talos``, Cilium kube-proxy replacement with socket-LB.
-- ``aks-modern-neu``: Ubuntu 22.04 ``5.15.0-1057-azure`` with NodeLocal DNSCache (one node not ready).
+- ``cilium-edge``: Ubuntu 20.04 ``5.4.0-150-generic`` (race 3 open), but Cilium kube-proxy replacement with
+  socket-LB takes DNS off the netfilter path.
+- ``aks-nodelocal-neu``: Ubuntu 20.04 ``5.4.0-1109-azure`` (race 3 open) with NodeLocal DNSCache, which is
+  not ready on one node: only that node's pods are exposed.
 - ``eks-dr-usw2``: a cluster whose scan failed (unreachable), to show how failures look.
 """
 
@@ -25,8 +27,26 @@ from dnsfleet.snapshot import new_snapshot
 
 NAMESPACES = ("shop", "payments", "search", "data", "platform", "identity", "notifications", "ml")
 APPS = (
-    "api", "web", "worker", "checkout", "cart", "catalog", "gateway", "auth", "indexer", "ingest", "scheduler",
-    "mailer", "reports", "billing", "ledger", "feed", "recommender", "pricing", "inventory", "search-api",
+    "api",
+    "web",
+    "worker",
+    "checkout",
+    "cart",
+    "catalog",
+    "gateway",
+    "auth",
+    "indexer",
+    "ingest",
+    "scheduler",
+    "mailer",
+    "reports",
+    "billing",
+    "ledger",
+    "feed",
+    "recommender",
+    "pricing",
+    "inventory",
+    "search-api",
 )
 IMAGES = (  # (image template, weight)
     ("nginx:1.25-alpine", 6),
@@ -86,48 +106,116 @@ class DemoCluster:
 
 CLUSTERS = (
     DemoCluster(
-        "aks-legacy-weu", "aks", "v1.24.15",
-        (Pool("system", 3, "4.15.0-1029-azure", "Ubuntu 18.04.6 LTS", "Standard_D4s_v3"),
-         Pool("apps", 9, "4.15.0-1029-azure", "Ubuntu 18.04.6 LTS", "Standard_D8s_v3"),
-         Pool("batch", 4, "4.15.0-1030-azure", "Ubuntu 18.04.6 LTS", "Standard_F8s_v2")),
-        "iptables", ("kube-proxy", "azure-cns", "azure-ip-masq-agent"), 2, "1.6.2", 90, 1450.0, "agentpool",
+        "aks-legacy-weu",
+        "aks",
+        "v1.24.15",
+        (
+            Pool("system", 3, "4.15.0-1029-azure", "Ubuntu 18.04.6 LTS", "Standard_D4s_v3"),
+            Pool("apps", 9, "4.15.0-1029-azure", "Ubuntu 18.04.6 LTS", "Standard_D8s_v3"),
+            Pool("batch", 4, "4.15.0-1030-azure", "Ubuntu 18.04.6 LTS", "Standard_F8s_v2"),
+        ),
+        "iptables",
+        ("kube-proxy", "azure-cns", "azure-ip-masq-agent"),
+        2,
+        "1.6.2",
+        90,
+        1450.0,
+        "agentpool",
         insert_failed_per_node=180.0,
     ),
     DemoCluster(
-        "eks-prod-use1", "eks", "v1.29.6-eks-1de2ab1",
-        (Pool("general", 14, "5.10.215-203.850.amzn2.x86_64", "Amazon Linux 2", "m6i.2xlarge"),
-         Pool("legacy-ng", 6, "4.14.209-160.339.amzn2.x86_64", "Amazon Linux 2", "m5.xlarge")),
-        "iptables", ("kube-proxy", "aws-node", "ebs-csi-node"), 2, "1.10.1", 110, 2600.0,
-        "eks.amazonaws.com/nodegroup", insert_failed_per_node=25.0,
+        "eks-prod-use1",
+        "eks",
+        "v1.29.6-eks-1de2ab1",
+        (
+            Pool("general", 14, "5.10.215-203.850.amzn2.x86_64", "Amazon Linux 2", "m6i.2xlarge"),
+            Pool("legacy-ng", 6, "4.14.209-160.339.amzn2.x86_64", "Amazon Linux 2", "m5.xlarge"),
+        ),
+        "iptables",
+        ("kube-proxy", "aws-node", "ebs-csi-node"),
+        2,
+        "1.10.1",
+        110,
+        2600.0,
+        "eks.amazonaws.com/nodegroup",
+        insert_failed_per_node=25.0,
     ),
     DemoCluster(
-        "gke-analytics", "gke", "v1.30.3-gke.1639000",
+        "gke-analytics",
+        "gke",
+        "v1.30.3-gke.1639000",
         (Pool("default-pool", 8, "5.15.133+", "Container-Optimized OS from Google", "e2-standard-8"),),
-        "iptables", ("kube-proxy", "netd", "gke-metadata-server", "fluentbit-gke"), 2, "1.11.1", 60, 700.0,
-        "cloud.google.com/gke-nodepool", conntrack=False,
+        "iptables",
+        ("kube-proxy", "netd", "gke-metadata-server", "fluentbit-gke"),
+        2,
+        "1.11.1",
+        60,
+        700.0,
+        "cloud.google.com/gke-nodepool",
+        conntrack=False,
     ),
     DemoCluster(
-        "onprem-dc1", "on-prem", "v1.26.9",
-        (Pool("workers", 12, "3.10.0-1160.el7.x86_64", "CentOS Linux 7 (Core)", "bare-metal"),
-         Pool("gpu", 2, "4.18.0-513.5.1.el8_9.x86_64", "Red Hat Enterprise Linux 8.9 (Ootpa)", "bare-metal")),
-        "ipvs", ("kube-proxy", "calico-node"), 3, "1.8.0", 80, 900.0, "node.kubernetes.io/pool",
+        "onprem-dc1",
+        "on-prem",
+        "v1.26.9",
+        (
+            Pool("workers", 12, "3.10.0-1160.el7.x86_64", "CentOS Linux 7 (Core)", "bare-metal"),
+            Pool(
+                "gpu", 2, "4.18.0-513.5.1.el8_9.x86_64", "Red Hat Enterprise Linux 8.9 (Ootpa)", "bare-metal"
+            ),
+        ),
+        "ipvs",
+        ("kube-proxy", "calico-node"),
+        3,
+        "1.8.0",
+        80,
+        900.0,
+        "node.kubernetes.io/pool",
         insert_failed_per_node=240.0,
     ),
     DemoCluster(
-        "cilium-edge", "other", "v1.31.1",
-        (Pool("edge", 6, "6.1.58-talos", "Talos (v1.5.5)", "edge-small"),),
-        None, ("cilium", "cilium-envoy"), 1, "1.11.3", 35, 180.0, "node.kubernetes.io/pool",
+        "cilium-edge",
+        "other",
+        "v1.31.1",
+        (Pool("edge", 6, "5.4.0-150-generic", "Ubuntu 20.04.6 LTS", "edge-small"),),
+        None,
+        ("cilium", "cilium-envoy"),
+        2,
+        "1.11.3",
+        35,
+        180.0,
+        "node.kubernetes.io/pool",
         cilium={"kube-proxy-replacement": "true", "bpf-lb-sock-hostns-only": "false"},
     ),
     DemoCluster(
-        "aks-modern-neu", "aks", "v1.30.4",
-        (Pool("system", 3, "5.15.0-1057-azure", "Ubuntu 22.04.4 LTS", "Standard_D4ds_v5"),
-         Pool("apps", 10, "5.15.0-1057-azure", "Ubuntu 22.04.4 LTS", "Standard_D8ds_v5")),
-        "iptables", ("kube-proxy", "azure-cns", "node-local-dns"), 2, "1.11.1", 75, 1100.0, "agentpool",
+        "aks-nodelocal-neu",
+        "aks",
+        "v1.28.9",
+        (
+            Pool("system", 3, "5.4.0-1109-azure", "Ubuntu 20.04.6 LTS", "Standard_D4ds_v5"),
+            Pool("apps", 10, "5.4.0-1109-azure", "Ubuntu 20.04.6 LTS", "Standard_D8ds_v5"),
+        ),
+        "iptables",
+        ("kube-proxy", "azure-cns", "node-local-dns"),
+        2,
+        "1.11.1",
+        75,
+        1100.0,
+        "agentpool",
         nodelocal_missing=1,
     ),
     DemoCluster(
-        "eks-dr-usw2", "eks", "", (), None, (), 0, "", 0, 0.0, "eks.amazonaws.com/nodegroup",
+        "eks-dr-usw2",
+        "eks",
+        "",
+        (),
+        None,
+        (),
+        0,
+        "",
+        0,
+        0.0,
+        "eks.amazonaws.com/nodegroup",
         failed="unreachable: timed out after 10 s connecting to the API server",
     ),
 )
@@ -179,7 +267,9 @@ def _pods(c: DemoCluster, nodes: list[dict], rng: random.Random) -> tuple[list[d
             continue
         used.add(f"{ns}/{wname}")
         kind = _weighted(rng, KINDS)
-        image = _weighted(rng, IMAGES).format(app=app, ver=f"{rng.randint(1, 4)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}")
+        image = _weighted(rng, IMAGES).format(
+            app=app, ver=f"{rng.randint(1, 4)}.{rng.randint(0, 20)}.{rng.randint(0, 9)}"
+        )
         images = [image] + (["envoyproxy/envoy:v1.29.1"] if rng.random() < 0.1 else [])
         opts = _weighted(rng, DNS_VARIANTS)
         annotation = "go" if image.startswith("ghcr.io/acme/") and rng.random() < 0.3 else None
@@ -223,17 +313,26 @@ def _pods(c: DemoCluster, nodes: list[dict], rng: random.Random) -> tuple[list[d
     for i in range(c.endpoints):
         pods.append(
             {
-                "namespace": "kube-system", "name": f"{rs}-{i}", "node": names[i % len(names)],
-                "owner_kind": "ReplicaSet", "owner_name": rs, "phase": "Running", "host_network": False,
-                "dns_policy": "Default", "dns_config": None,
-                "images": [f"registry.k8s.io/coredns/coredns:v{c.coredns_version}"], "resolver_annotation": "go",
+                "namespace": "kube-system",
+                "name": f"{rs}-{i}",
+                "node": names[i % len(names)],
+                "owner_kind": "ReplicaSet",
+                "owner_name": rs,
+                "phase": "Running",
+                "host_network": False,
+                "dns_policy": "Default",
+                "dns_config": None,
+                "images": [f"registry.k8s.io/coredns/coredns:v{c.coredns_version}"],
+                "resolver_annotation": "go",
             }
         )
     return pods, owners
 
 
 def _series(rng: random.Random, base: float, noise: float, n: int) -> list[float]:
-    return [round(max(0.0, base * (1 + 0.25 * math.sin(i / 11.0)) + rng.gauss(0, noise)), 3) for i in range(n)]
+    return [
+        round(max(0.0, base * (1 + 0.25 * math.sin(i / 11.0)) + rng.gauss(0, noise)), 3) for i in range(n)
+    ]
 
 
 def _metrics(c: DemoCluster, nodes: list[dict], rng: random.Random) -> dict:
@@ -270,15 +369,30 @@ def _metrics(c: DemoCluster, nodes: list[dict], rng: random.Random) -> dict:
         },
     }
     if not c.conntrack:
-        metrics["conntrack"] = {"reason": "node-exporter conntrack stats not found for this cluster", "nodes": {}}
+        metrics["conntrack"] = {
+            "reason": "node-exporter conntrack stats not found for this cluster",
+            "nodes": {},
+        }
         return metrics
     per_node = {}
     for node in nodes:
         old = node["kernel_version"].startswith(("3.", "4."))
         per = c.insert_failed_per_node if old else 0.0
         inc = round(max(0.0, rng.gauss(per, per * 0.3))) if per else 0.0
-        rate = [round(max(0.0, inc / WINDOW_S * (1 + 0.6 * math.sin(i / 7.0)) + rng.gauss(0, inc / WINDOW_S * 0.2)), 5)
-                for i in range(n)] if inc else [0.0] * n
+        rate = (
+            [
+                round(
+                    max(
+                        0.0,
+                        inc / WINDOW_S * (1 + 0.6 * math.sin(i / 7.0)) + rng.gauss(0, inc / WINDOW_S * 0.2),
+                    ),
+                    5,
+                )
+                for i in range(n)
+            ]
+            if inc
+            else [0.0] * n
+        )
         per_node[node["name"]] = {
             "insert_failed_increase": inc,
             "drop_increase": round(inc * 0.7) if old and inc else 0.0,
@@ -292,14 +406,25 @@ def _metrics(c: DemoCluster, nodes: list[dict], rng: random.Random) -> dict:
 
 def _cluster(c: DemoCluster, rng: random.Random) -> dict:
     if c.failed:
-        return {"name": c.name, "provider": c.provider, "status": "failed", "reason": c.failed, "missing": [],
-                "server_version": None, "collected_at": GENERATED_AT, "nodes": [], "pods": [], "owners": {},
-                "dns": {}, "metrics": {}}
+        return {
+            "name": c.name,
+            "provider": c.provider,
+            "status": "failed",
+            "reason": c.failed,
+            "missing": [],
+            "server_version": None,
+            "collected_at": GENERATED_AT,
+            "nodes": [],
+            "pods": [],
+            "owners": {},
+            "dns": {},
+            "metrics": {},
+        }
     nodes = _nodes(c, rng)
     pods, owners = _pods(c, nodes, rng)
     nl_nodes = None
     if "node-local-dns" in c.daemonsets:
-        nl_nodes = [n["name"] for n in nodes[c.nodelocal_missing:]]
+        nl_nodes = [n["name"] for n in nodes[c.nodelocal_missing :]]
     return {
         "name": c.name,
         "provider": c.provider,

@@ -45,18 +45,26 @@ def analyze(snapshot: dict[str, Any], mapping: tuple[ImageRule, ...] = ()) -> As
 
 def assess(frames: Frames, meta: dict[str, Any] | None = None, snapshot: dict | None = None) -> Assessment:
     nx = node_exposure(frames)
-    p = placements_scored(frames)
+    p = placements_scored(frames, nx)
     wl = _workload_risk(frames, p)
     nodes = _node_risk(frames, p, nx)
     clusters = _cluster_risk(frames, p, nx, wl)
     recs = recommendations(frames, p, nx, wl)
     fix = recs[recs["scope"] == "workload"].drop_duplicates("target").set_index("target")["mitigation"]
-    wl["recommended_fix"] = wl["workload_id"].map(fix)
+    wl["recommended_fix"] = wl["workload_id"].map(fix).astype("string")
     nl = recs[(recs["scope"] == "cluster") & (recs["mitigation"] == "nodelocal-dnscache")]["cluster"]
-    needs_nl = wl["recommended_fix"].isna() & wl["cluster"].isin(set(nl)) & wl["level"].isin(["high", "medium"])
+    needs_nl = (
+        wl["recommended_fix"].isna() & wl["cluster"].isin(set(nl)) & wl["level"].isin(["high", "medium"])
+    )
     wl.loc[needs_nl, "recommended_fix"] = "nodelocal-dnscache"
-    factors = pd.concat([_melt(clusters, "cluster", "cluster"), _melt(nodes, "node", "node"),
-                         _melt(wl, "workload", "workload_id")], ignore_index=True)
+    factors = pd.concat(
+        [
+            _melt(clusters, "cluster", "cluster"),
+            _melt(nodes, "node", "node"),
+            _melt(wl, "workload", "workload_id"),
+        ],
+        ignore_index=True,
+    )
     return Assessment(
         meta=dict(meta or {}),
         clusters=schema.conform(clusters, "clusters", schema.RISK_COLUMNS)
@@ -99,8 +107,14 @@ def _workload_risk(frames: Frames, p: pd.DataFrame) -> pd.DataFrame:
     kernel_t = np.where(
         k_open > 0,
         _fmt_int(k_open) + " of " + _fmt_int(pods) + " pods run on nodes with conntrack races open (K1-K3)",
-        np.where(k_unk > 0, _fmt_int(k_unk) + " of " + _fmt_int(pods) + " pods run on nodes whose kernel fix status is unknown (K8)",
-                 "the races are fixed on every node its pods run on (K1-K3)"),
+        np.where(
+            k_unk > 0,
+            _fmt_int(k_unk)
+            + " of "
+            + _fmt_int(pods)
+            + " pods run on nodes whose kernel fix status is unknown (K8)",
+            "the races are fixed on every node its pods run on (K1-K3)",
+        ),
     )
     resolver_t = np.select(
         [
@@ -115,8 +129,14 @@ def _workload_risk(frames: Frames, p: pd.DataFrame) -> pd.DataFrame:
         ],
         [
             "image " + img + " → musl: " + ignored.fillna("") + " is ignored, A+AAAA still race (R5)",
-            "image " + img + " → musl: A+AAAA sent in parallel from one socket; dnsConfig options cannot stop it (R5)",
-            "image " + img + " → glibc without single-request-reopen/use-vc: A+AAAA race on one socket, a lost query costs " + stall + " s (R1)",
+            "image "
+            + img
+            + " → musl: A+AAAA sent in parallel from one socket; dnsConfig options cannot stop it (R5)",
+            "image "
+            + img
+            + " → glibc without single-request-reopen/use-vc: A+AAAA race on one socket, a lost query costs "
+            + stall
+            + " s (R1)",
             "image " + img + " → glibc with " + opts + ": A and AAAA no longer race (R2/R3)",
             "image " + img + " → Go resolver: one socket per query, not exposed (R6)",
             res + " uses libc getaddrinfo: parallel A+AAAA like glibc (R7/R8)",
@@ -131,16 +151,22 @@ def _workload_risk(frames: Frames, p: pd.DataFrame) -> pd.DataFrame:
     path_t = np.where(
         cdns.fillna(True).to_numpy(dtype=bool),
         path_note,
-        "dnsPolicy " + wl["dns_policy"].fillna("?") + np.where(wl["host_network"].fillna(False), " on hostNetwork", "")
+        "dnsPolicy "
+        + wl["dns_policy"].fillna("?")
+        + np.where(wl["host_network"].fillna(False), " on hostNetwork", "")
         + ": does not query the cluster DNS service; races 1-2 can still apply without DNAT (P5, §1.1)",
     )
     nd = wl["ndots"].astype("Int64")
     ndots_t = np.where(
         nd.fillna(0).to_numpy() >= 2,
-        "ndots:" + _fmt_int(nd) + ": names with fewer dots try the cluster search list first, each try one more A+AAAA pair (R10)",
+        "ndots:"
+        + _fmt_int(nd)
+        + ": names with fewer dots try the cluster search list first, each try one more A+AAAA pair (R10)",
         "",
     )
-    ev_t = np.where(wl["evidence_pts"].fillna(0) > 0, "conntrack insert_failed grew on its nodes (D1, K7)", "")
+    ev_t = np.where(
+        wl["evidence_pts"].fillna(0) > 0, "conntrack insert_failed grew on its nodes (D1, K7)", ""
+    )
     zero_t = np.select(
         [pair == "no", (k_open == 0) & (k_unk == 0), wl["service_path_pts"].fillna(0) == 0],
         ["not exposed: " + resolver_t, "not exposed: " + kernel_t, "not exposed: " + path_t],
@@ -149,7 +175,9 @@ def _workload_risk(frames: Frames, p: pd.DataFrame) -> pd.DataFrame:
     wl["kernel_text"], wl["resolver_text"], wl["service_path_text"] = kernel_t, resolver_t, path_t
     wl["ndots_text"], wl["evidence_text"], wl["query_rate_text"] = ndots_t, ev_t, ""
     exposed_why = pd.Series(kernel_t, index=wl.index) + "; " + resolver_t + "; " + path_t
-    exposed_why = exposed_why + pd.Series(np.where(ev_t != "", "; " + pd.Series(ev_t, index=wl.index), ""), index=wl.index)
+    exposed_why = exposed_why + pd.Series(
+        np.where(ev_t != "", "; " + pd.Series(ev_t, index=wl.index), ""), index=wl.index
+    )
     wl["why"] = np.where((wl["score"].fillna(0) == 0) & (zero_t != ""), zero_t, exposed_why)
     return wl
 
@@ -172,20 +200,38 @@ def _node_risk(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame) -> pd.DataFram
         nodes[c] = nodes[c].fillna(0)
     kv = nodes["kernel_version"].fillna("?")
     nodes["kernel_text"] = np.where(
-        kg == 1, kv + ": race(s) " + races + " open",
-        np.where(np.isnan(kg), kv + " (" + nodes["distro"].fillna("unknown") + "): fix status unknown (K8)", kv + ": races fixed"),
+        kg == 1,
+        kv + ": race(s) " + races + " open",
+        np.where(
+            np.isnan(kg),
+            kv + " (" + nodes["distro"].fillna("unknown") + "): fix status unknown (K8)",
+            kv + ": races fixed",
+        ),
     )
     nodes["service_path_text"] = np.select(
-        [pg == 0, pg == 1], ["DNS bypasses conntrack DNAT on this node (P2/P3)", "DNS to kube-dns is DNAT'd through conntrack (P1)"],
+        [pg == 0, pg == 1],
+        [
+            "DNS bypasses conntrack DNAT on this node (P2/P3)",
+            "DNS to kube-dns is DNAT'd through conntrack (P1)",
+        ],
         default="service path unknown",
     )
     nodes["resolver_text"] = _fmt_int(nodes["pods"]) + " pods on the node"
     inc = x["insert_failed_increase"].reindex(key).to_numpy()
     nodes["evidence_text"] = np.where(
-        np.isnan(inc), "conntrack stats not collected (D1)",
-        np.where(inc > 0, "insert_failed +" + pd.Series(np.nan_to_num(inc)).round(0).astype("int64").astype(str).to_numpy()
-                 + np.where(nodes["counters_exact"].fillna(False), " (kernel >= 5.10: dropped packets, K7)",
-                            " (kernel < 5.10: may include resolved clashes, K7)"), "insert_failed flat"),
+        np.isnan(inc),
+        "conntrack stats not collected (D1)",
+        np.where(
+            inc > 0,
+            "insert_failed +"
+            + pd.Series(np.nan_to_num(inc)).round(0).astype("int64").astype(str).to_numpy()
+            + np.where(
+                nodes["counters_exact"].fillna(False),
+                " (kernel >= 5.10: dropped packets, K7)",
+                " (kernel < 5.10: may include resolved clashes, K7)",
+            ),
+            "insert_failed flat",
+        ),
     )
     nodes["ndots_text"], nodes["query_rate_text"] = "", ""
     nodes["why"] = nodes["kernel_text"] + "; " + nodes["service_path_text"] + "; " + nodes["evidence_text"]
@@ -194,9 +240,11 @@ def _node_risk(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame) -> pd.DataFram
 
 def _cluster_risk(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame, wl: pd.DataFrame) -> pd.DataFrame:
     cl = frames.clusters.copy()
-    agg = aggregate(p, ["cluster"])
+    agg = aggregate(p, ["cluster"], quantile=0.9)
     cl = cl.merge(agg, on="cluster", how="left")
-    texts: dict[str, list[str]] = {f: [] for f in ("kernel", "service_path", "resolver", "ndots", "query_rate", "evidence")}
+    texts: dict[str, list[str]] = {
+        f: [] for f in ("kernel", "service_path", "resolver", "ndots", "query_rate", "evidence")
+    }
     dsvc = frames.dns_service.set_index("cluster")
     cm = frames.coredns_metrics.set_index("cluster")
     for _, row in cl.iterrows():
@@ -216,7 +264,9 @@ def _cluster_risk(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame, wl: pd.Data
             parts.append(f"{unk} of {len(n)} nodes have a kernel whose fix status is unknown (K8)")
         ep = dsvc["ready_endpoints"].get(c) if c in dsvc.index else None
         if ep is not None and not pd.isna(ep):
-            parts.append(f"{int(ep)} ready kube-dns endpoint(s): race 3 {'can' if ep >= 2 else 'cannot'} occur (K4)")
+            parts.append(
+                f"{int(ep)} ready kube-dns endpoint(s): race 3 {'can' if ep >= 2 else 'cannot'} occur (K4)"
+            )
         texts["kernel"].append("; ".join(parts[:3]) or "races fixed on every node (K1-K3)")
         texts["service_path"].append(str(dsvc["path_note"].get(c, "service path unknown")))
         w = wl[wl["cluster"] == c]
@@ -227,9 +277,15 @@ def _cluster_risk(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame, wl: pd.Data
         t = f"{int(pair['pods'].sum())} of {int(w['pods'].sum())} pods send A+AAAA in parallel from one socket ({mix or 'none'})"
         texts["resolver"].append(t + (f"; resolver unknown for {unk_res} pods (R11)" if unk_res else ""))
         hi = int(w.loc[w["ndots"].astype("Float64") >= 5, "pods"].sum())
-        texts["ndots"].append(f"{hi} pods use ndots >= 5: every short external name costs several lookups (R10)" if hi else "")
+        texts["ndots"].append(
+            f"{hi} pods use ndots >= 5: every short external name costs several lookups (R10)" if hi else ""
+        )
         q = cm["qps"].get(c) if c in cm.index else None
-        texts["query_rate"].append(f"CoreDNS serves {q:.0f} queries/s" if q is not None and not pd.isna(q) else "query rate not collected")
+        texts["query_rate"].append(
+            f"CoreDNS serves {q:.0f} queries/s"
+            if q is not None and not pd.isna(q)
+            else "query rate not collected"
+        )
         grew = n[n["insert_failed_increase"] > 0]
         if not n["ct_available"].any():
             texts["evidence"].append("conntrack stats not collected: no evidence either way (D1)")
@@ -237,7 +293,11 @@ def _cluster_risk(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame, wl: pd.Data
             exact = bool(grew["counters_exact"].fillna(False).all())
             texts["evidence"].append(
                 f"conntrack insert_failed grew on {len(grew)} of {len(n)} nodes (+{grew['insert_failed_increase'].sum():.0f})"
-                + (" = dropped packets (K7)" if exact else "; kernel < 5.10: may include resolved clashes (K7)")
+                + (
+                    " = dropped packets (K7)"
+                    if exact
+                    else "; kernel < 5.10: may include resolved clashes (K7)"
+                )
             )
         else:
             texts["evidence"].append("conntrack insert_failed flat on every node (D1)")
@@ -253,19 +313,34 @@ def _cluster_risk(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame, wl: pd.Data
         if row["status"] == "failed":
             why.append(f"scan failed: {row['reason'] or 'no data'}")
             continue
-        top = [row[f"{names[j]}_text"] for j in order[i][:3] if row[f"{names[j]}_text"]]
         if row.get("score") == 0:
-            top = ["no pod is exposed", *top]
+            why.append("no pod is exposed: " + _zero_reason(row, nx[nx["cluster"] == row["cluster"]]))
+            continue
+        top = [row[f"{names[j]}_text"] for j in order[i][:3] if row[f"{names[j]}_text"]]
         why.append("; ".join(top))
     cl["why"] = why
     return cl
 
 
+def _zero_reason(row: pd.Series, n: pd.DataFrame) -> str:
+    if len(n) and (n["kernel_gate"] == 0).all():
+        return "the races are fixed on every node (K1-K3)"
+    if len(n) and (n["path_gate"] == 0).all():
+        return str(row["service_path_text"])
+    return str(row["resolver_text"])
+
+
 def _melt(df: pd.DataFrame, scope: str, key: str) -> pd.DataFrame:
     if not len(df):
         return pd.DataFrame()
-    rules = {"kernel": "K1-K8", "service_path": "P1-P5", "resolver": "R1-R11", "ndots": "R10",
-             "query_rate": "D3", "evidence": "D1, K7"}
+    rules = {
+        "kernel": "K1-K8",
+        "service_path": "P1-P5",
+        "resolver": "R1-R11",
+        "ndots": "R10",
+        "query_rate": "D3",
+        "evidence": "D1, K7",
+    }
     out = []
     for f in schema.FACTOR_NAMES:
         t = df.get(f"{f}_text")

@@ -141,7 +141,9 @@ def _classify_cached(cache: dict, kv: str | None, osi: str | None) -> _K:
     key = (kv, osi)
     if key not in cache:
         c = kernel_rules.classify(kv, osi)
-        cache[key] = _K(c.race1, c.race2, c.race3, c.nfqueue, c.distro, c.base, c.counters_exact, "; ".join(c.source))
+        cache[key] = _K(
+            c.race1, c.race2, c.race3, c.nfqueue, c.distro, c.base, c.counters_exact, "; ".join(c.source)
+        )
     return cache[key]
 
 
@@ -155,7 +157,9 @@ def _nodes(cluster: str, nodes: list[dict], dns: dict) -> pd.DataFrame:
         labels = n.get("labels") or {}
         k = _classify_cached(cache, n.get("kernel_version"), n.get("os_image"))
         pool = next((labels[p] for p in POOL_LABELS if labels.get(p)), None)
-        itype = labels.get("node.kubernetes.io/instance-type") or labels.get("beta.kubernetes.io/instance-type")
+        itype = labels.get("node.kubernetes.io/instance-type") or labels.get(
+            "beta.kubernetes.io/instance-type"
+        )
         if nl_present is False:
             nl_ready = False
         elif nl_set is not None:
@@ -217,7 +221,9 @@ def _num(v: Any) -> float | None:
     return f if f == f and f >= 0 else None
 
 
-def _workload_dns(pod: dict, resolver: str, cluster_ip: str | None, nodelocal_ip: str | None) -> dict[str, Any]:
+def _workload_dns(
+    pod: dict, resolver: str, cluster_ip: str | None, nodelocal_ip: str | None
+) -> dict[str, Any]:
     policy = pod.get("dns_policy") or "ClusterFirst"
     host_net = bool(pod.get("host_network"))
     cfg = pod.get("dns_config") or {}
@@ -372,7 +378,9 @@ def _dns_service(cluster: str, dns: dict, c: dict) -> pd.DataFrame:
     path, note = _path(mode, ebpf, nodelocal)
     plugins, domain = _corefile_plugins(dns.get("corefile"))
     if c.get("status") == "failed":
-        return pd.DataFrame([{"cluster": cluster, "path": "unknown", "path_note": "cluster could not be scanned"}])
+        return pd.DataFrame(
+            [{"cluster": cluster, "path": "unknown", "path_note": "cluster could not be scanned"}]
+        )
     return pd.DataFrame(
         [
             {
@@ -399,9 +407,15 @@ def _dns_service(cluster: str, dns: dict, c: dict) -> pd.DataFrame:
 
 def _path(mode: str | None, ebpf: str, nodelocal: bool | None) -> tuple[str, str]:
     if ebpf == "cilium-socket-lb":
-        return "socket-lb", "Cilium socket-LB connects the pod's socket to a backend: no netfilter DNAT [I] (P3)"
+        return (
+            "socket-lb",
+            "Cilium socket-LB connects the pod's socket to a backend: no netfilter DNAT [I] (P3)",
+        )
     if ebpf == "cilium-tc":
-        return "unknown", "Cilium socketLB.hostNamespaceOnly: pods use the tc load balancer, behaviour unknown (P3)"
+        return (
+            "unknown",
+            "Cilium socketLB.hostNamespaceOnly: pods use the tc load balancer, behaviour unknown (P3)",
+        )
     if ebpf == "calico-ebpf":
         return "unknown", "Calico eBPF balances UDP per packet; whether it races is unknown (P4)"
     if mode in ("iptables", "nftables", "ipvs"):
@@ -415,7 +429,10 @@ def _path(mode: str | None, ebpf: str, nodelocal: bool | None) -> tuple[str, str
                 "kube-proxy ipvs with NodeLocal DNSCache: it helps only if kubelet clusterDNS is the link-local "
                 "IP, which the API does not show (P2)"
             )
-        return "netfilter-dnat", f"kube-proxy {mode}: DNS to the kube-dns ClusterIP is DNAT'd through conntrack (P1)"
+        return (
+            "netfilter-dnat",
+            f"kube-proxy {mode}: DNS to the kube-dns ClusterIP is DNAT'd through conntrack (P1)",
+        )
     if mode == "none":
         return "unknown", "no kube-proxy and no known eBPF replacement: service path unknown"
     return "unknown", "kube-proxy mode could not be read"
@@ -426,7 +443,15 @@ def _coredns(cluster: str, metrics: dict, dns: dict) -> tuple[pd.DataFrame, pd.D
     source = metrics.get("source") if core else "not collected"
     row = {"cluster": cluster, "source": source or "not collected", "window_s": metrics.get("window_s")}
     if core:
-        for k in ("qps", "p50_ms", "p99_ms", "share_over_1s", "servfail_share", "nxdomain_share", "forward_p99_ms"):
+        for k in (
+            "qps",
+            "p50_ms",
+            "p99_ms",
+            "share_over_1s",
+            "servfail_share",
+            "nxdomain_share",
+            "forward_p99_ms",
+        ):
             row[k] = _num(core.get(k))
     row["note"] = metrics.get("note") or (None if core else "CoreDNS metrics not collected")
     summary = pd.DataFrame([row])
@@ -434,7 +459,9 @@ def _coredns(cluster: str, metrics: dict, dns: dict) -> tuple[pd.DataFrame, pd.D
     return summary, _series_frame(series, {"cluster": cluster})
 
 
-def _series_frame(series: Any, const: dict, value_name: str = "value", metric: str | None = None) -> pd.DataFrame:
+def _series_frame(
+    series: Any, const: dict, value_name: str = "value", metric: str | None = None
+) -> pd.DataFrame:
     if not isinstance(series, dict) or not isinstance(series.get("metrics"), dict):
         return pd.DataFrame()
     start, step = _num(series.get("start")), _num(series.get("step"))
@@ -479,8 +506,12 @@ def _conntrack(cluster: str, metrics: dict, node_names: list) -> tuple[pd.DataFr
             )
             rate = d.get("insert_failed_rate")
             if isinstance(rate, list) and rate and _num(start) is not None and _num(step):
-                s = _series_frame({"start": start, "step": step, "metrics": {"r": rate}}, {"cluster": cluster, "node": n})
+                s = _series_frame(
+                    {"start": start, "step": step, "metrics": {"r": rate}}, {"cluster": cluster, "node": n}
+                )
                 series.append(s.rename(columns={"value": "insert_failed_rate"}).drop(columns=["metric"]))
         else:
-            rows.append({"cluster": cluster, "node": n, "available": False, "reason": reason or "node not in metrics"})
+            rows.append(
+                {"cluster": cluster, "node": n, "available": False, "reason": reason or "node not in metrics"}
+            )
     return pd.DataFrame(rows), (pd.concat(series, ignore_index=True) if series else pd.DataFrame())

@@ -16,6 +16,7 @@ import hashlib
 import numpy as np
 import pandas as pd
 
+from dnsfleet import schema
 from dnsfleet.frames import Frames
 from dnsfleet.rules import kernel as kernel_rules
 from dnsfleet.rules.resolver import option_honoured
@@ -42,14 +43,19 @@ def recommendations(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame, wl: pd.Da
     parts = [_workload_recs(wl), _nodelocal_recs(frames, p, wl), _kernel_recs(p, nx, wl)]
     parts = [x for x in parts if len(x)]
     if not parts:
-        return pd.DataFrame()
+        return schema.empty("recommendations")
     out = pd.concat(parts, ignore_index=True)
     # Rank on one scale: points of the cluster's score the action removes (pod-weighted).
     pods_total = p.groupby("cluster")["pods"].sum().astype("float64")
     wl_rows = out["scope"] == "workload"
     share = out["pods"].astype("float64") / out["cluster"].map(pods_total).replace(0.0, np.nan)
-    out.loc[wl_rows, "risk_removed"] = (out.loc[wl_rows, "risk_removed"].astype("float64") * share[wl_rows]).round(2)
-    out["finding_id"] = [finding_id(CODES[m], c, t) for m, c, t in zip(out["mitigation"], out["cluster"], out["target"], strict=True)]
+    out.loc[wl_rows, "risk_removed"] = (
+        out.loc[wl_rows, "risk_removed"].astype("float64") * share[wl_rows]
+    ).round(2)
+    out["finding_id"] = [
+        finding_id(CODES[m], c, t)
+        for m, c, t in zip(out["mitigation"], out["cluster"], out["target"], strict=True)
+    ]
     return out.sort_values(["risk_removed", "finding_id"], ascending=[False, True]).reset_index(drop=True)
 
 
@@ -69,7 +75,12 @@ def _workload_recs(wl: pd.DataFrame) -> pd.DataFrame:
             "action": np.where(
                 bare,
                 "bare Pod: recreate it from a template with dnsConfig option single-request-reopen (or use-vc)",
-                "add dnsConfig option single-request-reopen to " + g["kind"] + " " + g["namespace"] + "/" + g["name"]
+                "add dnsConfig option single-request-reopen to "
+                + g["kind"]
+                + " "
+                + g["namespace"]
+                + "/"
+                + g["name"]
                 + " (keeps its other options; use-vc is the TCP alternative)",
             ),
             "risk_removed": g["score"],
@@ -94,7 +105,9 @@ def _workload_recs(wl: pd.DataFrame) -> pd.DataFrame:
             "scope": "workload",
             "target": o["workload_id"],
             "mitigation": "nodelocal-dnscache",
-            "action": why + ": protect it with NodeLocal DNSCache on cluster " + o["cluster"]
+            "action": why
+            + ": protect it with NodeLocal DNSCache on cluster "
+            + o["cluster"]
             + np.where(o["resolver"] == "musl", " (or move it to a glibc base image)", ""),
             "risk_removed": o["score"],
             "pods": o["pods"],
@@ -109,15 +122,24 @@ def _workload_recs(wl: pd.DataFrame) -> pd.DataFrame:
             "scope": "workload",
             "target": nd["workload_id"],
             "mitigation": "lower-ndots",
-            "action": "if it mostly resolves external names: set dnsConfig option ndots:2 on " + nd["kind"] + " "
-            + nd["namespace"] + "/" + nd["name"] + " or use FQDNs with a trailing dot",
+            "action": "if it mostly resolves external names: set dnsConfig option ndots:2 on "
+            + nd["kind"]
+            + " "
+            + nd["namespace"]
+            + "/"
+            + nd["name"]
+            + " or use FQDNs with a trailing dot",
             "risk_removed": (nd["ndots_pts"].astype("float64") * (1 - 2 / 5)).round(1),
             "pods": nd["pods"],
             "rule": "R10",
             "note": ROLL_OUT + "; in-cluster short names still resolve through the search list",
         }
     )
-    return pd.concat([x for x in (srr, nl, ndots) if len(x)], ignore_index=True) if (len(srr) or len(nl) or len(ndots)) else pd.DataFrame()
+    return (
+        pd.concat([x for x in (srr, nl, ndots) if len(x)], ignore_index=True)
+        if (len(srr) or len(nl) or len(ndots))
+        else pd.DataFrame()
+    )
 
 
 def _nodelocal_recs(frames: Frames, p: pd.DataFrame, wl: pd.DataFrame) -> pd.DataFrame:
@@ -126,7 +148,7 @@ def _nodelocal_recs(frames: Frames, p: pd.DataFrame, wl: pd.DataFrame) -> pd.Dat
     pods_total = p.groupby("cluster")["pods"].sum()
     at = p[(p["path_gate"] == 1) & (p["score"] > 0)]
     for cluster, grp in at.groupby("cluster"):
-        if d["path"].get(cluster) != "netfilter-dnat" and not (d["path"].get(cluster) == "nodelocal"):
+        if d["path"].get(cluster) != "netfilter-dnat" and d["path"].get(cluster) != "nodelocal":
             continue
         removed = float((grp["score"] * grp["pods"]).sum() / max(1, pods_total.get(cluster, 1)))
         mode = d["kube_proxy_mode"].get(cluster)

@@ -20,7 +20,10 @@ is *unknown* when any gate is unknown, *exposed* when all are 1.
 | query_rate    | 5      | 5 x min(1, log10(1 + CoreDNS q/s) / 4)                                |
 | evidence      | 10     | insert_failed grew on the node: 10 (kernel >= 5.10 or drop grew), else 4 |
 
-Workloads, nodes and clusters aggregate placements weighted by pods. Levels: high >= 60,
+Workloads and nodes aggregate placements as the pod-weighted mean. A cluster's score is the average
+of the pod-weighted mean and the pod-weighted 90th percentile (what the worst-off tenth of its pods
+face), so a cluster with one exposed node pool is not averaged away by its safe pools; its factor
+points are the pod-weighted means. Levels: high >= 60,
 medium >= 35, else low, taken from the (worst-case) score. One exception keeps "no data" from
 reading as risk or safety: when the known placements alone score low but the worst case does not,
 the level is *unknown*. ``docs/risk-model.md`` has a
@@ -56,8 +59,21 @@ def _tri(mask_yes: pd.Series, mask_no: pd.Series) -> np.ndarray:
 
 def node_exposure(frames: Frames) -> pd.DataFrame:
     """Per node: kernel gate and weight, path gate, evidence, with texts."""
-    n = frames.nodes[["cluster", "node", "kernel_version", "distro", "race1", "race2", "race3", "nfqueue",
-                      "counters_exact", "nodelocal_ready", "pool"]].copy()
+    n = frames.nodes[
+        [
+            "cluster",
+            "node",
+            "kernel_version",
+            "distro",
+            "race1",
+            "race2",
+            "race3",
+            "nfqueue",
+            "counters_exact",
+            "nodelocal_ready",
+            "pool",
+        ]
+    ].copy()
     d = frames.dns_service[["cluster", "ready_endpoints", "nfqueue_agent", "path", "path_note"]]
     n = n.merge(d, on="cluster", how="left")
     ep = n["ready_endpoints"].astype("Float64")
@@ -76,12 +92,18 @@ def node_exposure(frames: Frames) -> pd.DataFrame:
         | (nfq_open & np.isnan(agent))
     )
     n["kernel_gate"] = np.where(opened, 1.0, np.where(unk, np.nan, 0.0))
-    n["kernel_weight"] = np.where(r12_open | (nfq_open & (agent == 1)), 1.0, np.where(opened, RACE3_ONLY, 1.0))
+    n["kernel_weight"] = np.where(
+        r12_open | (nfq_open & (agent == 1)), 1.0, np.where(opened, RACE3_ONLY, 1.0)
+    )
     nl = n["nodelocal_ready"]
     path = n["path"].fillna("unknown")
     n["path_gate"] = np.select(
-        [path == "netfilter-dnat", path == "socket-lb", (path == "nodelocal") & (nl == True),  # noqa: E712
-         (path == "nodelocal") & (nl == False)],  # noqa: E712
+        [
+            path == "netfilter-dnat",
+            path == "socket-lb",
+            (path == "nodelocal") & (nl == True),  # noqa: E712
+            (path == "nodelocal") & (nl == False),  # noqa: E712
+        ],
         [1.0, 0.0, 0.0, 1.0],
         default=np.nan,
     )
@@ -101,7 +123,12 @@ def node_exposure(frames: Frames) -> pd.DataFrame:
 
 def _open_races_text(n: pd.DataFrame, r3_rel: np.ndarray, agent: np.ndarray) -> pd.Series:
     parts = []
-    for col, label, rel in (("race1", "1", None), ("race2", "2", None), ("race3", "3", r3_rel), ("nfqueue", "NFQUEUE", agent)):
+    for col, label, rel in (
+        ("race1", "1", None),
+        ("race2", "2", None),
+        ("race3", "3", r3_rel),
+        ("nfqueue", "NFQUEUE", agent),
+    ):
         is_open = (n[col] == "open").to_numpy(dtype=bool)
         if rel is not None:
             is_open = is_open & (rel != 0)
@@ -110,10 +137,12 @@ def _open_races_text(n: pd.DataFrame, r3_rel: np.ndarray, agent: np.ndarray) -> 
     return joined
 
 
-def placements_scored(frames: Frames) -> pd.DataFrame:
-    """Placements with gates, factor points, score and exposure flags."""
-    nx = node_exposure(frames)
-    w = frames.workloads[["workload_id", "resolver", "sends_parallel_pair", "uses_cluster_dns", "stall_s", "ndots"]]
+def placements_scored(frames: Frames, nx: pd.DataFrame | None = None) -> pd.DataFrame:
+    """Placements with gates, factor points, score and exposure flags (``nx``: ``node_exposure``)."""
+    nx = node_exposure(frames) if nx is None else nx
+    w = frames.workloads[
+        ["workload_id", "resolver", "sends_parallel_pair", "uses_cluster_dns", "stall_s", "ndots"]
+    ]
     p = frames.placements.merge(w, on="workload_id", how="left")
     p = p.merge(
         nx[["cluster", "node", "kernel_gate", "kernel_weight", "path_gate", "evidence"]],
@@ -123,7 +152,9 @@ def placements_scored(frames: Frames) -> pd.DataFrame:
     qps = frames.coredns_metrics.set_index("cluster")["qps"].astype("float64")
     p["qps"] = p["cluster"].map(qps).astype("float64")
     cluster_dns = p["uses_cluster_dns"].astype("boolean")
-    p["path_gate"] = np.where(cluster_dns.fillna(False).to_numpy(dtype=bool), p["path_gate"].astype("float64"), np.nan)
+    p["path_gate"] = np.where(
+        cluster_dns.fillna(False).to_numpy(dtype=bool), p["path_gate"].astype("float64"), np.nan
+    )
     p["resolver_gate"] = _tri(p["sends_parallel_pair"] == "yes", p["sends_parallel_pair"] == "no")
     kg = p["kernel_gate"].astype("float64").to_numpy()
     pg = p["path_gate"].astype("float64").to_numpy()
@@ -133,12 +164,18 @@ def placements_scored(frames: Frames) -> pd.DataFrame:
     live = (~zero).astype("float64")
     stall = p["stall_s"].astype("float64").fillna(5.0).to_numpy()
     ndots = p["ndots"].astype("float64").to_numpy()
-    p["kernel_pts"] = live * W_KERNEL * np.where(np.isnan(kg), 1.0, p["kernel_weight"].astype("float64").fillna(1.0))
+    p["kernel_pts"] = (
+        live * W_KERNEL * np.where(np.isnan(kg), 1.0, p["kernel_weight"].astype("float64").fillna(1.0))
+    )
     p["service_path_pts"] = live * W_PATH
     p["resolver_pts"] = live * W_RESOLVER * np.minimum(1.0, stall / 5.0)
-    p["ndots_pts"] = live * W_NDOTS * np.where(np.isnan(ndots), 0.0, np.minimum(np.nan_to_num(ndots), 5.0) / 5.0)
+    p["ndots_pts"] = (
+        live * W_NDOTS * np.where(np.isnan(ndots), 0.0, np.minimum(np.nan_to_num(ndots), 5.0) / 5.0)
+    )
     q = p["qps"].to_numpy(dtype="float64")
-    p["query_rate_pts"] = live * W_RATE * np.where(np.isnan(q), 0.0, np.clip(np.log10(1.0 + np.nan_to_num(q)) / 4.0, 0, 1))
+    p["query_rate_pts"] = (
+        live * W_RATE * np.where(np.isnan(q), 0.0, np.clip(np.log10(1.0 + np.nan_to_num(q)) / 4.0, 0, 1))
+    )
     p["evidence_pts"] = live * W_EVIDENCE * p["evidence"].astype("float64").fillna(0.0).to_numpy()
     p["score"] = p[PTS].sum(axis=1)
     p["zero"] = zero
@@ -147,8 +184,26 @@ def placements_scored(frames: Frames) -> pd.DataFrame:
     return p
 
 
-def aggregate(p: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Pod-weighted aggregation of scored placements."""
+def weighted_quantile(p: pd.DataFrame, by: list[str], value: pd.Series, q: float) -> pd.Series:
+    """Per group, the value that at least a share ``1 - q`` of the pods face (pod-weighted quantile)."""
+    t = p[by].copy()
+    t["v"] = value.astype("float64").to_numpy()
+    t["w"] = p["pods"].astype("float64").to_numpy()
+    t = t.sort_values([*by, "v"], kind="stable")
+    g = t.groupby(by, sort=False, dropna=False)
+    t["cum"] = g["w"].cumsum()
+    t["tot"] = g["w"].transform("sum")
+    hit = t[t["cum"] >= q * t["tot"]]
+    return hit.groupby(by, sort=False, dropna=False)["v"].first()
+
+
+def aggregate(p: pd.DataFrame, by: list[str], quantile: float | None = None) -> pd.DataFrame:
+    """Pod-weighted aggregation of scored placements.
+
+    With ``quantile`` (clusters use 0.9) the score is the average of the pod-weighted mean (how many
+    pods, how badly) and the pod-weighted quantile of placement scores (what the worst-off tenth of
+    pods face). Factor points stay pod-weighted means. Otherwise the score is the pod-weighted mean.
+    """
     pods = p["pods"].astype("float64")
     tmp = p[by].copy()
     tmp["pods"] = pods
@@ -163,6 +218,12 @@ def aggregate(p: pd.DataFrame, by: list[str]) -> pd.DataFrame:
     for c in [*PTS, "score"]:
         out[c] = (g[c] / tot).round(1)
     known = (g["known_score"] / tot).round(1)
+    if quantile is not None and len(p):
+        q_score = weighted_quantile(p, by, p["score"], quantile).reindex(out.index)
+        known_v = pd.Series(np.where(p["unknown"], 0.0, p["score"].astype("float64")), index=p.index)
+        known = weighted_quantile(p, by, known_v, quantile).reindex(out.index).round(1)
+        known = ((known + (g["known_score"] / tot)) / 2).round(1)
+        out["score"] = ((q_score + out["score"]) / 2).round(1)
     out["exposed_pods"] = g["exposed_pods"].astype("int64")
     out["unknown_pods"] = g["unknown_pods"].astype("int64")
     worst_lvl, known_lvl = level_of(out["score"]), level_of(known)

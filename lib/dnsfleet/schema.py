@@ -45,7 +45,7 @@ def _cols(*rows: tuple[str, str, str]) -> tuple[Column, ...]:
     return tuple(Column(*r) for r in rows)
 
 
-S, I, F, B, T = "string", "Int64", "Float64", "boolean", "datetime64[ns, UTC]"
+S, INT, F, B, T = "string", "Int64", "Float64", "boolean", "datetime64[ns, UTC]"
 
 SCHEMAS: dict[str, tuple[Column, ...]] = {
     "clusters": _cols(
@@ -56,9 +56,9 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         ("missing", S, "comma-separated resources that could not be read (their parts are unknown)"),
         ("server_version", S, "Kubernetes server gitVersion"),
         ("collected_at", T, "when this cluster was scanned (UTC)"),
-        ("nodes", I, "number of nodes"),
-        ("pods", I, "number of pods"),
-        ("workloads", I, "number of workloads (pods rolled up to owners)"),
+        ("nodes", INT, "number of nodes"),
+        ("pods", INT, "number of pods"),
+        ("workloads", INT, "number of workloads (pods rolled up to owners)"),
     ),
     "nodes": _cols(
         ("cluster", S, "cluster name"),
@@ -80,16 +80,20 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         ("kubelet_version", S, "status.nodeInfo.kubeletVersion"),
         ("instance_type", S, "node.kubernetes.io/instance-type label"),
         ("zone", S, "topology.kubernetes.io/zone label"),
-        ("pods", I, "pods scheduled on this node"),
+        ("pods", INT, "pods scheduled on this node"),
     ),
     "workloads": _cols(
         ("cluster", S, "cluster name"),
         ("namespace", S, "namespace"),
-        ("kind", S, "Deployment | StatefulSet | DaemonSet | CronJob | Job | ReplicaSet | Pod | other owner kind"),
+        (
+            "kind",
+            S,
+            "Deployment | StatefulSet | DaemonSet | CronJob | Job | ReplicaSet | Pod | other owner kind",
+        ),
         ("name", S, "owner name (the pod name for a bare Pod)"),
         ("workload_id", S, "cluster/namespace/kind/name, stable key"),
-        ("pods", I, "number of pods"),
-        ("nodes", I, "distinct nodes its pods run on"),
+        ("pods", INT, "number of pods"),
+        ("nodes", INT, "distinct nodes its pods run on"),
         ("image", S, "main image (first container of the first pod)"),
         ("images", S, "all distinct images, comma-separated"),
         ("resolver", S, "glibc | musl | go | go-cgo | c-ares | jvm | unknown"),
@@ -99,9 +103,9 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         ("uses_cluster_dns", B, "queries go to the cluster DNS service (dnsPolicy + hostNetwork, §3)"),
         ("dns_options", S, "pod dnsConfig.options as name[:value], comma-separated"),
         ("nameservers", S, "pod dnsConfig.nameservers, comma-separated"),
-        ("ndots", I, "effective ndots (dnsConfig option, else 5 for cluster DNS)"),
+        ("ndots", INT, "effective ndots (dnsConfig option, else 5 for cluster DNS)"),
         ("timeout_s", F, "effective resolver timeout in seconds (option, else the resolver default)"),
-        ("attempts", I, "effective attempts (option, else the resolver default)"),
+        ("attempts", INT, "effective attempts (option, else the resolver default)"),
         ("stall_s", F, "seconds one lost query costs this resolver (glibc: timeout; musl: timeout/attempts)"),
         ("sends_parallel_pair", S, "yes | no | unknown: sends A+AAAA in parallel from one socket (R1-R9)"),
     ),
@@ -109,14 +113,14 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         ("cluster", S, "cluster name"),
         ("workload_id", S, "workload key"),
         ("node", S, "node name (NA for unscheduled pods)"),
-        ("pods", I, "pods of the workload on the node"),
+        ("pods", INT, "pods of the workload on the node"),
     ),
     "dns_service": _cols(
         ("cluster", S, "cluster name"),
         ("cluster_ip", S, "kube-dns Service ClusterIP"),
-        ("ready_endpoints", I, "ready kube-dns endpoints (EndpointSlices)"),
+        ("ready_endpoints", INT, "ready kube-dns endpoints (EndpointSlices)"),
         ("coredns_version", S, "CoreDNS version (image tag or coredns_build_info)"),
-        ("coredns_replicas", I, "CoreDNS Deployment replicas"),
+        ("coredns_replicas", INT, "CoreDNS Deployment replicas"),
         ("corefile_plugins", S, "plugins of the Corefile's server blocks, comma-separated"),
         ("cluster_domain", S, "cluster domain (Corefile kubernetes plugin zone), default cluster.local"),
         ("kube_proxy_mode", S, "iptables | ipvs | nftables | none (replaced) | unknown"),
@@ -179,10 +183,14 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         ("cluster", S, "cluster name"),
         ("scope", S, "cluster | workload | node_pool"),
         ("target", S, "workload_id, node pool or cluster name"),
-        ("mitigation", S, "single-request-reopen | use-vc | nodelocal-dnscache | kernel-upgrade | lower-ndots"),
+        (
+            "mitigation",
+            S,
+            "single-request-reopen | use-vc | nodelocal-dnscache | kernel-upgrade | lower-ndots",
+        ),
         ("action", S, "what to do, in plain words"),
         ("risk_removed", F, "points of the cluster score this removes (pod-weighted), the ranking key"),
-        ("pods", I, "pods it protects"),
+        ("pods", INT, "pods it protects"),
         ("rule", S, "rule ids behind it (M1..M6 and the exposure rules)"),
         ("note", S, "caveats: rollout triggered, work outside the API, CNI caveats"),
     ),
@@ -193,8 +201,8 @@ RISK_COLUMNS = _cols(
     ("score", F, "risk score 0-100 (worst case where inputs are unknown)"),
     ("level", S, "high | medium | low | unknown"),
     ("why", S, "the top reasons, plain language, '; '-separated"),
-    ("exposed_pods", I, "pods whose DNS path is exposed (all gate conditions true)"),
-    ("unknown_pods", I, "pods with at least one unknown gate condition"),
+    ("exposed_pods", INT, "pods whose DNS path is exposed (all gate conditions true)"),
+    ("unknown_pods", INT, "pods with at least one unknown gate condition"),
     ("kernel_pts", F, "points from the kernel factor"),
     ("service_path_pts", F, "points from the service path factor"),
     ("resolver_pts", F, "points from the resolver factor"),
@@ -220,10 +228,7 @@ def conform(df: pd.DataFrame, frame: str, extra: tuple[Column, ...] = ()) -> pd.
     out = {}
     n = len(df)
     for c in cols:
-        if c.name in df.columns:
-            s = df[c.name]
-        else:
-            s = pd.Series([pd.NA] * n, index=df.index, dtype="object")
+        s = df[c.name] if c.name in df.columns else pd.Series([pd.NA] * n, index=df.index, dtype="object")
         out[c.name] = _as_dtype(s, c.dtype)
     return pd.DataFrame(out, index=df.index).reset_index(drop=True)
 

@@ -67,7 +67,14 @@ def option_mitigates(resolver: str, option: str) -> str:
 
 def normalise_resolver(value: str | None) -> str | None:
     v = (value or "").strip().lower()
-    aliases = {"alpine": "musl", "gnu": "glibc", "golang": "go", "go-pure": "go", "java": "jvm", "cares": "c-ares"}
+    aliases = {
+        "alpine": "musl",
+        "gnu": "glibc",
+        "golang": "go",
+        "go-pure": "go",
+        "java": "jvm",
+        "cares": "c-ares",
+    }
     v = aliases.get(v, v)
     return v if v in RESOLVERS else None
 
@@ -87,7 +94,9 @@ def load_mapping(path: str | Path) -> tuple[ImageRule, ...]:
     for n, row in enumerate(csv.DictReader(text.splitlines()), start=2):
         pattern, resolver = (row.get("pattern") or "").strip(), normalise_resolver(row.get("resolver"))
         if not pattern or resolver is None:
-            raise MappingError(f"{path.name} line {n}: need 'pattern' and a resolver among {', '.join(RESOLVERS)}")
+            raise MappingError(
+                f"{path.name} line {n}: need 'pattern' and a resolver among {', '.join(RESOLVERS)}"
+            )
         try:
             rx = re.compile(pattern, re.IGNORECASE)
         except re.error as e:
