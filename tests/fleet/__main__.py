@@ -9,6 +9,7 @@ printed; they live only in the 0600 kubeconfig files and ``D/fleet.json``.
 from __future__ import annotations
 
 import argparse
+import shutil
 import signal
 import sys
 import tempfile
@@ -45,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     specs = _specs(args.clusters)
-    if args.dir is None:
+    own_dir = args.dir is None
+    if own_dir:
         workdir = Path(tempfile.mkdtemp(prefix="dnsfleet-fleet-"))
     else:
         workdir = args.dir
@@ -62,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
         fleet = start_fleet(workdir, specs, prometheus=not args.no_prometheus)
     except FleetError as e:
         print(f"error: {e}", file=sys.stderr)
+        if own_dir:
+            print(f"logs kept in {workdir}", file=sys.stderr)
         return 1
     try:
         lines = {
@@ -82,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
             pass
     finally:
         fleet.stop()
+        if own_dir:  # a temp dir we made: etcd data and Prometheus blocks are ~200 MB
+            shutil.rmtree(workdir, ignore_errors=True)
     return 0
 
 

@@ -28,6 +28,9 @@ The ``Fleet`` object (others code against it; keep it stable)::
         kube_proxy_replacement, nodelocal, nodelocal_ip, nodelocal_nodes, conntrack_metrics,
         insert_failed_grows, provider, server_version, qps
     fleet.stop()                    # kills every process it started, by pid; idempotent
+    fleet.specs: list[ClusterSpec]  # the specs it was started from (tests.fleet.spec)
+    fleet.workdir: Path             # logs: <workdir>/<cluster>/{etcd,apiserver}.log, prometheus/
+    fleet.timings: dict[str, float] # start-up measurements (see "Seed cache" below)
 
 Users (static tokens, ``--token-auth-file``): ``admin`` (group ``system:masters``), ``viewer`` (bound to
 ClusterRole ``dnsfleet-viewer``: get/list/watch everything, nonResource get, create SSAR/SSRR) and
