@@ -47,7 +47,8 @@ else:
 
 
 def _reset() -> None:
-    for k in (K_PLAN, K_DRY, K_RESULT):
+    """A new plan starts over: its dry run, result and the typed confirmation are dropped."""
+    for k in (K_PLAN, K_DRY, K_RESULT, "mit.confirm"):
         ss.pop(k, None)
 
 
@@ -300,6 +301,8 @@ if plan is not None and plan.cluster == cluster:
         reasons.append("run the dry run first")
     elif not any(r.ok for r in dry):
         reasons.append("no object passed the dry run")
+    if ss.get(K_RESULT):
+        reasons.append("this plan was applied; plan again for another change")
     if confirm.strip() != cluster:
         reasons.append(f"type the cluster name {cluster!r} to confirm")
     apply_reason = "; ".join(reasons) or None
@@ -318,6 +321,8 @@ if plan is not None and plan.cluster == cluster:
             )
 
         ss[K_RESULT] = _run("Apply", _apply)
+        if ss[K_RESULT] is not None:
+            st.rerun()  # refresh the undo choices and the audit log with the new records
     if apply_reason:
         st.caption(f"Apply disabled: {apply_reason}.")
     result = ss.get(K_RESULT)
