@@ -113,6 +113,22 @@ def test_kubeconfig_for_rejects_unknown_user(tmp_path: Path) -> None:
         f.stop()
 
 
+def test_failed_build_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import tests.fleet.fleet as F
+
+    fake = tmp_path / "build.sh"
+    fake.write_text(
+        "#!/usr/bin/env bash\n"
+        f'case "$1" in print-dirs) echo "{tmp_path}/c/k8s/v9 {tmp_path}/c/etcd/v9";;\n'
+        "all) echo \"[test-fleet build] ERROR: 'go' is not on PATH\" >&2; exit 2;; esac\n"
+    )
+    monkeypatch.setattr(F, "BUILD_SH", fake)
+    with pytest.raises(F.FleetError, match=r"build.sh all failed \(exit 2; full log .*'go' is not on PATH"):
+        F.ensure_binaries()
+    with pytest.raises(F.FleetError, match="kube-apiserver is missing; build it with"):
+        F.start_fleet(tmp_path / "w", [S.small_cluster()], prometheus=False)
+
+
 # ---------------------------------------------------------------------------------------------------
 # The running fleet
 

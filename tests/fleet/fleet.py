@@ -135,6 +135,8 @@ def ensure_binaries(timeout: float = 3600) -> None:
     """
     import fcntl
 
+    if _binaries_present():  # build.sh would be a no-op, but it insists on `go` being installed
+        return
     k8s, _ = binary_dirs()
     cache = k8s.parent.parent
     cache.mkdir(parents=True, exist_ok=True)
