@@ -14,10 +14,6 @@ from dnsfleet.recommend import recommendations
 from dnsfleet.risk import PTS, aggregate, node_exposure, placements_scored
 from dnsfleet.rules.resolver import ImageRule
 
-WORKLOAD_EXTRA = schema._cols(
-    ("recommended_fix", "string", "the mitigation that would work for this workload (see recommendations)"),
-)
-
 
 @dataclass
 class Assessment:
@@ -71,7 +67,7 @@ def assess(frames: Frames, meta: dict[str, Any] | None = None, snapshot: dict | 
         .sort_values(["score", "cluster"], ascending=[False, True], na_position="last")
         .reset_index(drop=True),
         nodes=schema.conform(nodes, "nodes", schema.RISK_COLUMNS),
-        workloads=schema.conform(wl, "workloads", schema.RISK_COLUMNS + WORKLOAD_EXTRA),
+        workloads=schema.conform(wl, "workloads", schema.RISK_COLUMNS + schema.WORKLOAD_RISK_COLUMNS),
         placements=frames.placements,
         dns_service=frames.dns_service,
         coredns_metrics=frames.coredns_metrics,

@@ -176,6 +176,14 @@ def _nodelocal_recs(frames: Frames, p: pd.DataFrame, wl: pd.DataFrame) -> pd.Dat
     return pd.DataFrame(rows)
 
 
+def _target(mins: set[str | None]) -> str:
+    """One kernel that closes every open race: the highest mainline fix, else the track's backports."""
+    plain = [m for m in mins if m and "(" not in m]
+    if plain:
+        return max(plain, key=lambda v: kernel_rules.parse_version(v) or ())
+    return " and ".join(sorted(m for m in mins if m))
+
+
 def _kernel_recs(p: pd.DataFrame, nx: pd.DataFrame, wl: pd.DataFrame) -> pd.DataFrame:
     rows = []
     pods_total = p.groupby("cluster")["pods"].sum()
@@ -197,12 +205,12 @@ def _kernel_recs(p: pd.DataFrame, nx: pd.DataFrame, wl: pd.DataFrame) -> pd.Data
                 "scope": "node_pool",
                 "target": f"{cluster}/{pool}",
                 "mitigation": "kernel-upgrade",
-                "action": f"upgrade {len(grp)} node(s) of pool {pool} from {kernels} to at least "
-                + " and ".join(sorted(m for m in mins if m)),
+                "action": f"upgrade {len(grp)} node(s) of pool {pool} from {kernels} to at least {_target(mins)}",
                 "risk_removed": round(removed, 1),
                 "pods": int(sub["pods"].fillna(0).sum()),
                 "rule": "K1, K2, K3",
                 "note": "not possible through the API: drain and replace nodes (see the node upgrade plan)",
             }
         )
-    return pd.DataFrame(rows)
+    df = pd.DataFrame(rows)
+    return df[df["risk_removed"] > 0] if len(df) else df

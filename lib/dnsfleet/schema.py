@@ -16,9 +16,9 @@ Frames built from a snapshot (``dnsfleet.frames.build_frames``):
 - ``coredns_metrics``: per cluster summary of CoreDNS metrics; ``coredns_series`` the time series.
 - ``conntrack``: per node conntrack counters, or ``available=False`` with the reason.
 
-Frames added by the risk model (``dnsfleet.risk.assess``): ``*_risk`` columns on clusters, nodes and
-workloads, the long ``factors`` frame (one row per score contribution, with its plain-language text)
-and ``recommendations``.
+Added by the risk model (``dnsfleet.engine.analyze``): the risk columns on clusters, nodes and
+workloads (plus ``recommended_fix`` on workloads), the long ``factors`` frame (one row per score
+contribution, with its plain-language text) and ``recommendations``.
 """
 
 from __future__ import annotations
@@ -210,6 +210,9 @@ RISK_COLUMNS = _cols(
     ("query_rate_pts", F, "points from the DNS query rate"),
     ("evidence_pts", F, "points from conntrack insert_failed evidence"),
 )
+WORKLOAD_RISK_COLUMNS = _cols(
+    ("recommended_fix", S, "the mitigation that would work for this workload (see recommendations)"),
+)
 FACTOR_NAMES = ("kernel", "service_path", "resolver", "ndots", "query_rate", "evidence")
 
 
@@ -244,8 +247,13 @@ def _as_dtype(s: pd.Series, dtype: str) -> pd.Series:
 def describe_markdown() -> str:
     """The schema as a Markdown document (written to docs/frames.md and checked by a test)."""
     lines = ["# Frames", "", (__doc__ or "").strip(), ""]
-    for name, cols in [*SCHEMAS.items(), ("risk columns (clusters, nodes, workloads)", RISK_COLUMNS)]:
+    sections = [
+        *SCHEMAS.items(),
+        ("risk columns (clusters, nodes, workloads)", RISK_COLUMNS),
+        ("workloads: risk extras", WORKLOAD_RISK_COLUMNS),
+    ]
+    for name, cols in sections:
         lines += [f"## `{name}`", "", "| column | dtype | meaning |", "|---|---|---|"]
-        lines += [f"| `{c.name}` | {c.dtype} | {c.doc} |" for c in cols]
+        lines += [f"| `{c.name}` | {c.dtype} | {c.doc.replace('|', chr(92) + '|')} |" for c in cols]
         lines.append("")
     return "\n".join(lines)
