@@ -146,7 +146,8 @@ elif kind == "NodeLocal DNSCache":
     local_ip = n4.text_input("Link-local IP", nodelocal.DEFAULT_LOCAL_IP, key="mit.local")
     if detected not in modes:
         st.warning(f"kube-proxy mode here is **{detected}**: NodeLocal DNSCache manifests assume kube-proxy.")
-    if dns_row.get("nodelocal") is True:
+    present = dns_row.get("nodelocal")
+    if present is not None and not pd.isna(present) and bool(present):
         st.info(
             "NodeLocal DNSCache is already present in this cluster; dnsfleet will not take its objects over."
         )

@@ -97,3 +97,42 @@ def test_viewer_with_writes_on_is_disabled_by_ssar(fleet, monkeypatch):
     caps = _captions(at)
     assert "not allowed to patch deployments.apps in namespace shop on aks-legacy" in caps
     assert "writes are off" not in caps
+
+
+@pytest.mark.fleet
+def test_nodelocal_plan_apply_undo_on_the_page(fleet, monkeypatch):
+    from dnsfleet.mitigate import nodelocal as N
+    from dnsfleet.mitigate.kube import Kube, ObjectRef
+
+    monkeypatch.setenv("DNSFLEET_ALLOW_WRITES", "1")
+    kube = Kube.from_kubeconfig(fleet.kubeconfig, "aks-legacy")
+    try:
+        at = _live_page(monkeypatch, fleet.kubeconfig)
+        at.radio(key="mit.kind").set_value("NodeLocal DNSCache").run()
+        assert at.selectbox(key="mit.mode").value == "iptables"  # from the scan's kube-proxy mode
+        assert at.text_input(key="mit.ip").value == fleet.expected("aks-legacy")["service_ip"]
+        assert "NOTRACK" in "\n".join(m.value for m in at.markdown)  # calico caveat
+        for step in ("mit.plan_btn", "mit.dry_btn"):
+            _button(at, step).click().run()
+            assert not at.exception and not at.error
+        (dry,) = [d.value for d in at.dataframe if list(d.value.columns) == ["object", "result", "message"]]
+        assert list(dry["result"]) == ["ok"] * 5
+        at.text_input(key="mit.confirm").input("aks-legacy").run()
+        _button(at, "mit.apply_btn").click().run()
+        assert "5 of 5 object(s) applied." in [s.value for s in at.success]
+        assert len(kube.list("DaemonSet", "kube-system", N.SELECTOR)) == 1
+        assert "5 record(s)" in _captions(at)
+
+        _button(at, "mit.undo_btn").click().run()
+        assert any(s.value == "Plan: undo-nodelocal-dnscache on aks-legacy" for s in at.subheader)
+        assert _button(at, "mit.apply_btn").disabled  # new plan: dry run and confirmation again
+        _button(at, "mit.dry_btn").click().run()
+        at.text_input(key="mit.confirm").input("aks-legacy").run()
+        _button(at, "mit.apply_btn").click().run()
+        assert "5 of 5 object(s) applied." in [s.value for s in at.success]
+        for kind, name in N.OBJECTS:
+            assert kube.get(ObjectRef(kind, "kube-system", name)) is None
+    finally:
+        for kind, _ in N.OBJECTS:
+            for o in kube.list(kind, "kube-system", N.SELECTOR):
+                kube.request("DELETE", ObjectRef(kind, "kube-system", o["metadata"]["name"]).path())

@@ -32,6 +32,7 @@ MITIGATIONS = ("resolver-options", "nodelocal", "kernel")
 def add_mitigate_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``mitigate`` to the top-level subparsers; returns its parser."""
     p = subparsers.add_parser("mitigate", help="plan, dry-run, apply and undo mitigations")
+    p.set_defaults(func=run_mitigate)  # dnsfleet.cli dispatches through args.func
     steps = p.add_subparsers(dest="step", required=True)
     for step, text in (
         ("plan", "show the plan and per-object diffs (reads the cluster, writes nothing)"),
