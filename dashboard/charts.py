@@ -60,17 +60,36 @@ SERIES_COLORS = (
 _FONT = {"family": "Source Sans Pro, sans-serif", "size": 13}
 
 
-def _layout(fig: go.Figure, title: str, height: int = 380, **kw: object) -> go.Figure:
+def _layout(
+    fig: go.Figure, title: str, height: int = 380, legend_below: bool = False, **kw: object
+) -> go.Figure:
+    """Common layout. ``legend_below`` puts a long legend (one entry per node or cluster) under the
+    plot, where it cannot run into the title."""
+    legend = {"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 1, "xanchor": "right"}
+    margin = {"l": 10, "r": 10, "t": 60, "b": 40}
+    if legend_below:
+        legend = {"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0, "xanchor": "left"}
+        n = sum(1 for t in fig.data if t.showlegend is not False)
+        rows = -(-n // 3)
+        margin["b"] = 70 + 22 * rows
+        height += 22 * rows
     fig.update_layout(
         title={"text": title, "x": 0, "xanchor": "left"},
         height=height,
-        margin={"l": 10, "r": 10, "t": 60, "b": 40},
+        margin=margin,
         font=_FONT,
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 1, "xanchor": "right"},
+        legend=legend,
         hoverlabel={"align": "left"},
         **kw,
     )
     return fig
+
+
+def series_color(name: str, names: Iterable[str]) -> str:
+    """A stable colour per series name: its position among all ``names`` (sorted), so the same cluster
+    or node has the same colour in every chart built from the same frame."""
+    order = sorted(set(map(str, names)))
+    return SERIES_COLORS[order.index(name) % len(SERIES_COLORS)] if name in order else SERIES_COLORS[0]
 
 
 def _wrap(text: object, width: int = 80, limit: int = 400) -> str:
@@ -303,20 +322,21 @@ def conntrack_lines(series: pd.DataFrame, top: int = 10) -> go.Figure:
     fig = go.Figure()
     keep = pd.MultiIndex.from_frame(series[["cluster", "node"]]).isin(keys)
     grouped = dict(tuple(series[keep].groupby(["cluster", "node"], sort=False)))
-    for i, k in enumerate(keys):
+    names = [f"{c}/{n}" for c, n in keys]
+    for k, name in zip(keys, names, strict=True):
         part = grouped[k].sort_values("ts")
         fig.add_scatter(
             x=part["ts"],
             y=part["insert_failed_rate"].astype(float),
             mode="lines",
-            name=f"{k[0]}/{k[1]}",
-            line={"color": SERIES_COLORS[i % len(SERIES_COLORS)]},
+            name=name,
+            line={"color": series_color(name, names)},
             hovertemplate=f"{html.escape(k[0])}/{html.escape(k[1])}<br>%{{x}}<br>%{{y:.3f}} insert_failed/s"
             "<extra></extra>",
         )
     fig.update_xaxes(title_text="Time (UTC)")
     fig.update_yaxes(title_text="insert_failed (per second)", rangemode="tozero")
-    return _layout(fig, title)
+    return _layout(fig, title, legend_below=True)
 
 
 # --- CoreDNS --------------------------------------------------------------------------------------
@@ -344,19 +364,20 @@ def metric_lines(
         title += f" (top {top} of {n} clusters)"
     fig = go.Figure()
     grouped = dict(tuple(df[df["cluster"].isin([k[0] for k in keys])].groupby("cluster", sort=False)))
-    for i, (c,) in enumerate(keys):
+    every = series["cluster"].dropna().astype(str).unique()
+    for (c,) in keys:
         part = grouped[c].sort_values("ts")
         fig.add_scatter(
             x=part["ts"],
             y=part["value"].astype(float),
             mode="lines",
             name=str(c),
-            line={"color": SERIES_COLORS[i % len(SERIES_COLORS)]},
+            line={"color": series_color(str(c), every)},
             hovertemplate=f"{html.escape(str(c))}<br>%{{x}}<br>%{{y:.3g}} {hover_unit}<extra></extra>",
         )
     fig.update_xaxes(title_text="Time (UTC)")
     fig.update_yaxes(title_text=y_title, rangemode="tozero")
-    return _layout(fig, title)
+    return _layout(fig, title, legend_below=len(keys) > 3)
 
 
 def latency_quantiles(series: pd.DataFrame, cluster: str) -> go.Figure:

@@ -60,6 +60,7 @@ COLUMNS: dict[str, Any] = {
     "instance_type": _CC.TextColumn("Instance type"),
     "zone": _CC.TextColumn("Zone"),
     "kernels": _CC.TextColumn("Kernels", width="large"),
+    "ready_nodes": _CC.NumberColumn("Ready", format="localized"),
     "nodes_open": _CC.NumberColumn("Nodes with a race open", format="localized"),
     "nodes_collected": _CC.NumberColumn("Nodes with conntrack stats", format="localized"),
     "insert_failed_increase": _CC.NumberColumn("insert_failed increase", format="%.0f"),

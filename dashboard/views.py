@@ -185,7 +185,9 @@ def dns_path_facts(dns_service: pd.DataFrame, cluster: str) -> list[tuple[str, s
 def pool_summary(nodes: pd.DataFrame) -> pd.DataFrame:
     """One row per (cluster, node pool): nodes, ready nodes, kernels, nodes with race 1, 2 or 3 open."""
     if nodes.empty:
-        return pd.DataFrame(columns=["cluster", "pool", "nodes", "ready", "kernels", "nodes_open", "level"])
+        return pd.DataFrame(
+            columns=["cluster", "pool", "nodes", "ready_nodes", "kernels", "nodes_open", "max_score"]
+        )
     df = nodes.assign(
         pool=nodes["pool"].fillna("(no pool label)"),
         any_open=(nodes[["race1", "race2", "race3"]] == "open").any(axis=1),
@@ -196,7 +198,7 @@ def pool_summary(nodes: pd.DataFrame) -> pd.DataFrame:
         df.groupby(["cluster", "pool"], sort=True)
         .agg(
             nodes=("node", "size"),
-            ready=("is_ready", "sum"),
+            ready_nodes=("is_ready", "sum"),
             kernels=("kernel", lambda s: ", ".join(sorted(s.astype(str).unique())[:5])),
             nodes_open=("any_open", "sum"),
             max_score=("score", "max"),

@@ -41,7 +41,7 @@ with right:
 st.subheader("Node pools")
 ui.table(
     views.pool_summary(nodes),
-    ["cluster", "pool", "nodes", "ready", "nodes_open", "max_score", "kernels"],
+    ["cluster", "pool", "nodes", "ready_nodes", "nodes_open", "max_score", "kernels"],
     key="pools",
 )
 

@@ -227,7 +227,7 @@ def test_cluster_url_is_a_relative_deep_link():
 def test_pool_summary_counts_nodes_ready_and_open():
     p = views.pool_summary(nodes()).set_index(["cluster", "pool"])
     assert p.loc[("a", "p"), "nodes"] == 2
-    assert p.loc[("a", "p"), "ready"] == 1
+    assert p.loc[("a", "p"), "ready_nodes"] == 1
     assert p.loc[("a", "p"), "nodes_open"] == 2
     assert p.loc[("b", "(no pool label)"), "nodes_open"] == 0  # NFQUEUE alone is not "a race open"
 
@@ -347,3 +347,12 @@ def test_figures_stay_small_at_100k_pods(big):
     assert all(values[p] == total for p, total in children.items())
     assert sum(v for p, v in zip(tm.parents, tm.values, strict=True) if not p) == 100_000
     assert len(views.cap(views.workload_table(big.workloads, big.recommendations)).frame) == views.TABLE_LIMIT
+
+
+def test_a_cluster_keeps_its_colour_across_charts():
+    s = series(4)
+    qps = charts.metric_lines(s, "qps", "a", "b")
+    p99 = charts.metric_lines(s[s["cluster"] != "c3"], "p99_ms", "a", "b")
+    colour = {t.name: t.line.color for t in qps.data}
+    assert len(set(colour.values())) == 4
+    assert all(colour[t.name] == t.line.color for t in p99.data)
