@@ -97,7 +97,22 @@ if kind == "Resolver options":
     wl = a.workloads[a.workloads["cluster"] == cluster].copy()
     wl["label"] = wl["namespace"] + "/" + wl["kind"] + "/" + wl["name"] + " (" + wl["resolver"] + ")"
     wl = wl.sort_values("score", ascending=False, na_position="last")
+    rec_ids = set(
+        recs.loc[recs["mitigation"].isin(["single-request-reopen", "use-vc"]), "target"].dropna().astype(str)
+    )
+    recommended = list(wl.loc[wl["workload_id"].isin(rec_ids), "label"])
+
+    def _pick_recommended() -> None:
+        _reset()
+        ss["mit.workloads"] = recommended
+
     picked = st.multiselect("Workloads", list(wl["label"]), key="mit.workloads", on_change=_reset)
+    st.button(
+        f"Select the {len(recommended)} workload(s) recommended for single-request-reopen / use-vc",
+        key="mit.pick_recs",
+        on_click=_pick_recommended,
+        disabled=not recommended,
+    )
     o1, o2, o3, o4 = st.columns(4)
     pair = o1.radio("Parallel-pair fix", ["single-request-reopen", "use-vc", "none"], key="mit.pair")
     ndots = o2.number_input("ndots (0 = leave)", 0, 15, 0, key="mit.ndots")

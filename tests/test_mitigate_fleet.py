@@ -376,15 +376,14 @@ def test_nodelocal_existing_install_is_not_taken_over(fleet, audit, writes):
     kube = Kube.from_kubeconfig(fleet.kubeconfig, "eks-prod")
     assert fleet.expected("eks-prod")["nodelocal"]
     plan = N.plan_nodelocal(kube)
-    blocked = {c.ref.label(): c.blocked for c in plan.changes if c.blocked}
-    assert "DaemonSet kube-system/node-local-dns" in blocked
+    blocked = {c.ref.label(): c.blocked for c in plan.changes}
     assert "not created by dnsfleet" in blocked["DaemonSet kube-system/node-local-dns"]
+    assert all(blocked.values()) and plan.actionable == []  # no half-dnsfleet install next to theirs
     ds_before = kube.get(ObjectRef("DaemonSet", "kube-system", "node-local-dns"))["metadata"][
         "resourceVersion"
     ]
     assert N.plan_undo_nodelocal(kube).changes == []
-    dry = {r.ref.label(): r.status for r in dry_run(kube, plan)}
-    assert dry["DaemonSet kube-system/node-local-dns"] == "blocked"
+    assert {r.status for r in dry_run(kube, plan)} == {"blocked"}
     rv = kube.get(ObjectRef("DaemonSet", "kube-system", "node-local-dns"))["metadata"]["resourceVersion"]
     assert rv == ds_before
 

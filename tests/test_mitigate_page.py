@@ -55,6 +55,9 @@ def test_demo_fleet_page_disables_planning_and_apply():
     assert "Writes are **off**" in at.info[0].value
     assert _button(at, "mit.plan_btn").disabled
     assert "Plan disabled: planning reads the live objects" in _captions(at)
+    _button(at, "mit.pick_recs").click().run()
+    picked = at.multiselect(key="mit.workloads").value
+    assert picked and all(p.endswith("(glibc)") for p in picked)  # the engine recommends SRR for glibc only
     at.radio(key="mit.kind").set_value("NodeLocal DNSCache").run()
     assert not at.exception
     assert "Download rendered YAML" in [d.proto.label for d in at.get("download_button")]

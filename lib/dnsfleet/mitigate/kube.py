@@ -9,6 +9,7 @@ with impersonation headers. Tokens are never logged, returned or put in an error
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,7 +20,6 @@ import urllib3
 import yaml
 from kubernetes import config as k8s_config
 from kubernetes.client import ApiClient
-from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 DEFAULT_TIMEOUT = 10.0
@@ -115,8 +115,6 @@ class ObjectRef:
 
 def writes_enabled(flag: bool = False, environ: dict[str, str] | None = None) -> bool:
     """Writes are off unless ``--allow-writes`` was given or ``DNSFLEET_ALLOW_WRITES=1``."""
-    import os
-
     env = os.environ if environ is None else environ
     return bool(flag) or env.get("DNSFLEET_ALLOW_WRITES", "").strip() == "1"
 
@@ -169,6 +167,7 @@ class Kube:
         self.client = client
         self.cluster = cluster
         self.timeout = timeout
+        self.kubeconfig_user: str | None = None  # the kubeconfig's user *name*, for identity fallback
 
     @classmethod
     def from_kubeconfig(
@@ -186,8 +185,6 @@ class Kube:
         kube = cls(client, context, timeout)
         kube.kubeconfig_user = kubeconfig_user(kubeconfig, context)
         return kube
-
-    kubeconfig_user: str | None = None
 
     def close(self) -> None:
         self.client.close()
@@ -346,12 +343,3 @@ def _error(cluster: str, status: int, doc: Any, raw: bytes) -> KubeError:
         status, f"HTTP {status}"
     )
     return KubeError(status, reason, f"{cluster}: {prefix}: {message}")
-
-
-def api_exception_message(e: ApiException) -> str:
-    """One line from a kubernetes ApiException (for callers that used the generated client)."""
-    try:
-        doc = json.loads(e.body or "{}")
-    except ValueError:
-        doc = {}
-    return " ".join(str(doc.get("message") or e.reason or f"HTTP {e.status}").split())

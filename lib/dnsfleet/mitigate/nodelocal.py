@@ -398,6 +398,16 @@ def plan_nodelocal(
                 blocked=blocked,
             )
         )
+    foreign = [c.ref.label() for c in plan.changes if c.blocked]
+    if foreign:
+        # Never mix with an install dnsfleet did not make: a half-dnsfleet NodeLocal setup helps no one.
+        for c in plan.changes:
+            c.blocked = (
+                c.blocked or f"not applied: {', '.join(foreign)} already exist(s), not created by dnsfleet"
+            )
+        plan.notes.append(
+            "NodeLocal DNSCache objects not created by dnsfleet exist here: nothing will be sent"
+        )
     plan.notes += outside_api_steps(mode, local_ip) + cni_caveats(cni)
     return plan
 
