@@ -299,6 +299,10 @@ def test_scan_of_unreachable_cluster_is_a_failed_row_and_is_not_repeated(tmp_pat
     next(b for b in at.sidebar.button if b.label == "Scan").click().run()
     assert not at.exception
     assert len(calls) == 1 and calls[0]["all_contexts"] is True
+    bars = {p.text: p.value for p in at.sidebar.progress}
+    assert bars.get("Scan finished: 1 cluster(s)") == 100
+    cluster_bar = next(t for t in bars if t.startswith("gone-cluster: failed"))
+    assert bars[cluster_bar] == 100 and SECRET_TOKEN not in cluster_bar
     table = at.dataframe[0].value
     row = table[table["cluster"] == "gone-cluster"].iloc[0]
     assert row["status"] == "failed" and "unreachable" in row["reason"]
