@@ -21,6 +21,15 @@ from dashboard.state import current_assessment, current_source
 
 K_PLAN, K_DRY, K_RESULT = "mit.plan", "mit.dry", "mit.result"
 KINDS = ("Resolver options", "NodeLocal DNSCache", "Kernel upgrades")
+# recommendations.mitigation -> the section that applies it (used by deep links from other pages)
+LINK_KINDS = {
+    "single-request-reopen": KINDS[0],
+    "use-vc": KINDS[0],
+    "lower-ndots": KINDS[0],
+    "resolver-options": KINDS[0],
+    "nodelocal-dnscache": KINDS[1],
+    "kernel-upgrade": KINDS[2],
+}
 
 a = current_assessment()
 src = current_source()
@@ -68,8 +77,16 @@ clusters = list(a.clusters["cluster"])
 if not clusters:
     st.info("No clusters in the current data source.")
     st.stop()
+# Deep links from other pages: ?cluster=..&mitigation=<recommendation mitigation>&workload=<workload_id>...
+qp = st.query_params
+if "mit.cluster" not in ss and qp.get("cluster") in clusters:
+    ss["mit.cluster"] = qp.get("cluster")
+if "mit.kind" not in ss and qp.get("mitigation") in LINK_KINDS:
+    ss["mit.kind"] = LINK_KINDS[qp.get("mitigation")]
 c1, c2 = st.columns([2, 3])
 cluster = c1.selectbox("Cluster", clusters, key="mit.cluster", on_change=_reset)
+if qp.get("cluster") != cluster:
+    qp["cluster"] = cluster
 kind = c2.radio("Mitigation", KINDS, horizontal=True, key="mit.kind", on_change=_reset)
 plan_reason = (
     None if live and kubeconfig else "planning reads the live objects: choose a kubeconfig and scan first"
@@ -106,6 +123,10 @@ if kind == "Resolver options":
         _reset()
         ss["mit.workloads"] = recommended
 
+    if "mit.workloads" not in ss and (linked := set(qp.get_all("workload"))):
+        ss["mit.workloads"] = list(wl.loc[wl["workload_id"].isin(linked), "label"])
+        if qp.get("mitigation") == "lower-ndots":
+            ss["mit.pair"], ss["mit.ndots"] = "none", 2
     picked = st.multiselect("Workloads", list(wl["label"]), key="mit.workloads", on_change=_reset)
     st.button(
         f"Select the {len(recommended)} workload(s) recommended for single-request-reopen / use-vc",

@@ -139,3 +139,23 @@ def test_nodelocal_plan_apply_undo_on_the_page(fleet, monkeypatch):
         for kind, _ in N.OBJECTS:
             for o in kube.list(kind, "kube-system", N.SELECTOR):
                 kube.request("DELETE", ObjectRef(kind, "kube-system", o["metadata"]["name"]).path())
+
+
+def test_deep_link_preselects_cluster_section_and_workload():
+    from dnsfleet.demo import demo_snapshot
+    from dnsfleet.engine import analyze
+
+    recs = analyze(demo_snapshot()).recommendations
+    rec = recs[recs["mitigation"] == "single-request-reopen"].iloc[-1]
+    at = AppTest.from_file(APP, default_timeout=60)
+    at.run()
+    at.query_params["cluster"] = rec["cluster"]
+    at.query_params["mitigation"] = "single-request-reopen"
+    at.query_params["workload"] = rec["target"]
+    at.switch_page(PAGE).run()
+    assert not at.exception
+    assert at.selectbox(key="mit.cluster").value == rec["cluster"]
+    assert at.radio(key="mit.kind").value == "Resolver options"
+    ns, kind, name = rec["target"].split("/")[1:]
+    (picked,) = at.multiselect(key="mit.workloads").value
+    assert picked.startswith(f"{ns}/{kind}/{name} (")
