@@ -61,15 +61,18 @@ def _reset() -> None:
         ss.pop(k, None)
 
 
-def _kube(cluster: str) -> Kube:
-    return Kube.from_kubeconfig(kubeconfig, cluster)
-
-
-def _run(what: str, fn):  # one short error line for anything the library refuses
+def _run(what: str, fn):
+    """``fn(kube)`` with a client for the selected cluster, closed afterwards; anything the library
+    refuses (unreachable server, bad input, unreadable kubeconfig) becomes one short error line."""
+    kube = None
     try:
-        return fn()
+        kube = Kube.from_kubeconfig(kubeconfig, cluster)
+        return fn(kube)
     except MitigationError as e:
         st.error(f"{what}: {e}")
+    finally:
+        if kube is not None:
+            kube.close()
     return None
 
 
@@ -154,8 +157,7 @@ if kind == "Resolver options":
             for _, r in rows.iterrows()
         ]
 
-        def _plan() -> Plan:
-            kube = _kube(cluster)
+        def _plan(kube: Kube) -> Plan:
             return check_permissions(kube, resolver_options.plan_resolver_options(kube, targets, options))
 
         _reset()
@@ -209,8 +211,7 @@ elif kind == "NodeLocal DNSCache":
     reason = plan_reason or (None if rendered else "fix the inputs above")
     if st.button("Plan", key="mit.plan_btn", disabled=reason is not None, help=reason, type="primary"):
 
-        def _plan() -> Plan:
-            kube = _kube(cluster)
+        def _plan(kube: Kube) -> Plan:
             p = nodelocal.plan_nodelocal(
                 kube,
                 proxy_mode=mode,
@@ -260,8 +261,7 @@ if kind != "Kernel upgrades":
         undo_reason = undo_reason or (None if choice else "choose a workload dnsfleet changed")
         if st.button("Plan undo", key="mit.undo_btn", disabled=undo_reason is not None, help=undo_reason):
 
-            def _undo() -> Plan:
-                kube = _kube(cluster)
+            def _undo(kube: Kube) -> Plan:
                 merged = Plan(cluster=cluster, mitigation="undo-resolver-options")
                 for key in choice:
                     ns, k, name = key.split("/")
@@ -278,8 +278,7 @@ if kind != "Kernel upgrades":
         st.caption("Deletes only the NodeLocal DNSCache objects dnsfleet created (label and field manager).")
         if st.button("Plan undo", key="mit.undo_btn", disabled=undo_reason is not None, help=undo_reason):
 
-            def _undo_nl() -> Plan:
-                kube = _kube(cluster)
+            def _undo_nl(kube: Kube) -> Plan:
                 return check_permissions(kube, nodelocal.plan_undo_nodelocal(kube))
 
             _reset()
@@ -316,7 +315,7 @@ if plan is not None and plan.cluster == cluster:
     actionable = bool(plan.actionable)
     dry_reason = None if actionable else "nothing in this plan can be sent"
     if st.button("Dry run", key="mit.dry_btn", disabled=dry_reason is not None, help=dry_reason):
-        ss[K_DRY] = _run("Dry run", lambda: dry_run(_kube(cluster), plan))
+        ss[K_DRY] = _run("Dry run", lambda kube: dry_run(kube, plan))
         ss.pop(K_RESULT, None)
     dry = ss.get(K_DRY)
     if dry:
@@ -351,11 +350,9 @@ if plan is not None and plan.cluster == cluster:
         def _progress(i: int, n: int, r) -> None:
             bar.progress(i / max(n, 1), text=f"{i}/{n} {r.ref.label()}: {r.status}")
 
-        def _apply():
+        def _apply(kube: Kube):
             exclude_failed(plan, dry)
-            return apply(
-                _kube(cluster), plan, allow_writes=writes_on, confirm=confirm, audit=audit, progress=_progress
-            )
+            return apply(kube, plan, allow_writes=writes_on, confirm=confirm, audit=audit, progress=_progress)
 
         ss[K_RESULT] = _run("Apply", _apply)
         if ss[K_RESULT] is not None:

@@ -384,3 +384,58 @@ def test_cli_kernel_plan_writes_csv(tmp_path, capsys):
     rows = list(csv.DictReader(out.open()))
     assert rows and rows[0]["drain_order"] == "1"
     assert "demo fleet" in capsys.readouterr().out
+
+
+# -- unreachable and hung API servers (real sockets) -----------------------------------------------------
+
+
+def _kubeconfig(tmp_path, server: str):
+    path = tmp_path / "kubeconfig"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "apiVersion": "v1",
+                "kind": "Config",
+                "clusters": [{"name": "c", "cluster": {"server": server, "insecure-skip-tls-verify": True}}],
+                "users": [{"name": "u", "user": {"token": "secret-token-never-shown"}}],
+                "contexts": [{"name": "c1", "context": {"cluster": "c", "user": "u"}}],
+            }
+        )
+    )
+    return path
+
+
+def test_refused_connection_is_one_line_unreachable(tmp_path, capsys):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    kc = _kubeconfig(tmp_path, f"https://127.0.0.1:{port}")
+    kube = Kube.from_kubeconfig(kc, "c1", timeout=2)
+    with pytest.raises(MitigationError) as e:
+        kube.get(ObjectRef("Deployment", "n", "w"))
+    assert e.value.kind == "unreachable" and "c1: API server unreachable" in str(e.value)
+    assert kube.identity() == "kubeconfig-user:u"  # the user's name, never the token
+    assert (
+        run_mitigate(_cli(["mitigate", "plan", "nodelocal", "--kubeconfig", str(kc), "--context", "c1"])) == 2
+    )
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "unreachable" in err and "secret-token" not in err
+
+
+def test_hung_server_hits_the_request_timeout(tmp_path):
+    import socket
+    import time as _time
+
+    with socket.socket() as srv:  # accepts TCP but never answers the TLS handshake
+        srv.bind(("127.0.0.1", 0))
+        srv.listen(8)
+        kc = _kubeconfig(tmp_path, f"https://127.0.0.1:{srv.getsockname()[1]}")
+        kube = Kube.from_kubeconfig(kc, "c1", timeout=0.5)
+        start = _time.monotonic()
+        with pytest.raises(MitigationError, match="unreachable"):
+            kube.can_i("patch", ObjectRef("Deployment", "n", "w")) and kube.get(
+                ObjectRef("Deployment", "n", "w")
+            )
+        assert _time.monotonic() - start < 5

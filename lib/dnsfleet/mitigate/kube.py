@@ -147,16 +147,21 @@ def make_client(
 
 
 def kubeconfig_user(kubeconfig: str | Path | None, context: str) -> str | None:
-    """The user name the context refers to in the kubeconfig (a name, never its credentials)."""
-    try:
-        contexts, _ = k8s_config.list_kube_config_contexts(
-            config_file=str(kubeconfig) if kubeconfig else None
-        )
-    except (ConfigException, FileNotFoundError, yaml.YAMLError):
-        return None
-    for c in contexts:
-        if c.get("name") == context:
-            return (c.get("context") or {}).get("user")
+    """The user name the context refers to in the kubeconfig (a name, never its credentials).
+
+    Files joined with ``os.pathsep`` are searched in order, like kubectl merges them.
+    """
+    text = str(kubeconfig) if kubeconfig else os.environ.get("KUBECONFIG", "~/.kube/config")
+    for part in text.split(os.pathsep):
+        try:
+            doc = yaml.safe_load(Path(part).expanduser().read_text(encoding="utf-8"))
+        except (OSError, yaml.YAMLError, UnicodeDecodeError):
+            continue
+        contexts = doc.get("contexts") if isinstance(doc, dict) else None
+        for c in contexts if isinstance(contexts, list) else []:
+            if isinstance(c, dict) and c.get("name") == context:
+                user = (c.get("context") or {}).get("user")
+                return str(user) if user else None
     return None
 
 
