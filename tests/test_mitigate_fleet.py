@@ -485,3 +485,35 @@ def test_cli_plan_apply_undo_roundtrip(fleet, tmp_path, capsys, writes):
         assert kube.get(CHECKOUT)["spec"] == original["spec"]
     finally:
         _restore(kube, CHECKOUT, original)
+
+
+def test_nodelocal_update_after_a_concurrent_edit_is_a_conflict_not_forced(admin, audit, writes):
+    cm = ObjectRef("ConfigMap", "kube-system", "node-local-dns")
+    try:
+        first = apply(admin, N.plan_nodelocal(admin), allow_writes=True, confirm=CLUSTER, audit=audit)
+        assert {r.status for r in first} == {"ok"}
+        plan = N.plan_nodelocal(admin, local_ip="169.254.20.11")  # the Corefile and the DaemonSet change
+        assert sorted(c.ref.label() for c in plan.changes) == [
+            "ConfigMap kube-system/node-local-dns",
+            "DaemonSet kube-system/node-local-dns",
+        ]
+        assert all(c.body["metadata"]["resourceVersion"] for c in plan.changes)  # SSA with a precondition
+        # someone else edits the ConfigMap between plan and apply
+        admin.request(
+            "PATCH",
+            cm.path(),
+            body=[{"op": "add", "path": "/data/extra", "value": "theirs"}],
+            query={"fieldManager": "someone-else"},
+            content_type="application/json-patch+json",
+        )
+        results = {
+            r.ref.label(): r for r in apply(admin, plan, allow_writes=True, confirm=CLUSTER, audit=audit)
+        }
+        bad = results["ConfigMap kube-system/node-local-dns"]
+        assert bad.status == "conflict" and "modified" in bad.message, bad
+        live = admin.get(cm)
+        assert live["data"]["extra"] == "theirs" and "bind 169.254.20.10 " in live["data"]["Corefile"]
+        assert results["DaemonSet kube-system/node-local-dns"].ok  # per object: the other change went in
+        assert [r["result"] for r in audit.records()[-2:]] == ["conflict", "ok"]
+    finally:
+        _cleanup_nodelocal(admin)
