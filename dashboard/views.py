@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+import numpy as np
 import pandas as pd
 from dnsfleet.schema import LEVELS
 
@@ -154,7 +155,7 @@ def dns_path_facts(dns_service: pd.DataFrame, cluster: str) -> list[tuple[str, s
     def show(v: object, yes: str = "yes", no: str = "no") -> str:
         if v is None or v is pd.NA or (isinstance(v, float) and pd.isna(v)):
             return "not known"
-        if isinstance(v, bool):
+        if isinstance(v, bool | np.bool_):
             return yes if v else no
         return str(v)
 
@@ -174,7 +175,7 @@ def dns_path_facts(dns_service: pd.DataFrame, cluster: str) -> list[tuple[str, s
         ("Ready kube-dns endpoints", show(r["ready_endpoints"])),
         ("CoreDNS version", show(r["coredns_version"])),
         ("CoreDNS replicas", show(r["coredns_replicas"])),
-        ("Corefile plugins", show(r["corefile_plugins"])),
+        ("Corefile plugins", show(r["corefile_plugins"]).replace(",", ", ")),
         ("Cluster domain", show(r["cluster_domain"])),
     ]
 

@@ -356,3 +356,23 @@ def test_a_cluster_keeps_its_colour_across_charts():
     colour = {t.name: t.line.color for t in qps.data}
     assert len(set(colour.values())) == 4
     assert all(colour[t.name] == t.line.color for t in p99.data)
+
+
+def test_dns_path_facts_say_present_absent_and_not_known():
+    ds = frame(
+        "dns_service",
+        [
+            {"cluster": "a", "nodelocal": True, "nodelocal_ip": "169.254.20.10", "nfqueue_agent": False,
+             "corefile_plugins": "errors,health,forward", "kube_proxy_mode": "ipvs"},
+            {"cluster": "b", "nodelocal": None, "nfqueue_agent": None},
+        ],
+    )  # fmt: skip
+    a = dict(views.dns_path_facts(ds, "a"))
+    assert a["NodeLocal DNSCache"] == "present (169.254.20.10)"
+    assert a["NFQUEUE policy agent on the DNS path"] == "no"
+    assert a["Corefile plugins"] == "errors, health, forward"
+    assert a["kube-proxy mode"] == "ipvs"
+    b = dict(views.dns_path_facts(ds, "b"))
+    assert b["NodeLocal DNSCache"] == "not known"
+    assert b["kube-proxy mode"] == "not known"
+    assert views.dns_path_facts(ds, "zzz") == []
