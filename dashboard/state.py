@@ -145,16 +145,24 @@ def clear_caches() -> None:
 
 
 def current_source() -> dict[str, Any]:
-    """What the pages show: kind (demo|kubeconfig|snapshot), label, scanned_at (datetime UTC or None),
-    contexts (list), prometheus_url (str or None) and loaded (False while a kubeconfig is not scanned
-    yet or a snapshot is not uploaded yet)."""
+    """What the pages show: ``kind`` (demo|kubeconfig|snapshot), ``label``, ``scanned_at`` (datetime UTC
+    or None), ``contexts`` (list), ``prometheus_url`` (str or None), ``kubeconfig`` (the path the shown
+    scan read, kubeconfig kind only, else None) and ``loaded`` (False while a kubeconfig is not scanned
+    yet or no snapshot is loaded)."""
     kind = _kind()
     if kind == KUBECONFIG:
         live = st.session_state.get(_K_LIVE)
         if not live:
-            return _src(KUBECONFIG, "LIVE: not scanned yet", None, [], _prom_url(), loaded=False)
+            return _src(
+                KUBECONFIG, "LIVE: not scanned yet", None, [], _prom_url(), loaded=False, kubeconfig=None
+            )
         return _src(
-            KUBECONFIG, f"LIVE: {live['label']}", live["scanned_at"], live["contexts"], live["prometheus"]
+            KUBECONFIG,
+            f"LIVE: {live['label']}",
+            live["scanned_at"],
+            live["contexts"],
+            live["prometheus"],
+            kubeconfig=live["args"][0],
         )
     if kind == SNAPSHOT:
         f = st.session_state.get(_K_FILE)
@@ -507,6 +515,7 @@ def _src(
     contexts: list[str],
     prom: str | None,
     loaded: bool = True,
+    kubeconfig: str | None = None,
 ) -> dict[str, Any]:
     return {
         "kind": kind,
@@ -514,6 +523,7 @@ def _src(
         "scanned_at": scanned_at,
         "contexts": list(contexts),
         "prometheus_url": prom,
+        "kubeconfig": kubeconfig,
         "loaded": loaded,
     }
 

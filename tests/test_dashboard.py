@@ -3,6 +3,7 @@ cluster row (from an uploaded snapshot and from a real unreachable API server), 
 
 from __future__ import annotations
 
+import ast
 import socket
 from pathlib import Path
 
@@ -328,3 +329,43 @@ def test_bad_prometheus_url_is_refused_before_scanning(tmp_path, monkeypatch):
     assert [e.value for e in at.error] == [
         "Prometheus URL must start with http:// or https:// (got 'prometheus:9090')."
     ]
+
+
+SOURCE_PROBE = """
+import streamlit as st
+from dashboard.state import current_source, render_sidebar
+render_sidebar()
+src = current_source()
+st.text(repr({k: src[k] for k in ("kind", "label", "contexts", "prometheus_url", "kubeconfig", "loaded")}))
+st.text(type(src["scanned_at"]).__name__)
+"""
+
+
+def test_current_source_contract_for_other_pages(tmp_path, monkeypatch):
+    """pages/mitigations.py (another helper's page) codes against these keys."""
+    kubeconfig = unreachable_kubeconfig(tmp_path)
+    monkeypatch.setenv("DNSFLEET_KUBECONFIG", str(kubeconfig))
+    at = AppTest.from_string(SOURCE_PROBE, default_timeout=120).run()
+    before = ast.literal_eval(at.text[0].value)
+    assert before == {
+        "kind": "kubeconfig",
+        "label": "LIVE: not scanned yet",
+        "contexts": [],
+        "prometheus_url": None,
+        "kubeconfig": None,
+        "loaded": False,
+    }
+    next(b for b in at.sidebar.button if b.label == "Scan").click().run()
+    after = ast.literal_eval(at.text[0].value)
+    assert after == {
+        "kind": "kubeconfig",
+        "label": "LIVE: gone-cluster",
+        "contexts": ["gone-cluster"],
+        "prometheus_url": None,
+        "kubeconfig": str(kubeconfig),
+        "loaded": True,
+    }
+    assert at.text[1].value == "datetime"
+    at.sidebar.radio[0].set_value("demo").run()
+    demo = ast.literal_eval(at.text[0].value)
+    assert demo["kind"] == "demo" and demo["label"] == "DEMO FLEET" and demo["loaded"] is True
