@@ -74,8 +74,13 @@ def test_demo_fleet_every_page(start_dashboard, new_page):
 
 def test_demo_deep_link_to_cluster(start_dashboard, new_page):
     a = analyze(demo_snapshot())
-    second = a.clusters.iloc[1]["cluster"]
+    top, second = a.clusters.iloc[0]["cluster"], a.clusters.iloc[1]["cluster"]
     d = new_page(start_dashboard(name="deeplink"))
+    d.goto()
+    d.page.get_by_text(f"Highest risk: {top}").click()
+    d.wait()
+    expect(d.page.get_by_role("heading", name=top, exact=True)).to_be_visible()
+    expect(d.page).to_have_url(re.compile(rf"/cluster\?cluster={re.escape(top)}$"))
     d.goto(f"cluster?cluster={second}")
     expect(d.page.get_by_role("heading", name=second, exact=True)).to_be_visible()
     d.assert_no_exception()
