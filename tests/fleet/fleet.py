@@ -112,7 +112,7 @@ def _binaries_present() -> bool:
 
 
 def _foreign_build_running() -> bool:
-    """Another process (not started by us) is running tests/fleet/build.sh right now."""
+    """Another process is building with tests/fleet/build.sh right now (any clone: the cache is shared)."""
     me = os.getpid()
     for d in Path("/proc").iterdir():
         if not d.name.isdigit() or int(d.name) == me:
@@ -121,8 +121,11 @@ def _foreign_build_running() -> bool:
             argv = (d / "cmdline").read_bytes().split(b"\0")
         except OSError:
             continue
-        if any(a.endswith(b"tests/fleet/build.sh") for a in argv):
-            return True
+        for i, a in enumerate(argv):
+            if a.endswith(b"tests/fleet/build.sh"):
+                mode = argv[i + 1] if i + 1 < len(argv) else b""
+                if mode in (b"", b"all", b"apiserver", b"etcd"):  # not the instant `print-dirs`
+                    return True
     return False
 
 
