@@ -860,7 +860,7 @@ def pod_status(
                 }
             ],
         }
-    node = next(n for n in S.nodes(spec) if n.name == p.node)
+    node = S.node_by_name(spec, p.node)
     done = p.phase == "Succeeded"
 
     def cond(kind: str, ok: bool, reason: str | None = None) -> dict[str, Any]:

@@ -87,11 +87,14 @@ def _message(data: bytes) -> str:
         return data[:200].decode("utf-8", "replace").replace("\n", " ")
 
 
-def seed(rest: Rest, spec: S.ClusterSpec, workers: int = 8) -> dict[str, int]:
+def seed(
+    rest: Rest, spec: S.ClusterSpec, workers: int = 8, waves: list[list[O.Item]] | None = None
+) -> dict[str, int]:
     """Create every object of ``spec``: waves in order, the items of a wave in parallel.
 
-    Returns the number of objects created per kind."""
-    waves = O.build(spec)
+    ``waves`` (default ``objects.build(spec)``) lets a caller seed adjusted objects, e.g. the bench
+    fleet's full-size pods. Returns the number of objects created per kind."""
+    waves = O.build(spec) if waves is None else waves
     uids: dict[tuple[str, str, str], str] = {}
     counts: dict[str, int] = {}
 

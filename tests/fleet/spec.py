@@ -18,6 +18,7 @@ Conventions, relied on by the other modules:
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
@@ -557,6 +558,16 @@ def nodes(spec: ClusterSpec) -> list[NodeFacts]:
     return out
 
 
+@functools.lru_cache(maxsize=8)
+def _node_index(spec: ClusterSpec) -> dict[str, NodeFacts]:
+    return {n.name: n for n in nodes(spec)}
+
+
+def node_by_name(spec: ClusterSpec, name: str) -> NodeFacts:
+    """One node's facts by name (an index, not a scan: bench-size specs have thousands of nodes)."""
+    return _node_index(spec)[name]
+
+
 def eligible_nodes(spec: ClusterSpec, w: Workload) -> list[NodeFacts]:
     ns = nodes(spec)
     return [n for n in ns if w.pool is None or n.pool.name == w.pool]
@@ -681,7 +692,7 @@ def pod_ip(spec: ClusterSpec, pod: PodFacts, seq: int) -> str | None:
     """IP of a pod: the node IP for hostNetwork pods, else from the node's pod CIDR."""
     if pod.node is None or pod.phase == "Pending":
         return None
-    node = next(n for n in nodes(spec) if n.name == pod.node)
+    node = node_by_name(spec, pod.node)
     if pod.workload.host_network:
         return node.ip
     return f"{spec.pod_prefix}.{node.index}.{seq % 250 + 2}"
@@ -782,7 +793,7 @@ def _check(spec: ClusterSpec) -> None:
     if not 0 <= spec.coredns_ready <= spec.coredns_replicas:
         raise ValueError(f"{spec.name}: coredns_ready must be within 0..replicas")
     for n, c in Counter(p.node for p in all_pods(spec) if p.node).items():
-        cap = next(x for x in nodes(spec) if x.name == n).pool.max_pods
+        cap = node_by_name(spec, n).pool.max_pods
         if c > cap:
             raise ValueError(f"{spec.name}: node {n} would run {c} pods, more than its {cap} max")
 
