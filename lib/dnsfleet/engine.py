@@ -242,56 +242,68 @@ def _cluster_risk(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame, wl: pd.Data
         f: [] for f in ("kernel", "service_path", "resolver", "ndots", "query_rate", "evidence")
     }
     dsvc = frames.dns_service.set_index("cluster")
-    cm = frames.coredns_metrics.set_index("cluster")
-    for _, row in cl.iterrows():
-        c = row["cluster"]
-        if row["status"] == "failed":
+    qps = frames.coredns_metrics.set_index("cluster")["qps"].astype("Float64").to_dict()
+    endpoints = dsvc["ready_endpoints"].to_dict()
+    notes = dsvc["path_note"].to_dict()
+    n_nodes = nx.groupby("cluster").size().to_dict()
+    kgroups: dict[str, list[str]] = {}
+    kg = nx[nx["open_races"] != ""].groupby(["cluster", "kernel_version", "open_races"], dropna=False).size()
+    for (c, kv, races), cnt in kg.sort_values(ascending=False).items():
+        kgroups.setdefault(c, []).append(f"{cnt} of {n_nodes[c]} nodes run {kv}: race(s) {races} open")
+    k_unknown = nx["kernel_gate"].isna().groupby(nx["cluster"]).sum().to_dict()
+    ct_any = nx["ct_available"].groupby(nx["cluster"]).any().to_dict()
+    grew = nx[nx["insert_failed_increase"] > 0]
+    grew_n = grew.groupby("cluster").size().to_dict()
+    grew_sum = grew.groupby("cluster")["insert_failed_increase"].sum().to_dict()
+    grew_exact = grew["counters_exact"].fillna(False).astype(bool).groupby(grew["cluster"]).all().to_dict()
+    pods_all = wl.groupby("cluster")["pods"].sum().to_dict()
+    pair = wl[wl["sends_parallel_pair"] == "yes"]
+    pair_pods = pair.groupby("cluster")["pods"].sum().to_dict()
+    mixes: dict[str, list[str]] = {}
+    for (c, r), v in pair.groupby(["cluster", "resolver"])["pods"].sum().sort_values(ascending=False).items():
+        mixes.setdefault(c, []).append(f"{r} {int(v)}")
+    unk_res = wl[wl["sends_parallel_pair"] == "unknown"].groupby("cluster")["pods"].sum().to_dict()
+    hi_ndots = wl[wl["ndots"].astype("Float64") >= 5].groupby("cluster")["pods"].sum().to_dict()
+    for c, status in zip(cl["cluster"], cl["status"], strict=True):
+        if status == "failed":
             for v in texts.values():
                 v.append("")
             continue
-        n = nx[nx["cluster"] == c]
-        parts = []
-        groups = n.groupby(["kernel_version", "open_races"], dropna=False).size().sort_values(ascending=False)
-        for (kv, races), cnt in groups.items():
-            if races:
-                parts.append(f"{cnt} of {len(n)} nodes run {kv}: race(s) {races} open")
-        unk = int(n["kernel_gate"].isna().sum())
-        if unk:
-            parts.append(f"{unk} of {len(n)} nodes have a kernel whose fix status is unknown (K8)")
-        ep = dsvc["ready_endpoints"].get(c) if c in dsvc.index else None
+        nn = n_nodes.get(c, 0)
+        parts = list(kgroups.get(c, []))
+        if k_unknown.get(c, 0):
+            parts.append(f"{int(k_unknown[c])} of {nn} nodes have a kernel whose fix status is unknown (K8)")
+        ep = endpoints.get(c)
         if ep is not None and not pd.isna(ep):
             parts.append(
                 f"{int(ep)} ready kube-dns endpoint(s): race 3 {'can' if ep >= 2 else 'cannot'} occur (K4)"
             )
         texts["kernel"].append("; ".join(parts[:3]) or "races fixed on every node (K1-K3)")
-        texts["service_path"].append(str(dsvc["path_note"].get(c, "service path unknown")))
-        w = wl[wl["cluster"] == c]
-        pair = w[w["sends_parallel_pair"] == "yes"]
-        by_res = pair.groupby("resolver")["pods"].sum().sort_values(ascending=False)
-        mix = ", ".join(f"{r} {int(v)}" for r, v in by_res.items())
-        unk_res = int(w.loc[w["sends_parallel_pair"] == "unknown", "pods"].sum())
-        t = f"{int(pair['pods'].sum())} of {int(w['pods'].sum())} pods send A+AAAA in parallel from one socket ({mix or 'none'})"
-        texts["resolver"].append(t + (f"; resolver unknown for {unk_res} pods (R11)" if unk_res else ""))
-        hi = int(w.loc[w["ndots"].astype("Float64") >= 5, "pods"].sum())
+        texts["service_path"].append(str(notes.get(c) or "service path unknown"))
+        t = (
+            f"{int(pair_pods.get(c, 0))} of {int(pods_all.get(c, 0))} pods send A+AAAA in parallel from one "
+            f"socket ({', '.join(mixes.get(c, [])) or 'none'})"
+        )
+        u = int(unk_res.get(c, 0))
+        texts["resolver"].append(t + (f"; resolver unknown for {u} pods (R11)" if u else ""))
+        hi = int(hi_ndots.get(c, 0))
         texts["ndots"].append(
             f"{hi} pods use ndots >= 5: every short external name costs several lookups (R10)" if hi else ""
         )
-        q = cm["qps"].get(c) if c in cm.index else None
+        q = qps.get(c)
         texts["query_rate"].append(
             f"CoreDNS serves {q:.0f} queries/s"
             if q is not None and not pd.isna(q)
             else "query rate not collected"
         )
-        grew = n[n["insert_failed_increase"] > 0]
-        if not n["ct_available"].any():
+        if not ct_any.get(c, False):
             texts["evidence"].append("conntrack stats not collected: no evidence either way (D1)")
-        elif len(grew):
-            exact = bool(grew["counters_exact"].fillna(False).all())
+        elif grew_n.get(c):
             texts["evidence"].append(
-                f"conntrack insert_failed grew on {len(grew)} of {len(n)} nodes (+{grew['insert_failed_increase'].sum():.0f})"
+                f"conntrack insert_failed grew on {grew_n[c]} of {nn} nodes (+{grew_sum[c]:.0f})"
                 + (
                     " = dropped packets (K7)"
-                    if exact
+                    if grew_exact[c]
                     else "; kernel < 5.10: may include resolved clashes (K7)"
                 )
             )
@@ -304,13 +316,18 @@ def _cluster_risk(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame, wl: pd.Data
     cl.loc[failed, "score"] = np.nan
     order = np.argsort(-cl[PTS].fillna(0).to_numpy(), axis=1)
     names = np.array(schema.FACTOR_NAMES)
+    all_k0 = (nx["kernel_gate"] == 0).groupby(nx["cluster"]).all().to_dict()
+    all_p0 = (nx["path_gate"] == 0).groupby(nx["cluster"]).all().to_dict()
     why = []
     for i, (_, row) in enumerate(cl.iterrows()):
         if row["status"] == "failed":
             why.append(f"scan failed: {row['reason'] or 'no data'}")
             continue
         if row.get("score") == 0:
-            why.append("no pod is exposed: " + _zero_reason(row, nx[nx["cluster"] == row["cluster"]]))
+            why.append(
+                "no pod is exposed: "
+                + _zero_reason(row, all_k0.get(row["cluster"]), all_p0.get(row["cluster"]))
+            )
             continue
         top = [row[f"{names[j]}_text"] for j in order[i][:3] if row[f"{names[j]}_text"]]
         why.append("; ".join(top))
@@ -318,10 +335,10 @@ def _cluster_risk(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame, wl: pd.Data
     return cl
 
 
-def _zero_reason(row: pd.Series, n: pd.DataFrame) -> str:
-    if len(n) and (n["kernel_gate"] == 0).all():
+def _zero_reason(row: pd.Series, kernel_all_fixed: bool | None, path_all_bypassed: bool | None) -> str:
+    if kernel_all_fixed:
         return "the races are fixed on every node (K1-K3)"
-    if len(n) and (n["path_gate"] == 0).all():
+    if path_all_bypassed:
         return str(row["service_path_text"])
     return str(row["resolver_text"])
 

@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from dnsfleet import schema
@@ -58,58 +59,87 @@ class Frames:
 
 
 def build_frames(snapshot: dict[str, Any], mapping: tuple[resolver_rules.ImageRule, ...] = ()) -> Frames:
-    clusters = snapshot.get("clusters") or []
-    parts: dict[str, list[pd.DataFrame]] = {f.name: [] for f in fields(Frames)}
-    for c in clusters:
-        for name, df in _cluster_frames(c, mapping).items():
-            parts[name].append(df)
-    out = {}
-    for name, dfs in parts.items():
-        dfs = [d for d in dfs if len(d)]
-        out[name] = schema.conform(pd.concat(dfs, ignore_index=True) if dfs else pd.DataFrame(), name)
+    """Rows are gathered as plain records across all clusters and turned into frames once."""
+    acc = _Acc()
+    for c in snapshot.get("clusters") or []:
+        _cluster_rows(c, mapping, acc)
+    out = {name: schema.conform(pd.DataFrame(rows), name) for name, rows in acc.rows.items()}
+    out["coredns_series"] = schema.conform(acc.series_frame("coredns"), "coredns_series")
+    out["conntrack_series"] = schema.conform(acc.series_frame("conntrack"), "conntrack_series")
     return Frames(**out)
 
 
-def _cluster_frames(c: dict[str, Any], mapping: tuple) -> dict[str, pd.DataFrame]:
+class _Acc:
+    """Accumulates records per frame and time series as numpy columns."""
+
+    def __init__(self) -> None:
+        names = (
+            "clusters",
+            "nodes",
+            "workloads",
+            "placements",
+            "dns_service",
+            "coredns_metrics",
+            "conntrack",
+        )
+        self.rows: dict[str, list[dict[str, Any]]] = {n: [] for n in names}
+        self.series: dict[str, dict[str, list[np.ndarray]]] = {"coredns": {}, "conntrack": {}}
+
+    def add_series(self, kind: str, start: float, step: float, values: list, **labels: str) -> None:
+        try:
+            v = np.array([np.nan if x is None else x for x in values], dtype="float64")
+        except (TypeError, ValueError):
+            v = pd.to_numeric(pd.Series(values, dtype="object"), errors="coerce").to_numpy(dtype="float64")
+        cols = self.series[kind]
+        cols.setdefault("ts", []).append(start + step * np.arange(len(v), dtype="float64"))
+        cols.setdefault("value", []).append(v)
+        for k, lab in labels.items():
+            cols.setdefault(k, []).append(np.full(len(v), lab, dtype=object))
+
+    def series_frame(self, kind: str) -> pd.DataFrame:
+        cols = self.series[kind]
+        if not cols:
+            return pd.DataFrame()
+        df = pd.DataFrame({k: np.concatenate(v) for k, v in cols.items()})
+        df["ts"] = pd.to_datetime(df["ts"], unit="s", utc=True)
+        if kind == "conntrack":
+            df = df.rename(columns={"value": "insert_failed_rate"})
+        return df
+
+
+def _cluster_rows(c: dict[str, Any], mapping: tuple, acc: _Acc) -> None:
     name = c["name"]
     dns = c.get("dns") or {}
     metrics = c.get("metrics") or {}
-    nodes = _nodes(name, c.get("nodes") or [], dns)
-    workloads, placements = _workloads(name, c.get("pods") or [], c.get("owners") or {}, dns, mapping)
-    pods_per_node = placements.groupby("node")["pods"].sum() if len(placements) else pd.Series(dtype="int64")
-    if len(nodes):
-        nodes["pods"] = nodes["node"].map(pods_per_node).fillna(0).astype("int64")
-    dns_service = _dns_service(name, dns, c)
-    cm, cs = _coredns(name, metrics, dns)
-    ct, cts = _conntrack(name, metrics, [n.get("name") for n in c.get("nodes") or []])
+    node_rows = _nodes(name, c.get("nodes") or [], dns)
+    wl_rows, pl_rows = _workloads(name, c.get("pods") or [], c.get("owners") or {}, dns, mapping)
+    pods_per_node: dict[str, int] = {}
+    for r in pl_rows:
+        if r["node"] is not None:
+            pods_per_node[r["node"]] = pods_per_node.get(r["node"], 0) + r["pods"]
+    for r in node_rows:
+        r["pods"] = pods_per_node.get(r["node"], 0)
     failed = c.get("status") == "failed"
-    clusters = pd.DataFrame(
-        [
-            {
-                "cluster": name,
-                "provider": c.get("provider") or _provider(c),
-                "status": c.get("status") or "ok",
-                "reason": c.get("reason"),
-                "missing": ",".join(c.get("missing") or []) or None,
-                "server_version": c.get("server_version"),
-                "collected_at": c.get("collected_at"),
-                "nodes": None if failed else len(nodes),
-                "pods": None if failed else int(workloads["pods"].sum()) if len(workloads) else 0,
-                "workloads": None if failed else len(workloads),
-            }
-        ]
+    acc.rows["clusters"].append(
+        {
+            "cluster": name,
+            "provider": c.get("provider") or _provider(c),
+            "status": c.get("status") or "ok",
+            "reason": c.get("reason"),
+            "missing": ",".join(c.get("missing") or []) or None,
+            "server_version": c.get("server_version"),
+            "collected_at": c.get("collected_at"),
+            "nodes": None if failed else len(node_rows),
+            "pods": None if failed else sum(r["pods"] for r in wl_rows),
+            "workloads": None if failed else len(wl_rows),
+        }
     )
-    return {
-        "clusters": clusters,
-        "nodes": nodes,
-        "workloads": workloads,
-        "placements": placements,
-        "dns_service": dns_service,
-        "coredns_metrics": cm,
-        "coredns_series": cs,
-        "conntrack": ct,
-        "conntrack_series": cts,
-    }
+    acc.rows["nodes"] += node_rows
+    acc.rows["workloads"] += wl_rows
+    acc.rows["placements"] += pl_rows
+    acc.rows["dns_service"].append(_dns_service(name, dns, c))
+    acc.rows["coredns_metrics"].append(_coredns(name, metrics, acc))
+    acc.rows["conntrack"] += _conntrack(name, metrics, [n.get("name") for n in c.get("nodes") or []], acc)
 
 
 def _provider(c: dict[str, Any]) -> str:
@@ -147,7 +177,7 @@ def _classify_cached(cache: dict, kv: str | None, osi: str | None) -> _K:
     return cache[key]
 
 
-def _nodes(cluster: str, nodes: list[dict], dns: dict) -> pd.DataFrame:
+def _nodes(cluster: str, nodes: list[dict], dns: dict) -> list[dict[str, Any]]:
     cache: dict = {}
     nl_nodes = dns.get("nodelocal_nodes")
     nl_set = set(nl_nodes) if isinstance(nl_nodes, list) else None
@@ -189,7 +219,7 @@ def _nodes(cluster: str, nodes: list[dict], dns: dict) -> pd.DataFrame:
                 "zone": labels.get("topology.kubernetes.io/zone"),
             }
         )
-    return pd.DataFrame(rows)
+    return rows
 
 
 def _owner(pod: dict, owners: dict) -> tuple[str, str]:
@@ -270,7 +300,7 @@ def _workload_dns(
 
 def _workloads(
     cluster: str, pods: list[dict], owners: dict, dns: dict, mapping: tuple
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     cluster_ip, nl_ip = dns.get("service_ip"), dns.get("nodelocal_ip")
     first: dict[str, dict] = {}
     counts: dict[str, int] = {}
@@ -309,14 +339,14 @@ def _workloads(
         }
         row.update(_workload_dns(p, resolver, cluster_ip, nl_ip))
         rows.append(row)
-    wl = pd.DataFrame(rows)
-    pl = pd.DataFrame(
-        [{"cluster": cluster, "workload_id": w, "node": n, "pods": c} for (w, n), c in place.items()]
-    )
-    if len(wl):
-        nodes_per = pl.dropna(subset=["node"]).groupby("workload_id")["node"].nunique()
-        wl["nodes"] = wl["workload_id"].map(nodes_per).fillna(0).astype("int64")
-    return wl, pl
+    nodes_per: dict[str, int] = {}
+    for w, n in place:
+        if n is not None:
+            nodes_per[w] = nodes_per.get(w, 0) + 1
+    for row in rows:
+        row["nodes"] = nodes_per.get(row["workload_id"], 0)
+    pl = [{"cluster": cluster, "workload_id": w, "node": n, "pods": c} for (w, n), c in place.items()]
+    return rows, pl
 
 
 def _nodelocal_present(dns: dict) -> bool | None:
@@ -352,7 +382,7 @@ def _corefile_plugins(corefile: str | None) -> tuple[str | None, str | None]:
     return ",".join(plugins) or None, domain
 
 
-def _dns_service(cluster: str, dns: dict, c: dict) -> pd.DataFrame:
+def _dns_service(cluster: str, dns: dict, c: dict) -> dict[str, Any]:
     daemonsets = dns.get("daemonsets") if isinstance(dns.get("daemonsets"), list) else None
     cni = None
     if daemonsets is not None:
@@ -378,31 +408,25 @@ def _dns_service(cluster: str, dns: dict, c: dict) -> pd.DataFrame:
     path, note = _path(mode, ebpf, nodelocal)
     plugins, domain = _corefile_plugins(dns.get("corefile"))
     if c.get("status") == "failed":
-        return pd.DataFrame(
-            [{"cluster": cluster, "path": "unknown", "path_note": "cluster could not be scanned"}]
-        )
-    return pd.DataFrame(
-        [
-            {
-                "cluster": cluster,
-                "cluster_ip": dns.get("service_ip"),
-                "ready_endpoints": dns.get("ready_endpoints"),
-                "coredns_version": dns.get("coredns_version")
-                or ((c.get("metrics") or {}).get("coredns") or {}).get("version"),
-                "coredns_replicas": dns.get("coredns_replicas"),
-                "corefile_plugins": plugins,
-                "cluster_domain": domain or ("cluster.local" if dns.get("corefile") else None),
-                "kube_proxy_mode": mode or "unknown",
-                "cni": cni or "unknown",
-                "ebpf_service_lb": ebpf,
-                "nodelocal": nodelocal,
-                "nodelocal_ip": dns.get("nodelocal_ip") if nodelocal else None,
-                "nfqueue_agent": nfq,
-                "path": path,
-                "path_note": note,
-            }
-        ]
-    )
+        return {"cluster": cluster, "path": "unknown", "path_note": "cluster could not be scanned"}
+    return {
+        "cluster": cluster,
+        "cluster_ip": dns.get("service_ip"),
+        "ready_endpoints": dns.get("ready_endpoints"),
+        "coredns_version": dns.get("coredns_version")
+        or ((c.get("metrics") or {}).get("coredns") or {}).get("version"),
+        "coredns_replicas": dns.get("coredns_replicas"),
+        "corefile_plugins": plugins,
+        "cluster_domain": domain or ("cluster.local" if dns.get("corefile") else None),
+        "kube_proxy_mode": mode or "unknown",
+        "cni": cni or "unknown",
+        "ebpf_service_lb": ebpf,
+        "nodelocal": nodelocal,
+        "nodelocal_ip": dns.get("nodelocal_ip") if nodelocal else None,
+        "nfqueue_agent": nfq,
+        "path": path,
+        "path_note": note,
+    }
 
 
 def _path(mode: str | None, ebpf: str, nodelocal: bool | None) -> tuple[str, str]:
@@ -438,7 +462,7 @@ def _path(mode: str | None, ebpf: str, nodelocal: bool | None) -> tuple[str, str
     return "unknown", "kube-proxy mode could not be read"
 
 
-def _coredns(cluster: str, metrics: dict, dns: dict) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _coredns(cluster: str, metrics: dict, acc: _Acc) -> dict[str, Any]:
     core = metrics.get("coredns") if isinstance(metrics.get("coredns"), dict) else None
     source = metrics.get("source") if core else "not collected"
     row = {"cluster": cluster, "source": source or "not collected", "window_s": metrics.get("window_s")}
@@ -454,41 +478,22 @@ def _coredns(cluster: str, metrics: dict, dns: dict) -> tuple[pd.DataFrame, pd.D
         ):
             row[k] = _num(core.get(k))
     row["note"] = metrics.get("note") or (None if core else "CoreDNS metrics not collected")
-    summary = pd.DataFrame([row])
     series = metrics.get("coredns_series")
-    return summary, _series_frame(series, {"cluster": cluster})
+    if isinstance(series, dict) and isinstance(series.get("metrics"), dict):
+        start, step = _num(series.get("start")), _num(series.get("step"))
+        if start is not None and step:
+            for name, values in series["metrics"].items():
+                if isinstance(values, list) and values:
+                    acc.add_series("coredns", start, step, values, cluster=cluster, metric=str(name))
+    return row
 
 
-def _series_frame(
-    series: Any, const: dict, value_name: str = "value", metric: str | None = None
-) -> pd.DataFrame:
-    if not isinstance(series, dict) or not isinstance(series.get("metrics"), dict):
-        return pd.DataFrame()
-    start, step = _num(series.get("start")), _num(series.get("step"))
-    if start is None or not step:
-        return pd.DataFrame()
-    frames = []
-    for name, values in series["metrics"].items():
-        if not isinstance(values, list) or not values:
-            continue
-        ts = pd.to_datetime([start + i * step for i in range(len(values))], unit="s", utc=True)
-        df = pd.DataFrame({"ts": ts, value_name: pd.to_numeric(pd.Series(values), errors="coerce")})
-        df["metric"] = name
-        frames.append(df)
-    if not frames:
-        return pd.DataFrame()
-    out = pd.concat(frames, ignore_index=True)
-    for k, v in const.items():
-        out[k] = v
-    return out
-
-
-def _conntrack(cluster: str, metrics: dict, node_names: list) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _conntrack(cluster: str, metrics: dict, node_names: list, acc: _Acc) -> list[dict[str, Any]]:
     ct = metrics.get("conntrack") if isinstance(metrics.get("conntrack"), dict) else None
     per_node = (ct or {}).get("nodes") if isinstance((ct or {}).get("nodes"), dict) else {}
     reason = (ct or {}).get("reason") or ("conntrack stats not collected" if not per_node else None)
-    rows, series = [], []
-    start, step = (ct or {}).get("start"), (ct or {}).get("step")
+    rows = []
+    start, step = _num((ct or {}).get("start")), _num((ct or {}).get("step"))
     for n in node_names:
         d = per_node.get(n)
         if isinstance(d, dict):
@@ -505,13 +510,10 @@ def _conntrack(cluster: str, metrics: dict, node_names: list) -> tuple[pd.DataFr
                 }
             )
             rate = d.get("insert_failed_rate")
-            if isinstance(rate, list) and rate and _num(start) is not None and _num(step):
-                s = _series_frame(
-                    {"start": start, "step": step, "metrics": {"r": rate}}, {"cluster": cluster, "node": n}
-                )
-                series.append(s.rename(columns={"value": "insert_failed_rate"}).drop(columns=["metric"]))
+            if isinstance(rate, list) and rate and start is not None and step:
+                acc.add_series("conntrack", start, step, rate, cluster=cluster, node=str(n))
         else:
             rows.append(
                 {"cluster": cluster, "node": n, "available": False, "reason": reason or "node not in metrics"}
             )
-    return pd.DataFrame(rows), (pd.concat(series, ignore_index=True) if series else pd.DataFrame())
+    return rows

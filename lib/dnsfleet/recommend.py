@@ -185,29 +185,46 @@ def _target(mins: set[str | None]) -> str:
 
 
 def _kernel_recs(p: pd.DataFrame, nx: pd.DataFrame, wl: pd.DataFrame) -> pd.DataFrame:
-    rows = []
     pods_total = p.groupby("cluster")["pods"].sum()
-    open_nodes = nx[nx["kernel_gate"] == 1]
-    sc = p.assign(w=p["score"] * p["pods"]).groupby(["cluster", "node"])[["w", "pods"]].sum()
-    for (cluster, pool), grp in open_nodes.groupby(["cluster", nx["pool"].fillna("(no pool)")]):
-        mins = set()
-        for _, n in grp.iterrows():
-            for race, label in (("race1", "1"), ("race2", "2"), ("race3", "3")):
-                if label in n["open_races"].split(","):
-                    mins.add(kernel_rules.minimum_fixed(race, n["kernel_version"], None))
-        key = [(cluster, x) for x in grp["node"]]
-        sub = sc.reindex(key)
-        removed = float(sub["w"].fillna(0).sum() / max(1, pods_total.get(cluster, 1)))
-        kernels = ", ".join(sorted(grp["kernel_version"].fillna("?").unique()))
+    per_node = (
+        p.assign(w=p["score"] * p["pods"]).groupby(["cluster", "node"], as_index=False)[["w", "pods"]].sum()
+    )
+    nodes = nx[nx["kernel_gate"] == 1][
+        ["cluster", "node", "pool", "kernel_version", "os_image", "open_races"]
+    ]
+    nodes = nodes.merge(per_node, on=["cluster", "node"], how="left").fillna({"w": 0.0, "pods": 0})
+    nodes["pool"] = nodes["pool"].fillna("(no pool)")
+    keys = nodes[["kernel_version", "os_image", "open_races"]].astype("object").fillna("")
+    nodes["mkey"] = list(zip(keys["kernel_version"], keys["os_image"], keys["open_races"], strict=True))
+    mins = {
+        key: {
+            m
+            for race, label in (("race1", "1"), ("race2", "2"), ("race3", "3"))
+            if label in key[2].split(",")
+            and (m := kernel_rules.minimum_fixed(race, key[0] or None, key[1] or None))
+        }
+        for key in set(nodes["mkey"])
+    }
+    g = nodes.groupby(["cluster", "pool"], sort=False).agg(
+        n=("node", "size"),
+        w=("w", "sum"),
+        pods=("pods", "sum"),
+        mkeys=("mkey", lambda x: set(x)),
+        kernels=("kernel_version", lambda x: ", ".join(sorted(x.fillna("?").unique()))),
+    )
+    rows = []
+    for (cluster, pool), r in g.iterrows():
+        need = set().union(*(mins[k] for k in r["mkeys"]))
+        removed = float(r["w"] / max(1, pods_total.get(cluster, 1)))
         rows.append(
             {
                 "cluster": cluster,
                 "scope": "node_pool",
                 "target": f"{cluster}/{pool}",
                 "mitigation": "kernel-upgrade",
-                "action": f"upgrade {len(grp)} node(s) of pool {pool} from {kernels} to at least {_target(mins)}",
+                "action": f"upgrade {r['n']} node(s) of pool {pool} from {r['kernels']} to at least {_target(need)}",
                 "risk_removed": round(removed, 1),
-                "pods": int(sub["pods"].fillna(0).sum()),
+                "pods": int(r["pods"]),
                 "rule": "K1, K2, K3",
                 "note": "not possible through the API: drain and replace nodes (see the node upgrade plan)",
             }

@@ -64,6 +64,7 @@ def node_exposure(frames: Frames) -> pd.DataFrame:
             "cluster",
             "node",
             "kernel_version",
+            "os_image",
             "distro",
             "race1",
             "race2",
