@@ -13,8 +13,9 @@ from collections.abc import Iterable
 
 import pandas as pd
 import plotly.graph_objects as go
-from dnsfleet.schema import FACTOR_NAMES, LEVELS
 from plotly.subplots import make_subplots
+
+from dnsfleet.schema import FACTOR_NAMES, LEVELS
 
 LEVEL_COLORS: dict[str, str] = {
     "high": "#d62728",

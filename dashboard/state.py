@@ -38,8 +38,9 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 import streamlit as st
-from dnsfleet.snapshot import SnapshotError, load, loads
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
+
+from dnsfleet.snapshot import SnapshotError, load, loads
 
 if TYPE_CHECKING:
     from dnsfleet.engine import Assessment

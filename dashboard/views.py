@@ -14,6 +14,7 @@ from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
+
 from dnsfleet.schema import LEVELS
 
 # Rows sent to the browser per table; the rest is summarised in a note.

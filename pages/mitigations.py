@@ -10,14 +10,14 @@ import sys
 
 import pandas as pd
 import streamlit as st
+
+from dashboard.state import current_assessment, current_source
 from dnsfleet.mitigate import kernel as kernel_plan
 from dnsfleet.mitigate import nodelocal, resolver_options
 from dnsfleet.mitigate.audit import AuditLog
 from dnsfleet.mitigate.kube import Kube, MitigationError, ObjectRef, writes_enabled
 from dnsfleet.mitigate.objects import to_yaml_documents
 from dnsfleet.mitigate.plan import Plan, apply, check_permissions, dry_run, exclude_failed
-
-from dashboard.state import current_assessment, current_source
 
 K_PLAN, K_DRY, K_RESULT = "mit.plan", "mit.dry", "mit.result"
 KINDS = ("Resolver options", "NodeLocal DNSCache", "Kernel upgrades")

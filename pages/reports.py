@@ -4,11 +4,11 @@ import io
 
 import pandas as pd
 import streamlit as st
-from dnsfleet.report import csv_reports
-from dnsfleet.snapshot import dumps
 
 from dashboard import ui
 from dashboard.state import current_assessment, current_snapshot, current_source, source_key
+from dnsfleet.report import csv_reports
+from dnsfleet.snapshot import dumps
 
 PREVIEW_ROWS = 20
 

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from dnsfleet.cli import main
 
 
@@ -28,7 +29,6 @@ def test_show_demo_table_and_fail_on(capsys: pytest.CaptureFixture[str]) -> None
 
 def test_fail_on_passes_when_nothing_reaches_it(tmp_path: Path) -> None:
     from dnsfleet.snapshot import save
-
     from tests.builders import cluster, node, snapshot
 
     path = save(snapshot(cluster(nodes=[node("n1", "6.1.58-talos", "Talos (v1.5.5)")])), tmp_path / "s.json")

@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import pytest
+
 from dnsfleet.collect.cli_scan import main
 from dnsfleet.engine import analyze
 from dnsfleet.report import csv_reports

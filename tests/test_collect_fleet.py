@@ -18,11 +18,11 @@ from typing import Any
 import orjson
 import pytest
 import yaml
+
 from dnsfleet.collect import PromSource, scan, scan_cluster
 from dnsfleet.collect import kube as K
 from dnsfleet.engine import analyze
 from dnsfleet.snapshot import dumps, loads, new_snapshot
-
 from tests.fleet import spec as S
 from tests.fleet.fleet import ensure_binaries, start_fleet
 

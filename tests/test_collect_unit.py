@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from dnsfleet.collect import ConfigError, PromSource
 from dnsfleet.collect import kube as K
 from dnsfleet.collect import prom as P

@@ -10,13 +10,13 @@ from pathlib import Path
 import pytest
 import streamlit as st
 import yaml
+from streamlit.testing.v1 import AppTest
+
+from dashboard import views
 from dnsfleet.demo import demo_snapshot
 from dnsfleet.engine import analyze
 from dnsfleet.report import csv_reports
 from dnsfleet.snapshot import dumps, new_snapshot
-from streamlit.testing.v1 import AppTest
-
-from dashboard import views
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")

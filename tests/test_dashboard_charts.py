@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 import pytest
-from dnsfleet import schema
 
 from dashboard import charts, views
+from dnsfleet import schema
 
 
 def frame(name: str, rows: list[dict], risk: bool = False) -> pd.DataFrame:

@@ -16,13 +16,20 @@ ROOT = Path(__file__).resolve().parent.parent
 def test_frames_doc_is_current() -> None:
     assert (ROOT / "docs" / "frames.md").read_text() == describe_markdown(), (
         "regenerate: python -c 'from dnsfleet.schema import describe_markdown; "
-        "open(\"docs/frames.md\",\"w\").write(describe_markdown())'"
+        'open("docs/frames.md","w").write(describe_markdown())\''
     )
 
 
 def _worked_example(options: list | None = None) -> dict:
     pods = [
-        pod(f"checkout-{i}", n, "python:3.12-slim", options, owner_kind="ReplicaSet", owner_name="checkout-7d9f")
+        pod(
+            f"checkout-{i}",
+            n,
+            "python:3.12-slim",
+            options,
+            owner_kind="ReplicaSet",
+            owner_name="checkout-7d9f",
+        )
         for i, n in enumerate(["node-a", "node-a", "node-b"])
     ]
     c = cluster("aks-legacy", nodes=[node("node-a"), node("node-b")], pods=pods)

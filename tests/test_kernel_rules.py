@@ -7,9 +7,10 @@ import json
 from importlib import resources
 
 import pytest
-from dnsfleet.rules.kernel import classify, fix_table, minimum_fixed, parse_kernel
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from dnsfleet.rules.kernel import classify, fix_table, minimum_fixed, parse_kernel
 
 # (kernelVersion, osImage, race1, race2, race3, distro) — strings as reported by real nodes.
 REAL = [

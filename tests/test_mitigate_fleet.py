@@ -11,6 +11,7 @@ import copy
 import time
 
 import pytest
+
 from dnsfleet.mitigate import nodelocal as N
 from dnsfleet.mitigate import resolver_options as R
 from dnsfleet.mitigate.audit import AuditLog

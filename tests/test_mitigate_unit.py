@@ -11,6 +11,9 @@ import json
 import pandas as pd
 import pytest
 import yaml
+from hypothesis import given
+from hypothesis import strategies as st
+
 from dnsfleet.mitigate import kernel as K
 from dnsfleet.mitigate import nodelocal as N
 from dnsfleet.mitigate import resolver_options as R
@@ -19,8 +22,6 @@ from dnsfleet.mitigate.cli_mitigate import add_mitigate_parser, run_mitigate
 from dnsfleet.mitigate.kube import Kube, MitigationError, ObjectRef, writes_enabled
 from dnsfleet.mitigate.objects import apply_json_patch, clean, project, unified_diff
 from dnsfleet.mitigate.plan import Change, Plan, WritesDisabled, apply
-from hypothesis import given
-from hypothesis import strategies as st
 
 # -- resolver options ---------------------------------------------------------------------------------
 

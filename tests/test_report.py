@@ -6,11 +6,11 @@ import csv
 import io
 
 import pytest
+
 from dnsfleet import __version__
 from dnsfleet.demo import demo_snapshot
 from dnsfleet.engine import analyze
 from dnsfleet.report import REPORTS, csv_reports, neutralise
-
 from tests.builders import cluster, node, pod, snapshot
 
 

@@ -5,6 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from dnsfleet.rules.resolver import (
     MappingError,
     infer_resolver,
@@ -15,8 +18,6 @@ from dnsfleet.rules.resolver import (
     resolver_table,
 )
 from dnsfleet.schema import RESOLVERS
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 @pytest.mark.parametrize(

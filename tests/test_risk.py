@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
-from dnsfleet.demo import demo_snapshot
-from dnsfleet.engine import analyze
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from dnsfleet.demo import demo_snapshot
+from dnsfleet.engine import analyze
 from tests.builders import cluster, node, pod, snapshot
 
 SRR = [{"name": "single-request-reopen", "value": None}]

@@ -7,10 +7,11 @@ from pathlib import Path
 
 import orjson
 import pytest
-from dnsfleet.demo import demo_snapshot
-from dnsfleet.snapshot import SCHEMA_VERSION, SnapshotError, dumps, load, loads, save
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from dnsfleet.demo import demo_snapshot
+from dnsfleet.snapshot import SCHEMA_VERSION, SnapshotError, dumps, load, loads, save
 
 
 @pytest.mark.parametrize("name", ["fleet.json", "fleet.json.gz"])

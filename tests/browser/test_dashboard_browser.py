@@ -9,11 +9,11 @@ import re
 from pathlib import Path
 
 import pytest
-from dnsfleet.demo import demo_snapshot
-from dnsfleet.engine import analyze
 from playwright.sync_api import expect
 
 from dashboard import nav
+from dnsfleet.demo import demo_snapshot
+from dnsfleet.engine import analyze
 
 pytestmark = pytest.mark.browser
 

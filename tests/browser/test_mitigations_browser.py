@@ -7,8 +7,9 @@ from __future__ import annotations
 import json
 
 import pytest
-from dnsfleet.mitigate.kube import Kube, ObjectRef
 from playwright.sync_api import expect
+
+from dnsfleet.mitigate.kube import Kube, ObjectRef
 
 pytestmark = [pytest.mark.browser, pytest.mark.fleet]
 
