@@ -108,7 +108,7 @@ def cluster_table(clusters: pd.DataFrame) -> pd.DataFrame:
             "level": df["level"].fillna("unknown"),
             "score": df["score"],
             "status": df["status"],
-            "reason": df["reason"],
+            "reason": df["reason"].fillna(""),
             "why": df["why"],
             "provider": df["provider"],
             "nodes": df["nodes"],

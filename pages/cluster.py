@@ -3,7 +3,7 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, ui, views
+from dashboard import charts, nav, ui, views
 from dashboard.state import current_assessment
 
 a = current_assessment()
@@ -64,3 +64,28 @@ else:
         ["mitigation", "scope", "target", "action", "risk_removed", "pods", "note", "rule", "finding_id"],
         key="recs",
     )
+    if "mitigations" in nav.available():
+        st.caption(
+            "Open a mitigation with this cluster and its targets selected (plan → diff → dry run → apply):"
+        )
+        links = st.columns(3)
+        for col, (mitigation, label) in zip(
+            links,
+            [
+                ("single-request-reopen", "Resolver options for the glibc workloads"),
+                ("nodelocal-dnscache", "NodeLocal DNSCache for this cluster"),
+                ("kernel-upgrade", "Kernel upgrade plan"),
+            ],
+            strict=True,
+        ):
+            targets = recs.loc[recs["mitigation"] == mitigation, "target"].dropna().astype(str).tolist()
+            params = {"cluster": cluster, "mitigation": mitigation}
+            if mitigation == "single-request-reopen" and len(targets) <= 40:  # keep the URL shareable
+                params["workload"] = targets
+            col.page_link(
+                nav.page("mitigations"),
+                label=f"{label} ({len(targets)})",
+                icon=":material/build:",
+                query_params=params,
+                disabled=not targets,
+            )

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import ast
 import socket
+import urllib.parse
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,21 @@ def test_cluster_page_defaults_to_top_cluster_with_why_path_and_recommendations(
     assert len(recs) == len(expected) > 0
     assert list(recs["risk_removed"]) == sorted(recs["risk_removed"], reverse=True)
     assert at.query_params["cluster"] == [top["cluster"]] or at.query_params["cluster"] == top["cluster"]
+
+
+def test_cluster_page_links_each_recommended_mitigation(demo):
+    at = run_app("cluster")
+    top = demo.clusters.iloc[0]["cluster"]
+    recs = views.cluster_recommendations(demo.recommendations, top)
+    links = {link.proto.label: link for link in at.get("page_link")}
+    srr = recs[recs["mitigation"] == "single-request-reopen"]
+    label = f"Resolver options for the glibc workloads ({len(srr)})"
+    assert label in links and not links[label].proto.disabled
+    query = urllib.parse.parse_qs(links[label].proto.query_string)
+    assert query["cluster"] == [top] and query["mitigation"] == ["single-request-reopen"]
+    assert sorted(query["workload"]) == sorted(srr["target"])
+    kernel = (recs["mitigation"] == "kernel-upgrade").sum()
+    assert f"Kernel upgrade plan ({kernel})" in links
 
 
 def test_cluster_deep_link_and_selection_update_the_url(demo):
