@@ -113,7 +113,12 @@ def scan_cluster(
         except ClusterFailed as e:
             out = failed_cluster(target.name, e.reason)
         else:
-            out["metrics"] = _metrics(job, out, prometheus, timeout, scrape)
+            try:
+                out["metrics"] = _metrics(job, out, prometheus, timeout, scrape)
+            except Exception as e:  # metrics are optional: a failure there must not cost the cluster
+                out["metrics"]["note"] = (
+                    f"not collected: internal error: {type(e).__name__}: {' '.join(str(e).split())[:160]}"
+                )
             if progress:
                 progress("resource_done", target.name, f"metrics {out['metrics'].get('source') or 'none'}")
     except Exception as e:  # a bug must cost one cluster, not the scan; keep it one line, no traceback

@@ -13,9 +13,13 @@ cluster comes back as ``status: "failed"`` with a one-line ``reason``; a 403 on 
 
 from __future__ import annotations
 
+import email.utils
+import logging
 import os
+import random
 import re
 import ssl
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +34,10 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
+from dnsfleet.collect import execauth
 from dnsfleet.snapshot import now_iso
+
+log = logging.getLogger("dnsfleet.collect")
 
 Progress = Callable[[str, str, str], None]
 
@@ -68,6 +75,16 @@ METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v
 PAGE_LIMIT = 500
 MAX_LIST_RESTARTS = 3
 
+# Retries of one GET (the collector only reads, so every request is safe to repeat): 429 and 5xx answers
+# and refused/reset connections are tried again after an exponential backoff with jitter, never sooner
+# than the server's Retry-After, at most MAX_RETRIES times and for at most ``retry_budget`` seconds of
+# waiting (default twice the request timeout). Timeouts and TLS errors are not retried: they would only
+# multiply the wait.
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+MAX_RETRIES = 6
+BACKOFF_BASE_S = 0.25
+BACKOFF_CAP_S = 4.0
+
 
 class ConfigError(ValueError):
     """Kubeconfig or argument problem that stops the whole scan. ``str(err)`` is one line."""
@@ -84,22 +101,42 @@ class ClusterFailed(Exception):
 class ResourceError(Exception):
     """An HTTP error status on one request (403, 404, 410, 5xx...)."""
 
-    def __init__(self, status: int, reason: str, body: bytes | None = None) -> None:
+    def __init__(
+        self, status: int, reason: str, body: bytes | None = None, headers: dict[str, str] | None = None
+    ) -> None:
         super().__init__(f"{status} {reason}")
         self.status = status
         self.reason = reason
         self.body = body or b""
+        self.headers = headers or {}
+        self.note = ""  # e.g. "gave up after 4 attempts", appended to message()
 
     def message(self) -> str:
+        text = self.reason or f"HTTP {self.status}"
         try:
             doc = orjson.loads(self.body)
             if isinstance(doc, dict) and isinstance(doc.get("message"), str):
-                return doc["message"]
+                text = doc["message"]
         except orjson.JSONDecodeError:
-            text = self.body[:400].decode("utf-8", "replace").strip()
-            if text and text.isprintable():
-                return text.splitlines()[0][:200]
-        return self.reason or f"HTTP {self.status}"
+            raw = self.body[:400].decode("utf-8", "replace").strip()
+            if raw and raw.isprintable():
+                text = raw.splitlines()[0][:200]
+        return f"{text} ({self.note})" if self.note else text
+
+
+def _retry_after(headers: dict[str, str]) -> float | None:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); None when absent or bad."""
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if value is None:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
 
 
 # --------------------------------------------------------------------------------------------------
@@ -208,12 +245,14 @@ def resolve_targets(
 def new_api_client(target: Target, timeout: float) -> k8s_client.ApiClient:
     """A fresh ApiClient for this target. Raises ClusterFailed with a plain reason."""
     cfg = type.__call__(k8s_client.Configuration)
-    cfg.retries = False  # one attempt per request; the scan's timeout is the whole budget
+    cfg.retries = False  # urllib3 never retries on its own; Api does, within its budget
+    execauth.install()
+    execauth.clear_error()
     try:
         if target.config_file is None:
             k8s_config.load_incluster_config(client_configuration=cfg)
             return k8s_client.ApiClient(configuration=cfg)
-        return k8s_config.new_client_from_config(
+        client = k8s_config.new_client_from_config(
             config_file=target.config_file,
             context=target.context,
             persist_config=False,
@@ -223,6 +262,11 @@ def new_api_client(target: Target, timeout: float) -> k8s_client.ApiClient:
         raise ClusterFailed(f"kubeconfig: {_one_line(str(e))}") from None
     except (OSError, ValueError, TypeError, KeyError) as e:
         raise ClusterFailed(f"kubeconfig: {type(e).__name__}: {_one_line(str(e))}") from None
+    # The client swallows exec plugin failures (it logs them and goes on without credentials).
+    if (err := execauth.take_error()) is not None:
+        client.close()
+        raise ClusterFailed(f"kubeconfig: {err}")
+    return client
 
 
 # --------------------------------------------------------------------------------------------------
@@ -233,10 +277,22 @@ def new_api_client(target: Target, timeout: float) -> k8s_client.ApiClient:
 class Api:
     """Raw JSON GETs against one cluster, with a timeout on every request."""
 
-    def __init__(self, api_client: k8s_client.ApiClient, timeout: float) -> None:
+    def __init__(
+        self,
+        api_client: k8s_client.ApiClient,
+        timeout: float,
+        *,
+        max_retries: int = MAX_RETRIES,
+        retry_budget: float | None = None,
+    ) -> None:
         self.client = api_client
         self.timeout = timeout
         self.server = api_client.configuration.host
+        self.max_retries = max_retries
+        self.retry_budget = 2 * timeout if retry_budget is None else retry_budget
+        self.retried = 0  # requests repeated so far (429, 5xx, refused): for tests and logs
+        self.last_path = ""  # the path of the latest request (names what failed mid-scan)
+        self._rng = random.Random()
         self._secrets = [
             v for v in (api_client.configuration.api_key or {}).values() if isinstance(v, str) and v
         ]
@@ -252,6 +308,53 @@ class Api:
     def get_bytes(
         self, path: str, query: dict[str, Any] | None = None, accept: str = "application/json"
     ) -> bytes:
+        """GET with bounded retries (see RETRY_STATUSES): 429/5xx and refused connections are tried again
+        after ``max(Retry-After, backoff)`` plus jitter while the retry budget lasts."""
+        waited = 0.0
+        attempt = 0
+        while True:
+            try:
+                return self._get_once(path, query, accept)
+            except ResourceError as e:
+                if e.status not in RETRY_STATUSES:
+                    raise
+                after = _retry_after(e.headers)
+                wait = self._wait(attempt, after)
+                if attempt >= self.max_retries or waited + wait > self.retry_budget:
+                    if e.status == 429:
+                        e.reason = e.reason or "Too Many Requests"
+                        e.note = f"throttled; gave up after {_attempts(attempt + 1)}"
+                    elif attempt:
+                        e.note = f"gave up after {_attempts(attempt + 1)}"
+                    raise
+                why = f"HTTP {e.status}" + (f", Retry-After {after:g} s" if after is not None else "")
+            except ClusterFailed as e:
+                if not e.reason.startswith("unreachable:") or not (
+                    "connection refused" in e.reason or "closed the connection" in e.reason
+                ):
+                    raise
+                wait = self._wait(attempt, None)
+                if attempt >= self.max_retries or waited + wait > self.retry_budget:
+                    if attempt:
+                        raise ClusterFailed(f"{e.reason} (gave up after {_attempts(attempt + 1)})") from None
+                    raise
+                why = e.reason
+            attempt += 1
+            self.retried += 1
+            log.info("GET %s%s: %s; retry %d in %.2f s", self.server, path, why, attempt, wait)
+            time.sleep(wait)
+            waited += wait
+
+    def _wait(self, attempt: int, retry_after: float | None) -> float:
+        """Exponential backoff with jitter (half fixed, half random), never below Retry-After."""
+        backoff = min(BACKOFF_CAP_S, BACKOFF_BASE_S * (2**attempt))
+        wait = backoff / 2 + self._rng.uniform(0, backoff / 2)
+        if retry_after is not None:
+            wait = max(wait, retry_after + self._rng.uniform(0, min(1.0, retry_after) * 0.2))
+        return wait
+
+    def _get_once(self, path: str, query: dict[str, Any] | None, accept: str) -> bytes:
+        self.last_path = path
         url_path = path + ("?" + urlencode(query) if query else "")
         method, url, headers, _body, _post = self.client.param_serialize(
             method="GET",
@@ -273,7 +376,7 @@ class Api:
         if resp.status == 401:
             raise ClusterFailed(f"unauthorized: {self.server} rejected the credentials (401)")
         if not 200 <= resp.status <= 299:
-            raise ResourceError(resp.status, resp.reason or "", data)
+            raise ResourceError(resp.status, resp.reason or "", data, dict(resp.headers or {}))
         return data
 
     def scrub(self, text: str) -> str:
@@ -282,6 +385,10 @@ class Api:
             if token:
                 text = text.replace(token, "***")
         return text
+
+
+def _attempts(n: int) -> str:
+    return "1 attempt" if n == 1 else f"{n} attempts"
 
 
 def _one_line(text: str) -> str:
@@ -573,7 +680,14 @@ class ClusterScan:
         version = self.api.get("/version")
         out["server_version"] = version.get("gitVersion") if isinstance(version, dict) else None
         self._done("version", out["server_version"] or "")
+        try:
+            return self._read(out)
+        except ClusterFailed as e:  # the server answered /version, then went away (or etcd did)
+            if e.reason.startswith(("unreachable:", "timed out", "TLS error", "bad response")):
+                raise ClusterFailed(f"{e.reason} while reading {self.api.last_path}") from None
+            raise
 
+    def _read(self, out: dict[str, Any]) -> dict[str, Any]:
         nodes = self._nodes()
         pods = self._pods()
         if nodes is None and pods is None:

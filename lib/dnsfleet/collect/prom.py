@@ -61,8 +61,17 @@ class PromSource:
 
 
 class PromClient:
-    def __init__(self, src: PromSource) -> None:
+    """Queries for one cluster. Every request has ``src.timeout``; all of them together get
+    ``budget_s`` (default ``max(30, 3 * timeout)``): a Prometheus that answers slowly, just inside the
+    timeout each time, cannot stretch a scan for minutes. Warnings in answers (partial data from
+    Thanos/Mimir, a query limit hit) are kept in ``warnings`` for the metrics note."""
+
+    def __init__(self, src: PromSource, budget_s: float | None = None) -> None:
         self.src = src
+        self.budget_s = max(30.0, 3 * src.timeout) if budget_s is None else budget_s
+        self.deadline = _time.monotonic() + self.budget_s
+        self.warnings: list[str] = []
+        self.malformed = 0  # result entries skipped because their shape was wrong
         self.base = src.url.rstrip("/")
         headers = {"Accept": "application/json", "Content-Type": "application/x-www-form-urlencoded"}
         if src.token:
@@ -78,12 +87,27 @@ class PromClient:
 
     def _post(self, path: str, params: dict[str, Any]) -> Any:
         url = self.base + path
+        left = self.deadline - _time.monotonic()
+        if left <= 0:
+            raise PromError(
+                f"Prometheus at {self.base} too slow: gave up after {self.budget_s:g} s of queries"
+            )
         try:
-            resp = self.http.request("POST", url, body=urlencode(params), headers=self.headers)
+            resp = self.http.request(
+                "POST",
+                url,
+                body=urlencode(params),
+                headers=self.headers,
+                timeout=urllib3.Timeout(total=min(self.src.timeout, max(left, 0.1))),
+            )
         except urllib3.exceptions.NewConnectionError as e:  # subclasses ConnectTimeoutError: test it first
             why = "connection refused" if "refused" in str(e).lower() else "cannot connect"
             raise PromError(f"Prometheus at {self.base} not reachable: {why}") from None
         except urllib3.exceptions.TimeoutError:
+            if left < self.src.timeout:  # cut short by the overall budget, not by the request timeout
+                raise PromError(
+                    f"Prometheus at {self.base} too slow: gave up after {self.budget_s:g} s of queries"
+                ) from None
             raise PromError(f"Prometheus at {self.base} timed out after {self.src.timeout:g} s") from None
         except urllib3.exceptions.HTTPError as e:
             reason = getattr(e, "reason", None) or e
@@ -98,16 +122,33 @@ class PromClient:
             doc = orjson.loads(resp.data)
         except orjson.JSONDecodeError:
             raise PromError(f"Prometheus at {self.base}{path}: HTTP {resp.status}, not JSON") from None
+        if not isinstance(doc, dict):
+            raise PromError(f"Prometheus at {self.base}{path}: HTTP {resp.status}, not an API answer")
         if doc.get("status") != "success":
             err = " ".join(str(doc.get("error") or f"HTTP {resp.status}").split())[:200]
             raise PromError(f"Prometheus query failed: {err}")
-        return doc.get("data") or {}
+        for w in doc.get("warnings") or []:
+            text = " ".join(str(w).split())[:200]
+            if text and text not in self.warnings:
+                self.warnings.append(text)
+        data = doc.get("data") or {}
+        if not isinstance(data, dict):
+            raise PromError(f"Prometheus at {self.base}{path}: 'data' is not an object")
+        return data
 
     def query(self, expr: str, at: float) -> list[tuple[dict[str, str], float | None]]:
         data = self._post("/api/v1/query", {"query": expr, "time": f"{at:.3f}"})
+        result = data.get("result")
         if data.get("resultType") == "scalar":
-            return [({}, _num(data["result"][1]))]
-        return [(r.get("metric") or {}, _num(r["value"][1])) for r in data.get("result") or []]
+            return [({}, _num(_pair(result)[1]))] if _pair(result) else []
+        out = []
+        for r in result if isinstance(result, list) else []:
+            pair = _pair(r.get("value")) if isinstance(r, dict) else None
+            if pair is None:
+                self.malformed += 1
+                continue
+            out.append((_labels(r.get("metric")), _num(pair[1])))
+        return out
 
     def query_range(
         self, expr: str, start: float, end: float, step: float
@@ -117,9 +158,31 @@ class PromClient:
             {"query": expr, "start": f"{start:.3f}", "end": f"{end:.3f}", "step": f"{step:g}"},
         )
         out = []
-        for r in data.get("result") or []:
-            out.append((r.get("metric") or {}, [(float(t), _num(v)) for t, v in r.get("values") or []]))
+        result = data.get("result")
+        for r in result if isinstance(result, list) else []:
+            values = r.get("values") if isinstance(r, dict) else None
+            if not isinstance(values, list):
+                self.malformed += 1
+                continue
+            points = []
+            for v in values:
+                pair = _pair(v)
+                t = _num(pair[0]) if pair else None
+                if t is None:
+                    self.malformed += 1
+                    continue
+                points.append((t, _num(pair[1])))  # type: ignore[index]
+            out.append((_labels(r.get("metric")), points))
         return out
+
+
+def _pair(v: Any) -> tuple[Any, Any] | None:
+    """A ``[time, "value"]`` sample, or None when it has another shape."""
+    return (v[0], v[1]) if isinstance(v, list | tuple) and len(v) == 2 else None
+
+
+def _labels(v: Any) -> dict[str, str]:
+    return {str(k): str(x) for k, x in v.items()} if isinstance(v, dict) else {}
 
 
 def _num(v: Any) -> float | None:
@@ -260,8 +323,13 @@ def collect_metrics(
     except PromError as e:
         out["source"] = None
         out["window_s"] = None
+        out["coredns"] = out["coredns_series"] = None
         out["conntrack"] = {"reason": f"not collected: {e}", "nodes": {}}
         notes = [f"not collected: {e}"]
+    if cl.warnings:
+        notes.append(f"Prometheus warned, results may be partial: {cl.warnings[0]}")
+    if cl.malformed:
+        notes.append(f"{cl.malformed} malformed sample(s) in Prometheus answers skipped")
     out["note"] = "; ".join(notes) or None
     return out
 

@@ -44,7 +44,12 @@ class CoreDNSSample:
 
 def parse_exposition(text: str, now: float | None = None) -> CoreDNSSample:
     """Parse one CoreDNS ``/metrics`` text. Raises ValueError on text that is not the exposition format."""
-    return merge([_parse_one(text, now if now is not None else _time.time())])
+    try:
+        return merge([_parse_one(text, now if now is not None else _time.time())])
+    except ValueError:
+        raise
+    except Exception as e:  # prometheus_client raises IndexError, KeyError... on some garbage
+        raise ValueError(f"{type(e).__name__}: {' '.join(str(e).split())[:120]}") from None
 
 
 def _parse_one(text: str, now: float) -> CoreDNSSample:
@@ -88,7 +93,12 @@ def _parse_one(text: str, now: float) -> CoreDNSSample:
 def _add_bucket(b: dict[float, float], le: str | None, value: float) -> None:
     if le is None:
         return
-    bound = math.inf if le in ("+Inf", "Inf") else float(le)
+    try:
+        bound = math.inf if le in ("+Inf", "Inf") else float(le)
+    except ValueError:
+        return  # a bucket bound that is not a number: skip the sample, keep the rest
+    if math.isnan(bound) or math.isnan(value):
+        return
     b[bound] = b.get(bound, 0.0) + value
 
 
@@ -171,7 +181,8 @@ def scrape_cluster(api: Api, coredns_pods: list[dict[str, Any]], timeout: float 
     if not pods:
         out["note"] = "not collected: no ready CoreDNS pod (label k8s-app=kube-dns) to scrape"
         return out
-    scrape_api = Api(api.client, min(timeout, api.timeout))
+    # No retries: a CoreDNS pod the proxy cannot reach answers 503 every time, and metrics are optional.
+    scrape_api = Api(api.client, min(timeout, api.timeout), max_retries=0)
 
     def one(pod: dict[str, Any]) -> CoreDNSSample | str:
         path = proxy_path(KUBE_SYSTEM, pod["name"], METRICS_PORT, "metrics")
@@ -182,8 +193,9 @@ def scrape_cluster(api: Api, coredns_pods: list[dict[str, Any]], timeout: float 
             return f"{pod['name']}: HTTP {e.status} {' '.join(e.message().split())[:160]}"
         except ClusterFailed as e:
             return f"{pod['name']}: {e.reason}"
-        except ValueError as e:
-            return f"{pod['name']}: not the Prometheus text format ({' '.join(str(e).split())[:120]})"
+        except Exception as e:  # the parser raises ValueError, IndexError, KeyError... on garbage
+            why = " ".join(str(e).split())[:120] or type(e).__name__
+            return f"{pod['name']}: not the Prometheus text format ({why})"
 
     with ThreadPoolExecutor(max_workers=min(4, len(pods))) as ex:
         results = list(ex.map(one, pods))
