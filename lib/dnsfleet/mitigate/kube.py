@@ -22,11 +22,14 @@ from kubernetes import config as k8s_config
 from kubernetes.client import ApiClient
 from kubernetes.config.config_exception import ConfigException
 
+from dnsfleet.collect import execauth
+
 DEFAULT_TIMEOUT = 10.0
 
 JSON_PATCH = "application/json-patch+json"
 APPLY_PATCH = "application/apply-patch+yaml"
 FIELD_MANAGER = "dnsfleet"
+OUTCOME_UNKNOWN = "outcome-unknown"
 
 
 class MitigationError(Exception):
@@ -44,7 +47,12 @@ class KubeError(MitigationError):
 
     @property
     def kind(self) -> str:
-        """forbidden | conflict | not-found | invalid | unreachable | error"""
+        """forbidden | conflict | not-found | invalid | unreachable | unknown | error
+
+        ``unknown``: the request was sent but no answer came back (timeout, connection cut), so the
+        change may or may not have been made."""
+        if self.status == 0 and self.reason == OUTCOME_UNKNOWN:
+            return "unknown"
         return {403: "forbidden", 409: "conflict", 404: "not-found", 422: "invalid", 0: "unreachable"}.get(
             self.status, "error"
         )
@@ -134,12 +142,17 @@ def make_client(
     if impersonate_groups and not impersonate_user:
         raise MitigationError("impersonating groups needs a user to impersonate too")
     path = str(kubeconfig) if kubeconfig else None
+    execauth.install()  # exec credential plugins get a timeout and a plain failure reason
+    execauth.clear_error()
     try:
         client = k8s_config.new_client_from_config(config_file=path, context=context)
     except ConfigException as e:
         raise MitigationError(f"kubeconfig context {context!r}: {str(e).splitlines()[0]}") from None
     except FileNotFoundError:
         raise MitigationError(f"kubeconfig not found: {path}") from None
+    if (err := execauth.take_error()) is not None:
+        client.close()
+        raise MitigationError(f"kubeconfig context {context!r}: {err}")
     if impersonate_user:
         client.set_default_header("Impersonate-User", impersonate_user)
     client.dnsfleet_impersonate_groups = tuple(impersonate_groups)  # type: ignore[attr-defined]
@@ -226,8 +239,20 @@ class Kube:
                 preload_content=True,
             )
         except (urllib3.exceptions.HTTPError, OSError) as e:
+            cause = getattr(e, "reason", None) or e
+            connect = isinstance(
+                cause, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError
+            )
+            if method != "GET" and not connect:  # sent, but the answer never came
+                raise KubeError(
+                    0,
+                    OUTCOME_UNKNOWN,
+                    f"{self.cluster}: no answer after sending {method} {path.split('?')[0]} "
+                    f"({type(cause).__name__}): the change may or may not have been made; "
+                    "check the object before retrying",
+                ) from None
             raise KubeError(
-                0, "unreachable", f"{self.cluster}: API server unreachable ({type(e).__name__})"
+                0, "unreachable", f"{self.cluster}: API server unreachable ({type(cause).__name__})"
             ) from None
         raw = resp.data or b""
         try:

@@ -87,7 +87,8 @@ class Plan:
 @dataclass
 class Result:
     ref: ObjectRef
-    status: str  # ok | forbidden | conflict | invalid | not-found | unreachable | error | blocked
+    # ok | forbidden | conflict | invalid | not-found | unreachable | unknown | error | blocked | not-sent
+    status: str
     message: str
 
     @property
@@ -157,18 +158,38 @@ def dry_run(kube: Kube, plan: Plan, progress: Progress | None = None) -> list[Re
     return _run(kube, plan, dry=True, progress=progress)
 
 
-def _run(kube: Kube, plan: Plan, dry: bool, progress: Progress | None) -> list[Result]:
+def _run(
+    kube: Kube,
+    plan: Plan,
+    dry: bool,
+    progress: Progress | None,
+    record: Callable[[Change, Result], None] | None = None,
+) -> list[Result]:
+    """Send the changes in order. ``record`` runs right after each object's answer (before the next
+    object is sent), so an interrupted apply leaves exactly the objects already answered in the audit
+    log. Once the API server stops answering (status 0), the remaining objects are not sent: each gets
+    a ``not-sent`` result instead of another wait for a dead server."""
     results: list[Result] = []
     total = len(plan.changes)
+    stopped: str | None = None
     for i, c in enumerate(plan.changes, start=1):
         if c.blocked is not None:
             r = Result(c.ref, "blocked", c.blocked)
+        elif stopped is not None:
+            r = Result(c.ref, "not-sent", stopped)
         else:
             try:
                 _send(kube, c, dry_run=dry)
                 r = Result(c.ref, "ok", "dry run passed" if dry else _done_text(c))
             except KubeError as e:
                 r = _result(kube, c, e)
+                if e.status == 0:
+                    stopped = (
+                        f"not sent: the API server of {kube.cluster} stopped answering at {c.ref.label()}; "
+                        "nothing was written to this object"
+                    )
+        if record is not None:
+            record(c, r)
         results.append(r)
         if progress is not None:
             progress(i, total, r)
@@ -201,15 +222,18 @@ def apply(
 
     Refuses (``WritesDisabled``) unless writes are enabled and ``confirm`` equals the cluster name. A
     failed object (403, conflict, admission error) is reported and the others go on; nothing that
-    succeeded is rolled back behind the user's back.
+    succeeded is rolled back behind the user's back. Each object's audit record is written as soon as
+    the server answered for it (``ok``, ``forbidden``..., ``unknown`` when the connection died after
+    the request was sent) and objects never sent get a ``not-sent`` record, so the log says exactly
+    which objects changed even when the apply is cut short.
     """
     if not writes_enabled(allow_writes):
         raise WritesDisabled("writes are disabled: start with --allow-writes or DNSFLEET_ALLOW_WRITES=1")
     if confirm.strip() != plan.cluster:
         raise WritesDisabled(f"confirmation does not match: type the cluster name {plan.cluster!r} to apply")
     who = identity or kube.identity()
-    results = _run(kube, plan, dry=False, progress=progress)
-    for c, r in zip(plan.changes, results, strict=True):
+
+    def record(c: Change, r: Result) -> None:
         audit.append(
             {
                 "time": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
@@ -226,7 +250,8 @@ def apply(
                 "batch": plan.id,
             }
         )
-    return results
+
+    return _run(kube, plan, dry=False, progress=progress, record=record)
 
 
 def exclude_failed(plan: Plan, dry_results: list[Result]) -> Plan:
