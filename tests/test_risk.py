@@ -57,6 +57,12 @@ def test_unknown_resolver_is_unknown_not_low() -> None:
     assert "dnsfleet.io/resolver" in w["why"]
 
 
+def test_glibc_no_aaaa_depends_on_an_unknown_glibc_version() -> None:
+    w = one(options=[{"name": "no-aaaa", "value": None}])
+    assert w["sends_parallel_pair"] == "unknown" and w["level"] == "unknown"
+    assert "glibc >= 2.36" in w["why"]
+
+
 def test_unknown_kernel_is_unknown_not_low() -> None:
     w = one(kernel="6.6.30-acme")
     assert w["level"] == "unknown"

@@ -118,6 +118,7 @@ def _workload_risk(frames: Frames, p: pd.DataFrame) -> pd.DataFrame:
             res == "musl",
             (res == "glibc") & (pair == "yes"),
             (res == "glibc") & (pair == "no"),
+            res == "glibc",
             res == "go",
             res.isin(["go-cgo", "jvm"]),
             res == "c-ares",
@@ -134,6 +135,8 @@ def _workload_risk(frames: Frames, p: pd.DataFrame) -> pd.DataFrame:
             + stall
             + " s (R1)",
             "image " + img + " → glibc with " + opts + ": A and AAAA no longer race (R2/R3)",
+            "image " + img + " → glibc with " + opts + ": no-aaaa needs glibc >= 2.36, the image's glibc "
+            "version is not known (R4)",
             "image " + img + " → Go resolver: one socket per query, not exposed (R6)",
             res + " uses libc getaddrinfo: parallel A+AAAA like glibc (R7/R8)",
             "c-ares: whether it sends both queries from one socket is unknown (R9)",
@@ -212,7 +215,13 @@ def _node_risk(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame) -> pd.DataFram
         ],
         default="service path unknown",
     )
-    nodes["resolver_text"] = _fmt_int(nodes["pods"]) + " pods on the node"
+    racing = p[p["resolver_gate"] == 1].groupby(["cluster", "node"])["pods"].sum().reindex(key).fillna(0)
+    nodes["resolver_text"] = (
+        racing.astype("int64").astype(str).to_numpy()
+        + " of "
+        + _fmt_int(nodes["pods"])
+        + " pods on the node send A+AAAA in parallel from one socket (R1, R5)"
+    )
     inc = x["insert_failed_increase"].reindex(key).to_numpy()
     nodes["evidence_text"] = np.where(
         np.isnan(inc),
