@@ -6,16 +6,17 @@ SelfSubjectAccessReview denies the action, before a dry run passed, or until the
 """
 
 import os
-import sys
 
 import pandas as pd
 import streamlit as st
 
+from dashboard.auth import kube_kwargs, render_identity, write_decision
 from dashboard.state import current_assessment, current_source
+from dnsfleet.authz import WRITES_OFF
 from dnsfleet.mitigate import kernel as kernel_plan
 from dnsfleet.mitigate import nodelocal, resolver_options
 from dnsfleet.mitigate.audit import AuditLog
-from dnsfleet.mitigate.kube import Kube, MitigationError, ObjectRef, writes_enabled
+from dnsfleet.mitigate.kube import Kube, MitigationError, ObjectRef
 from dnsfleet.mitigate.objects import to_yaml_documents
 from dnsfleet.mitigate.plan import Plan, apply, check_permissions, dry_run, exclude_failed
 
@@ -35,7 +36,8 @@ a = current_assessment()
 src = current_source()
 ss = st.session_state
 audit = AuditLog()
-writes_on = writes_enabled("--allow-writes" in sys.argv)
+decision = write_decision()  # env + sign-in + bind address (dnsfleet.authz)
+writes_on = decision.may_write
 live = src.get("kind") == "kubeconfig" and src.get("loaded", True)
 kubeconfig = src.get("kubeconfig") or ss.get("src.kubeconfig") or os.environ.get("DNSFLEET_KUBECONFIG")
 
@@ -46,13 +48,19 @@ st.caption(
     "undo restores the previous state."
 )
 if writes_on:
-    st.warning("Writes are **enabled** (DNSFLEET_ALLOW_WRITES=1): Apply changes the clusters.", icon="⚠️")
-else:
+    st.warning(
+        f"Writes are **enabled** (DNSFLEET_ALLOW_WRITES=1): Apply changes the clusters; {decision.reason}.",
+        icon="⚠️",
+    )
+elif decision.reason == WRITES_OFF:
     st.info(
         "Writes are **off**: plans, diffs and dry runs work; to apply, restart the dashboard with "
         "`DNSFLEET_ALLOW_WRITES=1`.",
         icon="🔒",
     )
+else:
+    st.info(f"Writes are **off**: plans, diffs and dry runs work; {decision.reason}.", icon="🔒")
+render_identity(decision)
 
 
 def _reset() -> None:
@@ -66,7 +74,7 @@ def _run(what: str, fn):
     refuses (unreachable server, bad input, unreadable kubeconfig) becomes one short error line."""
     kube = None
     try:
-        kube = Kube.from_kubeconfig(kubeconfig, cluster)
+        kube = Kube.from_kubeconfig(kubeconfig, cluster, **kube_kwargs(decision))
         return fn(kube)
     except MitigationError as e:
         st.error(f"{what}: {e}")
@@ -330,7 +338,7 @@ if plan is not None and plan.cluster == cluster:
     confirm = st.text_input(f"Type **{cluster}** to confirm", key="mit.confirm")
     reasons = []
     if not writes_on:
-        reasons.append("writes are off (start with DNSFLEET_ALLOW_WRITES=1)")
+        reasons.append(decision.reason)
     if not allowed:
         reasons += denied or ["nothing to apply"]
     if not dry:
@@ -352,7 +360,16 @@ if plan is not None and plan.cluster == cluster:
 
         def _apply(kube: Kube):
             exclude_failed(plan, dry)
-            return apply(kube, plan, allow_writes=writes_on, confirm=confirm, audit=audit, progress=_progress)
+            who = decision.identity.user if decision.impersonate and decision.identity else None
+            return apply(
+                kube,
+                plan,
+                allow_writes=writes_on,
+                confirm=confirm,
+                audit=audit,
+                identity=who,
+                progress=_progress,
+            )
 
         ss[K_RESULT] = _run("Apply", _apply)
         if ss[K_RESULT] is not None:
