@@ -34,7 +34,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from dnsfleet.collect import execauth
+from dnsfleet.collect import execauth, typed
 from dnsfleet.snapshot import now_iso
 
 log = logging.getLogger("dnsfleet.collect")
@@ -453,9 +453,12 @@ def list_pages(
     accept: str = "application/json",
     on_restart: Callable[[], None] | None = None,
     on_page: Callable[[int], None] | None = None,
+    decode: Callable[[bytes], tuple[list[dict[str, Any]], str | None]] | None = None,
 ) -> Iterator[list[dict[str, Any]]]:
     """Yield the ``items`` of each page of a list, following ``continue`` tokens.
 
+    ``decode`` (e.g. ``typed.pods_page``) turns a page's bytes into (items, continue token) keeping only
+    the fields the caller reads; by default the whole page is parsed.
     On 410 Gone (continue token expired, e.g. after etcd compaction) the list starts again from the
     first page; ``on_restart`` is called first so the caller drops what it kept (never double count).
     """
@@ -468,7 +471,10 @@ def list_pages(
         if token:
             q["continue"] = token
         try:
-            doc = api.get(path, q, accept)
+            if decode is None:
+                doc = api.get(path, q, accept)
+            else:
+                data = api.get_bytes(path, q, accept)
         except ResourceError as e:
             if e.status == 410 and token and restarts < MAX_LIST_RESTARTS:
                 restarts += 1
@@ -478,12 +484,20 @@ def list_pages(
                     on_restart()
                 continue
             raise
-        items = doc.get("items") or []
+        if decode is None:
+            items = doc.get("items") or []
+            token = (doc.get("metadata") or {}).get("continue") or None
+        else:
+            try:
+                items, token = decode(data)
+            except typed.DecodeError:
+                raise ClusterFailed(
+                    f"bad response from {api.server}{path}: not a list of the expected shape"
+                ) from None
         yield items
         page += 1
         if on_page:
             on_page(page)
-        token = (doc.get("metadata") or {}).get("continue") or None
         if not token:
             return
 
@@ -497,6 +511,7 @@ def list_all(
     accept: str = "application/json",
     on_page: Callable[[int], None] | None = None,
     on_restart: Callable[[], None] | None = None,
+    decode: Callable[[bytes], tuple[list[dict[str, Any]], str | None]] | None = None,
 ) -> list[Any]:
     """All items of a paginated list, each passed through ``project`` (``None`` results dropped)."""
     out: list[Any] = []
@@ -506,7 +521,9 @@ def list_all(
         if on_restart:
             on_restart()
 
-    for items in list_pages(api, path, query, limit, accept, on_restart=restart, on_page=on_page):
+    for items in list_pages(
+        api, path, query, limit, accept, on_restart=restart, on_page=on_page, decode=decode
+    ):
         for it in items:
             row = project(it)
             if row is not None:
@@ -716,7 +733,9 @@ class ClusterScan:
             return row
 
         try:
-            nodes = list_all(self.api, "/api/v1/nodes", project, limit=self.page_limit)
+            nodes = list_all(
+                self.api, "/api/v1/nodes", project, limit=self.page_limit, decode=typed.nodes_page
+            )
         except ResourceError as e:
             self._forbidden("nodes", e)
             return None
@@ -738,7 +757,11 @@ class ClusterScan:
         pods: list[dict[str, Any]] = []
         try:
             for items in list_pages(
-                self.api, "/api/v1/pods", limit=self.page_limit, on_restart=lambda: (pods.clear(), reset())
+                self.api,
+                "/api/v1/pods",
+                limit=self.page_limit,
+                on_restart=lambda: (pods.clear(), reset()),
+                decode=typed.pods_page,
             ):
                 pods.extend(project(it) for it in items)
         except ResourceError as e:
