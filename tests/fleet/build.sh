@@ -11,6 +11,7 @@ CACHE=${DNSFLEET_CACHE:-$HOME/.cache/dnsfleet}
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT_K8S="$CACHE/k8s/$K8S_VERSION"
 OUT_ETCD="$CACHE/etcd/$ETCD_VERSION"
+OUT_KUBECTL="$CACHE/kubectl/$K8S_VERSION"  # own dir: an apiserver rebuild replaces $OUT_K8S wholesale
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 
 say() { printf '[test-fleet build] %s\n' "$*" >&2; }
@@ -63,10 +64,36 @@ build_etcd() {
   say "etcd: $("$OUT_ETCD/etcd" --version | head -1)"
 }
 
+# kubectl for the benchmarks (bench/): same wrapper module and replace list as kube-apiserver, so it is
+# exactly the client of the server version under test. Not part of `all` (the tests never need it).
+build_kubectl() {
+  if [ -x "$OUT_KUBECTL/kubectl" ] && "$OUT_KUBECTL/kubectl" version --client 2>/dev/null | grep -q "$K8S_VERSION"; then
+    say "kubectl $K8S_VERSION cached at $OUT_KUBECTL"; return
+  fi
+  say "building kubectl $K8S_VERSION"
+  local work; work=$(mktemp -d)
+  cp "$HERE/go/kube-apiserver/go.mod" "$work/go.mod"
+  (
+    cd "$work"
+    go get k8s.io/kubernetes/cmd/kubectl@"$K8S_VERSION"
+    local minor; minor=$(echo "$K8S_VERSION" | cut -d. -f2)
+    local ld="-s -w" pkg
+    for pkg in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+      ld="$ld -X $pkg.gitVersion=$K8S_VERSION -X $pkg.gitMajor=1 -X $pkg.gitMinor=$minor -X $pkg.gitTreeState=clean"
+    done
+    mkdir -p "$OUT_KUBECTL.tmp"
+    go build -trimpath -ldflags "$ld" -o "$OUT_KUBECTL.tmp/kubectl" k8s.io/kubernetes/cmd/kubectl
+  )
+  rm -rf "$work" "$OUT_KUBECTL"; mv "$OUT_KUBECTL.tmp" "$OUT_KUBECTL"
+  say "kubectl: $("$OUT_KUBECTL/kubectl" version --client 2>&1 | head -1)"
+}
+
 case "${1:-all}" in
   apiserver) build_apiserver ;;
   etcd) build_etcd ;;
+  kubectl) build_kubectl ;;
+  print-kubectl) echo "$OUT_KUBECTL/kubectl" ;;
   all) build_etcd; build_apiserver ;;
   print-dirs) echo "$OUT_K8S $OUT_ETCD" ;;
-  *) say "usage: $0 [all|apiserver|etcd|print-dirs]"; exit 2 ;;
+  *) say "usage: $0 [all|apiserver|etcd|kubectl|print-dirs|print-kubectl]"; exit 2 ;;
 esac
