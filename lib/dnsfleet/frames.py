@@ -378,7 +378,7 @@ def _corefile_plugins(corefile: str | None) -> tuple[str | None, str | None]:
                 plugins.append(word)
             if word == "kubernetes" and domain is None and len(s.split()) > 1:
                 domain = s.split()[1].rstrip("{")
-        depth += s.count("{") - s.count("}")
+        depth = max(0, depth + s.count("{") - s.count("}"))  # a stray "}" must not hide what follows
     return ",".join(plugins) or None, domain
 
 
