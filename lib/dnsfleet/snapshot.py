@@ -111,7 +111,7 @@ def loads(data: bytes, name: str = "snapshot") -> dict[str, Any]:
     """Parse and validate snapshot bytes (gzip or plain JSON). Raises SnapshotError with one line."""
     if data[:2] == b"\x1f\x8b":
         try:
-            data = _gunzip_capped(data)
+            data = _gunzip_capped(data, name)
         except (OSError, EOFError, zlib.error):
             raise SnapshotError(f"{name}: not a valid gzip file (truncated or corrupt)") from None
     if len(data) > MAX_BYTES:
@@ -124,13 +124,13 @@ def loads(data: bytes, name: str = "snapshot") -> dict[str, Any]:
     return doc
 
 
-def _gunzip_capped(data: bytes) -> bytes:
+def _gunzip_capped(data: bytes, name: str = "snapshot") -> bytes:
     out = io.BytesIO()
     with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
         while chunk := f.read(1 << 20):
             out.write(chunk)
             if out.tell() > MAX_BYTES:
-                raise SnapshotError(f"snapshot: larger than the {MAX_BYTES >> 20} MiB limit once unpacked")
+                raise SnapshotError(f"{name}: larger than the {MAX_BYTES >> 20} MiB limit once unpacked")
     return out.getvalue()
 
 
