@@ -536,28 +536,43 @@ def list_all(
 # --------------------------------------------------------------------------------------------------
 
 
+def _d(v: Any) -> dict[str, Any]:
+    """``v`` when it is a mapping, else empty: API objects are read defensively (a proxy, an
+    aggregated API or a broken server can send any JSON), never trusted to match the schema."""
+    return v if isinstance(v, dict) else {}
+
+
+def _ds(v: Any) -> list[dict[str, Any]]:
+    """The mappings in ``v`` when it is a list, else nothing."""
+    return [x for x in v if isinstance(x, dict)] if isinstance(v, list) else []
+
+
+def _s(v: Any) -> str | None:
+    return v if isinstance(v, str) and v else None
+
+
 def project_node(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = obj.get("metadata") or {}
-    status = obj.get("status") or {}
-    info = status.get("nodeInfo") or {}
-    labels = meta.get("labels") or {}
+    meta = _d(obj.get("metadata"))
+    status = _d(obj.get("status"))
+    info = _d(status.get("nodeInfo"))
+    labels = _d(meta.get("labels"))
     ready: bool | None = None
-    for cond in status.get("conditions") or []:
+    for cond in _ds(status.get("conditions")):
         if cond.get("type") == "Ready":
-            ready = {"True": True, "False": False}.get(cond.get("status"))
+            ready = {"True": True, "False": False}.get(cond.get("status"))  # type: ignore[arg-type]
     return {
-        "name": meta.get("name"),
-        "labels": {k: labels[k] for k in NODE_LABELS if k in labels},
-        "kernel_version": info.get("kernelVersion") or None,
-        "os_image": info.get("osImage") or None,
-        "container_runtime": info.get("containerRuntimeVersion") or None,
-        "kubelet_version": info.get("kubeletVersion") or None,
+        "name": _s(meta.get("name")),
+        "labels": {k: str(labels[k]) for k in NODE_LABELS if k in labels},
+        "kernel_version": _s(info.get("kernelVersion")),
+        "os_image": _s(info.get("osImage")),
+        "container_runtime": _s(info.get("containerRuntimeVersion")),
+        "kubelet_version": _s(info.get("kubeletVersion")),
         "ready": ready,
     }
 
 
 def _controller_ref(meta: dict[str, Any]) -> dict[str, Any] | None:
-    refs = meta.get("ownerReferences") or []
+    refs = _ds(meta.get("ownerReferences"))
     for ref in refs:
         if ref.get("controller"):
             return ref
@@ -565,38 +580,38 @@ def _controller_ref(meta: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def _pod_ready(status: dict[str, Any]) -> bool:
-    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in status.get("conditions") or [])
+    return any(c.get("type") == "Ready" and c.get("status") == "True" for c in _ds(status.get("conditions")))
 
 
 def project_pod(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = obj.get("metadata") or {}
-    spec = obj.get("spec") or {}
+    meta = _d(obj.get("metadata"))
+    spec = _d(obj.get("spec"))
     ref = _controller_ref(meta)
-    dns_config = spec.get("dnsConfig")
+    dns_config: Any = spec.get("dnsConfig")
     if isinstance(dns_config, dict):
+        names = dns_config.get("nameservers")
+        searches = dns_config.get("searches")
         dns_config = {
-            "nameservers": list(dns_config.get("nameservers") or []),
-            "searches": list(dns_config.get("searches") or []),
+            "nameservers": [str(x) for x in names] if isinstance(names, list) else [],
+            "searches": [str(x) for x in searches] if isinstance(searches, list) else [],
             "options": [
-                {"name": o.get("name"), "value": o.get("value")}
-                for o in dns_config.get("options") or []
-                if isinstance(o, dict)
+                {"name": o.get("name"), "value": o.get("value")} for o in _ds(dns_config.get("options"))
             ],
         }
     else:
         dns_config = None
     return {
-        "namespace": meta.get("namespace"),
-        "name": meta.get("name"),
-        "node": spec.get("nodeName") or None,
-        "owner_kind": ref.get("kind") if ref else None,
-        "owner_name": ref.get("name") if ref else None,
-        "phase": (obj.get("status") or {}).get("phase"),
-        "host_network": bool(spec.get("hostNetwork")),
-        "dns_policy": spec.get("dnsPolicy") or None,
+        "namespace": _s(meta.get("namespace")),
+        "name": _s(meta.get("name")),
+        "node": _s(spec.get("nodeName")),
+        "owner_kind": _s(ref.get("kind")) if ref else None,
+        "owner_name": _s(ref.get("name")) if ref else None,
+        "phase": _s(_d(obj.get("status")).get("phase")),
+        "host_network": spec.get("hostNetwork") is True,
+        "dns_policy": _s(spec.get("dnsPolicy")),
         "dns_config": dns_config,
-        "images": [c.get("image") for c in spec.get("containers") or [] if c.get("image")],
-        "resolver_annotation": (meta.get("annotations") or {}).get(RESOLVER_ANNOTATION),
+        "images": [c["image"] for c in _ds(spec.get("containers")) if _s(c.get("image"))],
+        "resolver_annotation": _s(_d(meta.get("annotations")).get(RESOLVER_ANNOTATION)),
     }
 
 
@@ -621,7 +636,7 @@ def kube_proxy_mode_from_config(text: str | None) -> str | None:
         return None
     try:
         doc = yaml.safe_load(text)
-    except yaml.YAMLError:
+    except (yaml.YAMLError, RecursionError, ValueError):  # hostile nesting, odd scalars: unknown
         return None
     if not isinstance(doc, dict):
         return None
@@ -772,9 +787,9 @@ class ClusterScan:
         return pods
 
     def _note_system_pod(self, obj: dict[str, Any], row: dict[str, Any]) -> None:
-        meta = obj.get("metadata") or {}
-        status = obj.get("status") or {}
-        labels = meta.get("labels") or {}
+        meta = _d(obj.get("metadata"))
+        status = _d(obj.get("status"))
+        labels = _d(meta.get("labels"))
         ready = row["phase"] == "Running" and _pod_ready(status)
         if labels.get("k8s-app") == "kube-dns":
             self.coredns_pods.append({"name": row["name"], "ready": ready, "node": row["node"]})
@@ -791,7 +806,7 @@ class ClusterScan:
 
     def _owners(self, resource: str, path: str, wanted_kind: str) -> dict[str, list[str]] | None:
         def project(obj: dict[str, Any]) -> tuple[str, list[str]] | None:
-            meta = obj.get("metadata") or {}
+            meta = _d(obj.get("metadata"))
             ref = _controller_ref(meta)
             if not ref or ref.get("kind") != wanted_kind:
                 return None
@@ -968,17 +983,18 @@ class ClusterScan:
 
 
 def _project_daemonset(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = obj.get("metadata") or {}
-    tmpl = ((obj.get("spec") or {}).get("template") or {}).get("spec") or {}
+    meta = _d(obj.get("metadata"))
+    tmpl = _d(_d(_d(obj.get("spec")).get("template")).get("spec"))
     localip = None
-    for c in tmpl.get("containers") or []:
-        args = " ".join(str(a) for a in (c.get("args") or []) + (c.get("command") or []))
+    for c in _ds(tmpl.get("containers")):
+        words = [w for key in ("args", "command") if isinstance(c.get(key), list) for w in c[key]]
+        args = " ".join(str(w) for w in words)
         m = re.search(r"-localip[= ]+([0-9.]+)", args)
         if m:
             localip = m.group(1)
     return {
-        "name": meta.get("name"),
-        "k8s_app": (meta.get("labels") or {}).get("k8s-app"),
+        "name": _s(meta.get("name")),
+        "k8s_app": _s(_d(meta.get("labels")).get("k8s-app")),
         "localip": localip,
     }
 
@@ -989,15 +1005,20 @@ def count_ready_endpoints(slices: list[dict[str, Any]]) -> int:
     Dual-stack services have one slice family per address type; the larger family is the count.
     """
     per_family: dict[str, set[str]] = {}
-    for sl in slices:
-        fam = per_family.setdefault(sl.get("addressType") or "IPv4", set())
-        for ep in sl.get("endpoints") or []:
-            if (ep.get("conditions") or {}).get("ready") is False:
+    for sl in _ds(slices):
+        fam = per_family.setdefault(str(sl.get("addressType") or "IPv4"), set())
+        for ep in _ds(sl.get("endpoints")):
+            if _d(ep.get("conditions")).get("ready") is False:
                 continue
-            ref = ep.get("targetRef") or {}
-            key = ref.get("uid") or ref.get("name") or ",".join(ep.get("addresses") or [])
+            ref = _d(ep.get("targetRef"))
+            addrs = ep.get("addresses")
+            key = (
+                ref.get("uid")
+                or ref.get("name")
+                or (",".join(map(str, addrs)) if isinstance(addrs, list) else "")
+            )
             if key:
-                fam.add(key)
+                fam.add(str(key))
     return max((len(s) for s in per_family.values()), default=0)
 
 
