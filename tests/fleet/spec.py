@@ -18,7 +18,6 @@ Conventions, relied on by the other modules:
 
 from __future__ import annotations
 
-import functools
 import hashlib
 from collections import Counter
 from dataclasses import dataclass
@@ -558,14 +557,19 @@ def nodes(spec: ClusterSpec) -> list[NodeFacts]:
     return out
 
 
-@functools.lru_cache(maxsize=8)
-def _node_index(spec: ClusterSpec) -> dict[str, NodeFacts]:
-    return {n.name: n for n in nodes(spec)}
+_NODE_INDEX: dict[int, tuple[ClusterSpec, dict[str, NodeFacts]]] = {}
 
 
 def node_by_name(spec: ClusterSpec, name: str) -> NodeFacts:
-    """One node's facts by name (an index, not a scan: bench-size specs have thousands of nodes)."""
-    return _node_index(spec)[name]
+    """One node's facts by name (an index, not a scan: bench-size specs have thousands of nodes).
+
+    Keyed by identity: hashing a frozen spec walks all its workloads (ms for thousands of them)."""
+    hit = _NODE_INDEX.get(id(spec))
+    if hit is None or hit[0] is not spec:
+        if len(_NODE_INDEX) >= 16:
+            _NODE_INDEX.clear()
+        hit = _NODE_INDEX[id(spec)] = (spec, {n.name: n for n in nodes(spec)})
+    return hit[1][name]
 
 
 def eligible_nodes(spec: ClusterSpec, w: Workload) -> list[NodeFacts]:
