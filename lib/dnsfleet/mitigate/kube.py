@@ -369,7 +369,9 @@ def _error(cluster: str, status: int, doc: Any, raw: bytes) -> KubeError:
     if not message:
         message = raw[:200].decode("utf-8", "replace") or f"HTTP {status}"
     message = " ".join(message.split())
-    prefix = {403: "forbidden", 409: "conflict", 404: "not found", 422: "rejected"}.get(
+    if status == 401:
+        message = "the API server rejected the credentials"
+    prefix = {401: "unauthorized", 403: "forbidden", 409: "conflict", 404: "not found", 422: "rejected"}.get(
         status, f"HTTP {status}"
     )
     return KubeError(status, reason, f"{cluster}: {prefix}: {message}")

@@ -82,7 +82,7 @@ def target_from_live(kube: Kube, ref: ObjectRef) -> Target:
         try:
             live = kube.get(ref)
         except KubeError as e:
-            if e.kind == "unreachable":
+            if e.kind == "unreachable" or e.status == 401:  # nothing here can be read: say so
                 raise
             live = None
         template = get_path(live, spec_path.rsplit("/", 1)[0]) if live else None
@@ -186,7 +186,7 @@ def plan_resolver_options(kube: Kube, targets: Iterable[Target], options: Mappin
         try:
             live = kube.get(ref)
         except KubeError as e:
-            if e.kind == "unreachable":
+            if e.kind == "unreachable" or e.status == 401:
                 raise
             plan.skipped.append(Skip(t.label(), f"cannot read it: {e.message}"))
             continue
