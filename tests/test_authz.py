@@ -286,9 +286,7 @@ def test_page_plans_as_the_signed_in_user_not_as_the_dashboard(fleet, page_env):
     page_env.setenv("DNSFLEET_ALLOW_WRITES", "1")
     page_env.setenv("DNSFLEET_KUBECONFIG", str(fleet.kubeconfig))
     page_env.setattr(A, "bind_address", lambda: "0.0.0.0")
-    page_env.setattr(
-        A, "_headers", lambda: {"X-Forwarded-User": "viewer"}
-    )
+    page_env.setattr(A, "_headers", lambda: {"X-Forwarded-User": "viewer"})
     at = AppTest.from_file(APP, default_timeout=120)
     for k, v in PROXY.items():
         at.secrets[k] = v

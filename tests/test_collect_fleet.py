@@ -358,7 +358,9 @@ def test_unreachable_cluster_fails_alone_within_the_timeout(fleet, scratch, tmp_
     assert set(by) == {*fleet.contexts, "scratch"}
     assert by["scratch"]["status"] == "failed"
     # refused connections are retried with backoff (an apiserver restart takes ~3 s), then given up
-    assert by["scratch"]["reason"].startswith(f"unreachable: connection refused to {rc.server} (gave up after ")
+    assert by["scratch"]["reason"].startswith(
+        f"unreachable: connection refused to {rc.server} (gave up after "
+    )
     assert all(by[c]["status"] == "ok" for c in fleet.contexts)
     assert elapsed < 3 + 10
 
