@@ -57,7 +57,7 @@ def http_server() -> Iterator[Callable[[Handler], str]]:
                 except (BrokenPipeError, ConnectionResetError):
                     pass
 
-            do_GET = do_POST = _answer
+            do_GET = do_POST = do_PATCH = do_DELETE = _answer
 
             def log_message(self, *args: Any) -> None:
                 pass
@@ -468,3 +468,55 @@ class _Job:
 
     def run(self) -> dict[str, Any]:
         return dict(self.out)
+
+
+# -- a write whose answer never comes -----------------------------------------------------------------------
+
+
+def test_write_without_an_answer_is_unknown_and_stops_the_apply(http_server, tmp_path, monkeypatch):
+    """The server takes the PATCH and never answers: the change may have been made, so the result says
+    'unknown' (not 'unreachable'), the audit log records it, and the next object is not sent."""
+    from kubernetes import client as kc
+
+    from dnsfleet.mitigate.audit import AuditLog
+    from dnsfleet.mitigate.kube import ObjectRef
+    from dnsfleet.mitigate.plan import Change, Plan, apply
+
+    seen: list[str] = []
+
+    def handler(req, path, body):
+        seen.append(f"{req.command} {path.split('?')[0]}")
+        if req.command == "POST":  # SelfSubjectReview for the identity
+            return 201, {}, b'{"status":{"userInfo":{"username":"tester"}}}'
+        time.sleep(2)
+        return 200, {}, b"{}"
+
+    cfg = kc.Configuration()
+    cfg.host = http_server(handler)
+    kube = Kube(kc.ApiClient(cfg), "c1", timeout=0.5)
+    refs = [ObjectRef("Deployment", "ns", n) for n in ("a", "b")]
+    plan = Plan(
+        cluster="c1",
+        mitigation="resolver-options",
+        changes=[
+            Change(
+                ref=r,
+                action="json-patch",
+                why="test",
+                before={},
+                after={},
+                body=[{"op": "test", "path": "/x"}],
+            )
+            for r in refs
+        ],
+    )
+    monkeypatch.delenv("DNSFLEET_ALLOW_WRITES", raising=False)
+    audit = AuditLog(tmp_path / "audit.jsonl")
+    results = apply(kube, plan, allow_writes=True, confirm="c1", audit=audit)
+    assert [r.status for r in results] == ["unknown", "not-sent"], results
+    assert "may or may not have been made" in results[0].message
+    assert [(r["object"]["name"], r["result"]) for r in audit.records()] == [
+        ("a", "unknown"),
+        ("b", "not-sent"),
+    ]
+    assert [s for s in seen if s.startswith("PATCH")] == ["PATCH /apis/apps/v1/namespaces/ns/deployments/a"]
