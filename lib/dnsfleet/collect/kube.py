@@ -73,6 +73,7 @@ NODELOCAL_DAEMONSETS = ("node-local-dns", "nodelocaldns")
 NODELOCAL_CONFIGMAPS = ("node-local-dns", "nodelocaldns")
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
 PAGE_LIMIT = 500
+_SHARED_POD_FIELDS = ("namespace", "node", "owner_kind", "owner_name", "phase", "dns_policy")
 MAX_LIST_RESTARTS = 3
 
 # Retries of one GET (the collector only reads, so every request is safe to repeat): 429 and 5xx answers
@@ -763,8 +764,16 @@ class ClusterScan:
             self._ds_pod_ready_nodes.clear()
             self._kube_proxy_static = False
 
+        # Pods repeat the same few strings (namespace, node, owner, phase, images): keep one copy each.
+        strings: dict[str, str] = {}
+        same = strings.setdefault
+
         def project(obj: dict[str, Any]) -> dict[str, Any]:
             row = project_pod(obj)
+            for k in _SHARED_POD_FIELDS:
+                if (v := row[k]) is not None:
+                    row[k] = same(v, v)
+            row["images"] = [same(x, x) for x in row["images"]]
             if row["namespace"] == KUBE_SYSTEM:
                 self._note_system_pod(obj, row)
             return row
