@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 import orjson
 
@@ -62,6 +63,7 @@ class SizeResult:
     workloads: int = 0
     seeded_now: bool = False
     start_s: float = 0.0
+    kubectl_mode: str = "one context after another"
 
 
 def log(msg: str) -> None:
@@ -137,17 +139,12 @@ def commands(method: str, kubeconfig: Path, contexts: list[str], kubectl: Path |
         ]
     if method == "kubectl":
         assert kubectl is not None
-        return [
-            [
-                "sh",
-                "-c",
-                'exec "$0" --kubeconfig "$1" --context "$2" get nodes,pods -A -o json --chunk-size=500 > /dev/null',
-                str(kubectl),
-                str(kubeconfig),
-                ctx,
-            ]
-            for ctx in contexts
-        ]
+        # One context after another, like a shell loop: three at once need ~18 GB at 100k pods (OOM).
+        loop = (
+            'k=$1; c=$2; shift 2; for x; do "$k" --kubeconfig "$c" --context "$x" '
+            "get nodes,pods -A -o json --chunk-size=500 > /dev/null || exit $?; done"
+        )
+        return [["sh", "-c", loop, "sh", str(kubectl), str(kubeconfig), *contexts]]
     return [[sys.executable, "-m", "bench.probes", method, str(kubeconfig)]]
 
 
@@ -295,16 +292,19 @@ def report(
                 ok = scan / wall <= T_FLOOR
                 tgt = f"<= {T_FLOOR}x"
             shown = verdict(ok) if targets and ok is not None else ""
+            name = f"kubectl ({s.kubectl_mode})" if m == "kubectl" else m
             lines.append(
-                f"| {s.pods:,} | {s.nodes:,} | {s.raw_bytes / 1e6:,.0f} MB | {m} | {wall:.2f} | "
+                f"| {s.pods:,} | {s.nodes:,} | {s.raw_bytes / 1e6:,.0f} MB | {name} | {wall:.2f} | "
                 f"{spread([r.wall_s for r in rs])} | {rss:,.0f} | {ratio} | {tgt} {shown} |"
             )
-            if targets and s is largest and ok is not None:
+            last_with_m = max((x for x in sizes if x.runs.get(m)), key=lambda x: x.pods)
+            if targets and s is last_with_m and ok is not None:
                 verdicts.append((f"scan vs {m} at {s.pods:,} pods", ratio, verdict(ok)))
     lines += [
         "",
-        "kubectl: `kubectl get nodes,pods -A -o json --chunk-size=500 > /dev/null`, the three contexts at "
-        "once (its RSS is the three processes' sum). scan: `dnsfleet scan --all-contexts --no-scrape -o json` "
+        "kubectl: `kubectl get nodes,pods -A -o json --chunk-size=500 > /dev/null` per context, one after "
+        "another (RSS: the largest process) or the three at once (RSS: their sum; at 100k pods three at once "
+        "were killed by the OOM killer on this 24 GiB machine). scan: `dnsfleet scan --all-contexts --no-scrape -o json` "
         "(collect + frames + risk + recommendations; no Prometheus, no CoreDNS scrape: the bench pods do not "
         "run). naive: kubernetes client model objects, limit=500, same rows, same engine. floor: raw "
         "paginated GETs of the same lists (nodes, pods, ReplicaSet and Job metadata), no parsing.",
@@ -436,6 +436,11 @@ def main(argv: list[str] | None = None) -> int:
         "--out", type=Path, default=RESULTS, help="markdown result file (bench/results/latest.md)"
     )
     ap.add_argument("--workdir", type=Path, help="scratch directory (default: a temp dir, removed after)")
+    ap.add_argument(
+        "--merge",
+        type=Path,
+        help="include the sizes of an earlier run's raw figures (bench/results/latest.json) not measured now",
+    )
     ap.add_argument("--no-targets", action="store_true", help="report figures only (smoke runs)")
     args = ap.parse_args(argv)
     try:
@@ -476,6 +481,9 @@ def main(argv: list[str] | None = None) -> int:
                 measure_size(n, methods, args.repeat, workdir, kubectl, snapshot if last else None)
             )
             _save_raw(args.out.with_suffix(".json"), results)
+        if args.merge:
+            results = sorted(_load_raw(args.merge, {r.pods for r in results}) + results, key=lambda r: r.pods)
+            _save_raw(args.out.with_suffix(".json"), results)
         scoring = None
         if "scoring" not in skip:
             scoring = []
@@ -501,6 +509,17 @@ def main(argv: list[str] | None = None) -> int:
         if tmp is not None:
             tmp.cleanup()
     load1 = f"{os.getloadavg()[0]:.1f}"
+    raw = args.out.with_suffix(".json")
+    raw.write_bytes(
+        orjson.dumps(
+            {
+                "sizes": _raw_sizes(results),
+                "scoring": scoring,
+                "dashboard": dash,
+            },
+            option=orjson.OPT_INDENT_2,
+        )
+    )
     text = report(results, scoring, dash, args, (f"{float(load0):.1f}", load1), targets=not args.no_targets)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(text)
@@ -511,18 +530,37 @@ def main(argv: list[str] | None = None) -> int:
 
 def _save_raw(path: Path, results: list[SizeResult]) -> None:
     """Every run's figures (git-ignored), written as each size finishes."""
-    doc = [
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(orjson.dumps(_raw_sizes(results), option=orjson.OPT_INDENT_2))
+
+
+def _raw_sizes(results: list[SizeResult]) -> list[dict[str, Any]]:
+    return [
         {
             "pods": r.pods,
             "nodes": r.nodes,
             "raw_bytes": r.raw_bytes,
             "snapshot_bytes": r.snapshot_bytes,
+            "kubectl_mode": r.kubectl_mode,
             "runs": {m: [{"wall_s": x.wall_s, "rss_mb": x.rss_mb} for x in rs] for m, rs in r.runs.items()},
         }
         for r in results
     ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+
+
+def _load_raw(path: Path, skip: set[int]) -> list[SizeResult]:
+    out = []
+    doc = orjson.loads(path.read_bytes())
+    for d in doc["sizes"] if isinstance(doc, dict) else doc:
+        if d["pods"] in skip:
+            continue
+        r = SizeResult(
+            d["pods"], nodes=d["nodes"], raw_bytes=d["raw_bytes"], snapshot_bytes=d["snapshot_bytes"]
+        )
+        r.kubectl_mode = d.get("kubectl_mode", "the three contexts at once")
+        r.runs = {m: [Run(x["wall_s"], x["rss_mb"]) for x in rs] for m, rs in d["runs"].items()}
+        out.append(r)
+    return out
 
 
 def _in_subprocess_scoring(rows: int, engine: bool) -> dict[str, float]:
