@@ -333,3 +333,34 @@ def test_node_label_matching():
     assert P.node_of({"instance": "n2:9100"}, nodes, {}) == "n2"
     assert P.node_of({"instance": "10.0.0.7:9100"}, nodes, {"10.0.0.7": "n1"}) == "n1"
     assert P.node_of({"instance": "elsewhere:9100"}, nodes, {}) is None
+
+
+def test_an_odd_pod_in_a_typed_page_falls_back_to_the_generic_parse() -> None:
+    """A page the typed decoder rejects (one pod with a wrong field type) is parsed generically:
+    the other pods are kept and the odd one is projected defensively, never failing the cluster."""
+    import orjson
+
+    from dnsfleet.collect import kube, typed
+
+    good = {
+        "metadata": {"name": "a", "namespace": "ns"},
+        "spec": {"nodeName": "n1", "containers": [{"image": "alpine:3.18"}]},
+    }
+    odd = {"metadata": {"name": "b", "namespace": "ns"}, "spec": {"nodeName": ["not", "a", "string"]}}
+    page = orjson.dumps({"kind": "PodList", "metadata": {"continue": ""}, "items": [good, odd]})
+
+    class OnePage:
+        server = "https://127.0.0.1:1"
+
+        def get_bytes(self, path, query, accept):
+            return page
+
+    import pytest as _pytest
+
+    with _pytest.raises(typed.DecodeError):
+        typed.pods_page(page)
+    pages = list(kube.list_pages(OnePage(), "/api/v1/pods", decode=typed.pods_page))
+    assert [len(p) for p in pages] == [2]
+    projected = [kube.project_pod(p) for p in pages[0]]
+    assert projected[0]["images"] == ["alpine:3.18"] and projected[0]["node"] == "n1"
+    assert projected[1]["name"] == "b"

@@ -492,15 +492,28 @@ def list_pages(
             try:
                 items, token = decode(data)
             except typed.DecodeError:
-                raise ClusterFailed(
-                    f"bad response from {api.server}{path}: not a list of the expected shape"
-                ) from None
+                # One odd object must not cost the cluster: fall back to the generic parse, whose
+                # projections read every field defensively.
+                items, token = _generic_page(api, path, data)
         yield items
         page += 1
         if on_page:
             on_page(page)
         if not token:
             return
+
+
+def _generic_page(api: Api, path: str, data: bytes) -> tuple[list[dict[str, Any]], str | None]:
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        doc = None
+    if not isinstance(doc, dict) or not isinstance(doc.get("items", []), list):
+        raise ClusterFailed(f"bad response from {api.server}{path}: not a list of the expected shape")
+    items = [i for i in doc.get("items") or [] if isinstance(i, dict)]
+    meta = doc.get("metadata")
+    token = meta.get("continue") if isinstance(meta, dict) else None
+    return items, (token if isinstance(token, str) and token else None)
 
 
 def list_all(
