@@ -64,6 +64,7 @@ class SizeResult:
     seeded_now: bool = False
     start_s: float = 0.0
     kubectl_mode: str = "one context after another"
+    from_merge: bool = False
 
 
 def log(msg: str) -> None:
@@ -252,7 +253,13 @@ def report(
         "# dnsfleet benchmarks",
         "",
         f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} with `python -m bench.run "
-        f"--sizes {args.sizes} --repeat {args.repeat}{' --quick' if args.quick else ''}`.",
+        f"--sizes {args.sizes} --repeat {args.repeat}{' --quick' if args.quick else ''}"
+        f"{f' --skip {args.skip}' if args.skip else ''}{f' --naive-max {args.naive_max}' if args.naive_max else ''}`"
+        + (
+            f"; sizes {', '.join(size_label(r.pods) for r in sizes if r.from_merge)} merged from an earlier run (`--merge`)."
+            if any(r.from_merge for r in sizes)
+            else "."
+        ),
         "",
         f"- Machine: {_machine()}; load average {load[0]} at the start, {load[1]} at the end "
         "(shared machine: other work ran at the same time).",
@@ -403,7 +410,11 @@ def report(
     if targets:
         lines += ["", "## Targets", "", "| target | measured | verdict |", "|---|---|---|"]
         lines += [f"| {a} | {b} | {c} |" for a, b, c in verdicts]
-        lines += ["", "n/a: the size the target is about (100k pods, 1M rows) was not measured in this run."]
+        if any(v == "n/a" for _, _, v in verdicts):
+            lines += [
+                "",
+                "n/a: the size the target is about (100k pods, 1M rows) was not measured in this run.",
+            ]
     seeded = [s for s in sizes if s.seeded_now]
     if seeded:
         lines += [
@@ -558,6 +569,7 @@ def _load_raw(path: Path, skip: set[int]) -> list[SizeResult]:
             d["pods"], nodes=d["nodes"], raw_bytes=d["raw_bytes"], snapshot_bytes=d["snapshot_bytes"]
         )
         r.kubectl_mode = d.get("kubectl_mode", "the three contexts at once")
+        r.from_merge = True
         r.runs = {m: [Run(x["wall_s"], x["rss_mb"]) for x in rs] for m, rs in d["runs"].items()}
         out.append(r)
     return out
