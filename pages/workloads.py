@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import charts, ui, views
+from dashboard import charts, nav, ui, views
 from dashboard.state import current_assessment
 
 a = current_assessment()
@@ -61,3 +61,22 @@ ui.table(
     ],
     key="workloads",
 )
+
+# One click from here into the mitigation flow for the shown workloads that a resolver option fixes.
+if "mitigations" in nav.available():
+    fixable = wl[wl["recommended_fix"] == "single-request-reopen"]
+    by_cluster = fixable.groupby("cluster")["workload_id"].apply(list).sort_index()
+    if len(by_cluster):
+        st.caption(
+            "Fix the glibc workloads shown above with single-request-reopen (plan → diff → dry run → apply):"
+        )
+        for cluster, ids in list(by_cluster.items())[:6]:
+            params = {"cluster": cluster, "mitigation": "single-request-reopen"}
+            if len(ids) <= 40:  # keep the URL shareable; the page can also select all recommended ones
+                params["workload"] = ids
+            st.page_link(
+                nav.page("mitigations"),
+                label=f"{cluster}: {len(ids)} workload(s)",
+                icon=":material/build:",
+                query_params=params,
+            )

@@ -149,6 +149,19 @@ def test_cluster_page_links_each_recommended_mitigation(demo):
     assert f"Kernel upgrade plan ({kernel})" in links
 
 
+def test_workloads_page_links_fixable_workloads_to_mitigations(demo):
+    at = run_app("workloads", {"cluster": "aks-legacy-weu"})
+    fixable = demo.workloads[
+        (demo.workloads["cluster"] == "aks-legacy-weu")
+        & (demo.workloads["recommended_fix"] == "single-request-reopen")
+    ]
+    links = [link.proto for link in at.get("page_link") if link.proto.page == "mitigations"]
+    assert [link.label for link in links] == [f"aks-legacy-weu: {len(fixable)} workload(s)"]
+    query = urllib.parse.parse_qs(links[0].query_string)
+    assert query["mitigation"] == ["single-request-reopen"]
+    assert sorted(query["workload"]) == sorted(fixable["workload_id"])
+
+
 def test_cluster_deep_link_and_selection_update_the_url(demo):
     second, third = demo.clusters["cluster"].iloc[1], demo.clusters["cluster"].iloc[2]
     at = run_app("cluster", {"cluster": second})
