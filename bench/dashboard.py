@@ -17,13 +17,12 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 from typing import Any
 
-from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.harness import CHROMIUM, CHROMIUM_ARGS, clean_env, streamlit_command
 
 ROOT = Path(__file__).resolve().parents[1]
 TIMEOUT_MS = 180_000
@@ -67,25 +66,8 @@ class Server:
     def __init__(self, snapshot: Path, log: Path) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DNSFLEET_", "KUBECONFIG"))}
-        env.update(DNSFLEET_SNAPSHOT=str(snapshot), PYTHONUNBUFFERED="1")
-        cmd = [
-            sys.executable,
-            "-m",
-            "streamlit",
-            "run",
-            str(ROOT / "dashboard" / "app.py"),
-            "--server.address",
-            "127.0.0.1",
-            "--server.port",
-            str(self.port),
-            "--server.headless",
-            "true",
-            "--server.fileWatcherType",
-            "none",
-            "--browser.gatherUsageStats",
-            "false",
-        ]
+        env = clean_env(DNSFLEET_SNAPSHOT=str(snapshot))
+        cmd = streamlit_command(self.port)
         self.log = log
         with open(log, "wb") as out:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
-import sys
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -28,7 +27,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
 
-from tests.browser.chromium import CHROMIUM, CHROMIUM_ARGS
+from tests.browser.harness import CHROMIUM, CHROMIUM_ARGS, clean_env, streamlit_command
 
 pytestmark = pytest.mark.browser
 
@@ -71,26 +70,8 @@ class DashboardServer:
 def start_server(workdir: Path, env: dict[str, str] | None = None, name: str = "app") -> DashboardServer:
     port = free_port()
     log = workdir / f"streamlit-{name}-{port}.log"
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith(("DNSFLEET_", "KUBECONFIG"))}
-    full_env.update(env or {})
-    full_env["PYTHONUNBUFFERED"] = "1"
-    cmd = [
-        sys.executable,
-        "-m",
-        "streamlit",
-        "run",
-        str(ROOT / "dashboard" / "app.py"),
-        "--server.address",
-        "127.0.0.1",
-        "--server.port",
-        str(port),
-        "--server.headless",
-        "true",
-        "--server.fileWatcherType",
-        "none",
-        "--browser.gatherUsageStats",
-        "false",
-    ]
+    full_env = clean_env(**(env or {}))
+    cmd = streamlit_command(port)
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)
     server = DashboardServer(f"http://127.0.0.1:{port}", proc, log)
