@@ -17,8 +17,8 @@ Caching, so widget interactions never re-collect:
 - a live scan is cached per (kubeconfig, contexts, Prometheus URL, Scan press) with
   ``scope="session"``: data read with one user's credentials is never served to another session;
 - an uploaded snapshot is cached per file digest, also per session;
-- the assessment is cached per loaded source with ``st.cache_resource`` (also per session for live
-  and uploaded data), so a rerun costs no copy; pages must treat its frames as read-only.
+- snapshots and the assessment are cached with ``st.cache_resource`` (per session for live and
+  uploaded data), so neither storing nor a rerun costs a copy; pages must treat both as read-only.
 
 Every cache has a ``ttl`` and ``max_entries``. The operator can preselect a source with environment
 variables: ``DNSFLEET_KUBECONFIG`` (else ``KUBECONFIG``) selects kubeconfig mode with that path;
@@ -68,7 +68,7 @@ _K_ERROR = "dnsfleet.source_error"
 # --- cached loaders -------------------------------------------------------------------------------
 
 
-@st.cache_data(ttl="1h", max_entries=2, show_spinner=False)
+@st.cache_resource(ttl="1h", max_entries=2, show_spinner=False)
 def _demo_snapshot(seed: int) -> dict[str, Any]:
     from dnsfleet.demo import demo_snapshot
 
@@ -84,7 +84,9 @@ def _demo_assessment(seed: int) -> Assessment:
     return analyze(_demo_snapshot(seed))
 
 
-@st.cache_data(ttl=SCAN_TTL_S, max_entries=4, scope="session", show_spinner=False)
+# Snapshots are cached as resources too: st.cache_data pickles a copy when storing and unpickles one on
+# every read (1 s for a 100,000-pod snapshot, twice on the first page load). Nothing mutates them.
+@st.cache_resource(ttl=SCAN_TTL_S, max_entries=4, scope="session", show_spinner=False)
 def _scan_snapshot(
     kubeconfig: str,
     contexts: tuple[str, ...],
@@ -112,12 +114,12 @@ def _scan_snapshot(
     )
 
 
-@st.cache_data(ttl="1h", max_entries=4, scope="session", show_spinner=False)
+@st.cache_resource(ttl="1h", max_entries=4, scope="session", show_spinner=False)
 def _file_snapshot(digest: str, name: str, _data: bytes) -> dict[str, Any]:
     return loads(_data, name=name)
 
 
-@st.cache_data(ttl="1h", max_entries=2, show_spinner=False)
+@st.cache_resource(ttl="1h", max_entries=2, show_spinner=False)
 def _server_snapshot(path: str, mtime: float) -> dict[str, Any]:
     return load(path)
 
