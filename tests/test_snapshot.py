@@ -88,3 +88,56 @@ def test_property_random_bytes_never_crash(data: bytes) -> None:
         loads(data)
     except SnapshotError as e:
         assert "\n" not in str(e)
+
+
+# Strings full of the characters the byte-level shape check must not mistake for structure.
+_tricky_text = st.text(alphabet='ab"\\[]{}é\n', max_size=8)
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-1000, 1000) | _tricky_text,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_tricky_text, inner, max_size=3),
+    max_leaves=30,
+)
+
+
+@settings(max_examples=300, deadline=None, derandomize=True)
+@given(_json_values, st.integers(min_value=0, max_value=6), st.integers(min_value=0, max_value=6))
+def test_property_fast_shape_check_agrees_with_the_walk(
+    value: object, max_depth: int, max_string: int
+) -> None:
+    """The byte-level check (used on every load) may only say "fine" when walking the parsed document
+    finds nothing; and for depth, where bytes and structure correspond exactly, it says so whenever the
+    walk does."""
+    import dnsfleet.snapshot as s
+
+    raw = orjson.dumps({"v": value})
+
+    def walk_ok() -> bool:
+        try:
+            s._check_shape(orjson.loads(raw), "x")
+        except SnapshotError:
+            return False
+        return True
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(s, "MAX_DEPTH", max_depth)
+        mp.setattr(s, "MAX_STRING", max_string)
+        assert not s._shape_ok(raw) or walk_ok()
+        mp.setattr(s, "MAX_STRING", 1 << 20)
+        assert s._shape_ok(raw) == walk_ok()
+
+
+def test_loads_rejects_long_strings_and_deep_nesting_found_in_the_bytes(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import dnsfleet.snapshot as s
+
+    monkeypatch.setattr(s, "MAX_STRING", 20)
+    with pytest.raises(SnapshotError, match="string is longer"):
+        loads(_doc(clusters=[{"name": "a", "dns": {"corefile": "x" * 21}}]))
+    loads(_doc(clusters=[{"name": "a", "dns": {"corefile": '"' * 20}}]))  # 20 characters in 40 bytes: fine
+    deep: object = "x"
+    for _ in range(s.MAX_DEPTH):
+        deep = [deep]
+    loads(_doc(clusters=[{"name": "a", "metrics": {"x": ['"[[[[[[[[[['] * 40}}]))  # brackets in text
+    with pytest.raises(SnapshotError, match="nested deeper"):
+        loads(_doc(clusters=[{"name": "a", "metrics": {"x": deep}}]))

@@ -51,6 +51,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import orjson
 
 from dnsfleet import __version__
@@ -120,7 +121,7 @@ def loads(data: bytes, name: str = "snapshot") -> dict[str, Any]:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as e:
         raise SnapshotError(f"{name}: not valid JSON ({str(e).splitlines()[0]})") from None
-    validate(doc, name)
+    validate(doc, name, raw=data)
     return doc
 
 
@@ -134,7 +135,10 @@ def _gunzip_capped(data: bytes, name: str = "snapshot") -> bytes:
     return out.getvalue()
 
 
-def validate(doc: Any, name: str = "snapshot") -> None:
+def validate(doc: Any, name: str = "snapshot", raw: bytes | None = None) -> None:
+    """Raise SnapshotError unless ``doc`` is a usable snapshot. ``raw``: the JSON text ``doc`` was parsed
+    from, which lets the nesting and string-length caps be checked on the bytes (fast) instead of by
+    walking every object."""
     if not isinstance(doc, dict):
         raise SnapshotError(f"{name}: top level must be a JSON object")
     if doc.get("format") != FORMAT:
@@ -149,7 +153,8 @@ def validate(doc: Any, name: str = "snapshot") -> None:
         )
     if ver < 1:
         raise SnapshotError(f"{name}: schema_version {ver} is not a valid version")
-    _check_shape(doc, name)
+    if raw is None or not _shape_ok(raw):
+        _check_shape(doc, name)
     clusters = doc.get("clusters")
     if not isinstance(clusters, list):
         raise SnapshotError(f"{name}: 'clusters' must be a list")
@@ -167,6 +172,39 @@ def validate(doc: Any, name: str = "snapshot") -> None:
             for j, item in enumerate(c.get(key) or []):
                 if not isinstance(item, dict) or not isinstance(item.get("name"), str):
                     raise SnapshotError(f"{name}: cluster {c['name']!r}: {key}[{j}] has no name")
+
+
+def _shape_ok(raw: bytes) -> bool:
+    """True when valid JSON text ``raw`` certainly respects MAX_DEPTH and MAX_STRING; False means "walk
+    the parsed document to find out" (``_check_shape``). Vectorised over the bytes: several times
+    faster than the walk on a 100,000-pod snapshot.
+
+    A quote is a string delimiter unless an odd run of backslashes precedes it; brackets between an
+    opening and a closing delimiter are text. Nesting is the running sum of +1 per opening and -1 per
+    closing bracket outside strings (the top-level object is 1, so depth d reads d + 1). A string's
+    bytes between its quotes are at least its characters, so no span over MAX_STRING bytes means no
+    string over MAX_STRING characters."""
+    a = np.frombuffer(raw, dtype=np.uint8)
+    quotes = np.flatnonzero(a == ord('"'))
+    bs = np.flatnonzero(a == ord("\\"))
+    if len(bs):
+        after = bs[bs + 1 < len(a)] + 1
+        after_bs = after[a[after] == ord('"')]  # quotes right after a backslash
+        starts = np.ones(len(bs), dtype=bool)
+        starts[1:] = bs[1:] != bs[:-1] + 1
+        run_start = np.maximum.accumulate(np.where(starts, bs, 0))
+        run_len = after_bs - run_start[np.searchsorted(bs, after_bs - 1)]
+        quotes = np.setdiff1d(quotes, after_bs[run_len % 2 == 1], assume_unique=True)
+    if len(quotes) % 2:
+        return False  # not the JSON the parser accepted: let the walk decide
+    if len(quotes) and int((quotes[1::2] - quotes[0::2]).max()) - 1 > MAX_STRING:
+        return False
+    folded = a | 0x20  # "[" -> "{", "]" -> "}"; no other byte folds onto either
+    opening = folded == ord("{")
+    where = np.flatnonzero(opening | (folded == ord("}")))
+    where = where[(np.searchsorted(quotes, where) & 1) == 0]  # outside strings
+    steps = np.where(opening[where], 1, -1)
+    return not len(steps) or int(np.cumsum(steps).max()) <= MAX_DEPTH + 1
 
 
 def _check_shape(doc: Any, name: str) -> None:
