@@ -92,6 +92,37 @@ def test_scan_reads_every_cluster_as_seeded(fleet, live):
         assert d["nfqueue_agent"] is False
 
 
+def test_protobuf_and_json_reads_give_the_same_cluster(fleet):
+    """The big lists are read as protobuf (collect/proto.py) unless the server answers JSON; both
+    encodings must project to exactly the same rows, kube-system notes and DNS path."""
+    seen: list[bytes] = []
+
+    class Recording(K.Api):
+        def get_bytes(self, path, query=None, accept="application/json"):
+            data = super().get_bytes(path, query, accept)
+            if path in ("/api/v1/pods", "/api/v1/nodes", "/apis/apps/v1/replicasets", "/apis/batch/v1/jobs"):
+                seen.append(data[:4])
+            return data
+
+    for ctx in fleet.contexts:
+        target = K.resolve_targets(fleet.kubeconfig, [ctx])[0]
+        runs = {}
+        for protobuf in (True, False):
+            seen.clear()
+            job = K.ClusterScan(ctx, Recording(K.new_api_client(target, 10), 10), page_limit=100)
+            job.protobuf = protobuf
+            out = job.run()
+            out.pop("collected_at")
+            assert out["status"] == "ok", out["reason"]
+            assert seen and all((head == b"k8s\x00") == protobuf for head in seen)
+            notes = (job.coredns_pods, job.node_addresses, job._ds_pod_ready_nodes, job._kube_proxy_static)
+            runs[protobuf] = (out, notes)
+        assert runs[True] == runs[False], ctx
+        pods = runs[True][0]["pods"]
+        assert any(p["dns_config"] and p["dns_config"]["options"] for p in pods)  # the tricky fields ran
+        assert runs[True][0]["owners"]["ReplicaSet"]  # ReplicaSet metadata was read
+
+
 def test_cluster_specific_service_paths(live):
     by = live["by"]
     assert by["eks-prod"]["dns"]["kube_proxy_present"] is True  # mode came from kube-proxy-config (EKS)

@@ -364,3 +364,84 @@ def test_an_odd_pod_in_a_typed_page_falls_back_to_the_generic_parse() -> None:
     projected = [kube.project_pod(p) for p in pages[0]]
     assert projected[0]["images"] == ["alpine:3.18"] and projected[0]["node"] == "n1"
     assert projected[1]["name"] == "b"
+
+
+def test_a_protobuf_page_that_does_not_decode_is_read_again_as_json() -> None:
+    """A server (or a proxy in front of it) that mangles protobuf must not cost the cluster: the page
+    is asked for again, same continue token, in JSON only, and parsed generically."""
+    import orjson
+
+    from dnsfleet.collect import kube, typed
+
+    pod = {"metadata": {"name": "a", "namespace": "ns"}, "spec": {"nodeName": "n1"}}
+    pages = {
+        "": {"metadata": {"continue": "t1"}, "items": [pod]},
+        "t1": {"metadata": {}, "items": [dict(pod, metadata={"name": "b", "namespace": "ns"})]},
+    }
+    asked: list[tuple[str, str]] = []
+
+    class Mangled:
+        server = "https://127.0.0.1:1"
+
+        def get_bytes(self, path, query, accept):
+            token = query.get("continue", "")
+            asked.append((token, accept))
+            if "protobuf" in accept:
+                return b"k8s\x00\xff\xff not protobuf"
+            return orjson.dumps(pages[token])
+
+    got = list(kube.list_pages(Mangled(), "/api/v1/pods", accept=kube.PROTOBUF, decode=typed.pods_page))
+    assert [[p["metadata"]["name"] for p in page] for page in got] == [["a"], ["b"]]
+    assert asked == [
+        ("", kube.PROTOBUF),
+        ("", "application/json"),
+        ("t1", kube.PROTOBUF),
+        ("t1", "application/json"),
+    ]
+    assert kube._json_only(kube.METADATA_ONLY_PROTOBUF) == kube.METADATA_ONLY
+
+
+def test_protobuf_schema_matches_the_upstream_proto_files(tmp_path: Path) -> None:
+    """collect/proto.py declares subsets of the Kubernetes messages by field number: each number and
+    type must be the upstream one (k8s.io/api and apimachinery v0.34.4 through the Go module proxy, the
+    versions of the test fleet's API server)."""
+    import json
+    import re
+    import subprocess
+
+    from dnsfleet.collect.proto import SCHEMA
+
+    out = subprocess.run(
+        ["go", "mod", "download", "-json", "k8s.io/api@v0.34.4", "k8s.io/apimachinery@v0.34.4"],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=tmp_path,
+    ).stdout
+    dirs = [Path(m["Dir"]) for m in json.loads("[" + out.replace("}\n{", "},{") + "]")]
+    files = [
+        dirs[0] / "core/v1/generated.proto",
+        dirs[1] / "pkg/apis/meta/v1/generated.proto",
+        dirs[1] / "pkg/runtime/generated.proto",
+    ]
+    upstream: dict[str, dict[str, tuple[int, str]]] = {}
+    for f in files:
+        for name, body in re.findall(r"^message (\w+) \{(.*?)^\}", f.read_text(), re.S | re.M):
+            fields = upstream.setdefault(name, {})
+            for label, typ, fname, num in re.findall(
+                r"^\s*(optional|repeated|map<string, string>)\s*([\w.]*)\s+(\w+) = (\d+);", body, re.M
+            ):
+                kind = "map" if label.startswith("map") else typ.rsplit(".", 1)[-1]
+                fields[fname] = (int(num), kind + ("[]" if label == "repeated" else ""))
+    # Our one merged message: PodCondition and NodeCondition share their first two fields.
+    merged = {"Condition": ("PodCondition", "NodeCondition")}
+    checked = 0
+    for name, fields in SCHEMA.items():
+        for up in merged.get(name, (name,)):
+            for fname, (num, typ) in fields.items():
+                up_num, up_typ = upstream[up][fname]
+                for ours, theirs in merged.items():
+                    up_typ = up_typ.replace(theirs[0], ours).replace(theirs[1], ours)
+                assert (up_num, up_typ) == (num, typ), (up, fname)
+                checked += 1
+    assert checked > 40

@@ -34,7 +34,7 @@ from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
-from dnsfleet.collect import execauth, typed
+from dnsfleet.collect import execauth, proto, typed
 from dnsfleet.snapshot import now_iso
 
 log = logging.getLogger("dnsfleet.collect")
@@ -72,6 +72,12 @@ NFQUEUE_AGENTS = ("kube-network-policies",)
 NODELOCAL_DAEMONSETS = ("node-local-dns", "nodelocaldns")
 NODELOCAL_CONFIGMAPS = ("node-local-dns", "nodelocaldns")
 METADATA_ONLY = "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1,application/json"
+# The big lists are asked for in protobuf first (collect/proto.py: ~3x less API server CPU and a
+# quarter of the client's decoding); a server or proxy that does not speak it answers in JSON.
+PROTOBUF = "application/vnd.kubernetes.protobuf,application/json"
+METADATA_ONLY_PROTOBUF = (
+    "application/vnd.kubernetes.protobuf;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1," + METADATA_ONLY
+)
 PAGE_LIMIT = 500
 _SHARED_POD_FIELDS = ("namespace", "node", "owner_kind", "owner_name", "phase", "dns_policy")
 MAX_LIST_RESTARTS = 3
@@ -114,6 +120,13 @@ class ResourceError(Exception):
 
     def message(self) -> str:
         text = self.reason or f"HTTP {self.status}"
+        if proto.is_protobuf(self.body):  # the Status of a request that asked for protobuf
+            text = proto.status_message(self.body) or text
+        else:
+            text = self._json_message(text)
+        return f"{text} ({self.note})" if self.note else text
+
+    def _json_message(self, text: str) -> str:
         try:
             doc = orjson.loads(self.body)
             if isinstance(doc, dict) and isinstance(doc.get("message"), str):
@@ -122,7 +135,7 @@ class ResourceError(Exception):
             raw = self.body[:400].decode("utf-8", "replace").strip()
             if raw and raw.isprintable():
                 text = raw.splitlines()[0][:200]
-        return f"{text} ({self.note})" if self.note else text
+        return text
 
 
 def _retry_after(headers: dict[str, str]) -> float | None:
@@ -493,7 +506,13 @@ def list_pages(
                 items, token = decode(data)
             except typed.DecodeError:
                 # One odd object must not cost the cluster: fall back to the generic parse, whose
-                # projections read every field defensively.
+                # projections read every field defensively (asking for the page again in JSON if it
+                # came as protobuf).
+                if proto.is_protobuf(data):
+                    log.info(
+                        "GET %s%s: protobuf page not decoded; reading it again as JSON", api.server, path
+                    )
+                    data = api.get_bytes(path, q, _json_only(accept))
                 items, token = _generic_page(api, path, data)
         yield items
         page += 1
@@ -501,6 +520,11 @@ def list_pages(
             on_page(page)
         if not token:
             return
+
+
+def _json_only(accept: str) -> str:
+    """``accept`` without its protobuf choices."""
+    return ",".join(a for a in accept.split(",") if "protobuf" not in a) or "application/json"
 
 
 def _generic_page(api: Api, path: str, data: bytes) -> tuple[list[dict[str, Any]], str | None]:
@@ -691,12 +715,16 @@ class ClusterScan:
     api: Api
     progress: Progress | None = None
     page_limit: int = PAGE_LIMIT
+    protobuf: bool = True  # ask for the big lists in protobuf (JSON when False, or when not offered)
     missing: list[str] = field(default_factory=list)
     errors: dict[str, str] = field(default_factory=dict)
     coredns_pods: list[dict[str, Any]] = field(default_factory=list)
     node_addresses: dict[str, str] = field(default_factory=dict)
     _ds_pod_ready_nodes: dict[str, set[str]] = field(default_factory=dict)
     _kube_proxy_static: bool = False
+
+    def _accept(self) -> str:
+        return PROTOBUF if self.protobuf else "application/json"
 
     def _done(self, resource: str, detail: str = "") -> None:
         if self.progress:
@@ -763,7 +791,12 @@ class ClusterScan:
 
         try:
             nodes = list_all(
-                self.api, "/api/v1/nodes", project, limit=self.page_limit, decode=typed.nodes_page
+                self.api,
+                "/api/v1/nodes",
+                project,
+                limit=self.page_limit,
+                accept=self._accept(),
+                decode=typed.nodes_page,
             )
         except ResourceError as e:
             self._forbidden("nodes", e)
@@ -782,13 +815,17 @@ class ClusterScan:
         same = strings.setdefault
 
         def project(obj: dict[str, Any]) -> dict[str, Any]:
-            row = project_pod(obj)
+            system = obj
+            if type(obj) is proto.PodRow:  # decoded from protobuf straight into its row
+                row, system = dict(obj), obj.system
+            else:
+                row = project_pod(obj)
             for k in _SHARED_POD_FIELDS:
                 if (v := row[k]) is not None:
                     row[k] = same(v, v)
             row["images"] = [same(x, x) for x in row["images"]]
-            if row["namespace"] == KUBE_SYSTEM:
-                self._note_system_pod(obj, row)
+            if row["namespace"] == KUBE_SYSTEM and system is not None:
+                self._note_system_pod(system, row)
             return row
 
         pods: list[dict[str, Any]] = []
@@ -797,6 +834,7 @@ class ClusterScan:
                 self.api,
                 "/api/v1/pods",
                 limit=self.page_limit,
+                accept=self._accept(),
                 on_restart=lambda: (pods.clear(), reset()),
                 decode=typed.pods_page,
             ):
@@ -835,7 +873,14 @@ class ClusterScan:
             return f"{meta.get('namespace')}/{meta.get('name')}", [wanted_kind, ref.get("name")]
 
         try:
-            rows = list_all(self.api, path, project, limit=self.page_limit, accept=METADATA_ONLY)
+            rows = list_all(
+                self.api,
+                path,
+                project,
+                limit=self.page_limit,
+                accept=METADATA_ONLY_PROTOBUF if self.protobuf else METADATA_ONLY,
+                decode=typed.metadata_page,
+            )
         except ResourceError as e:
             self._forbidden(resource, e)
             return None
