@@ -2,8 +2,10 @@
 peak RSS are per run): ``python -m bench.probes floor|naive KUBECONFIG``.
 
 - ``floor``: raw paginated GETs of the lists the scan reads (nodes, pods, ReplicaSet and Job metadata),
-  the three clusters concurrently, over one pooled HTTPS connection each, with no JSON parsing (the
+  the three clusters concurrently, over one pooled HTTPS connection each, with no parsing (the
   ``continue`` token is cut out of the list header). What this machine needs just to move the bytes.
+  In protobuf, as the scan asks for them (``floor``), and in JSON (``floor-json``, as kubectl and most
+  clients read them).
 - ``naive``: the kubernetes client the usual way: ``CoreV1Api().list_node()`` /
   ``list_pod_for_all_namespaces()`` (and the ReplicaSet / Job lists) into model objects, chunked like
   the scan (``limit=500``), projected to the same snapshot rows and fed to the same engine
@@ -24,13 +26,63 @@ from typing import Any
 import orjson
 
 PAGE = 500
-LISTS = (
-    ("/api/v1/nodes", "application/json"),
-    ("/api/v1/pods", "application/json"),
-    ("/apis/apps/v1/replicasets", "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"),
-    ("/apis/batch/v1/jobs", "application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"),
-)
+_META = "as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
+LISTS = {
+    "json": (
+        ("/api/v1/nodes", "application/json"),
+        ("/api/v1/pods", "application/json"),
+        ("/apis/apps/v1/replicasets", f"application/json;{_META}"),
+        ("/apis/batch/v1/jobs", f"application/json;{_META}"),
+    ),
+    "protobuf": (
+        ("/api/v1/nodes", "application/vnd.kubernetes.protobuf"),
+        ("/api/v1/pods", "application/vnd.kubernetes.protobuf"),
+        ("/apis/apps/v1/replicasets", f"application/vnd.kubernetes.protobuf;{_META}"),
+        ("/apis/batch/v1/jobs", f"application/vnd.kubernetes.protobuf;{_META}"),
+    ),
+}
 _CONTINUE = re.compile(rb'"continue":"([^"]*)"')
+
+
+def _varint(b: bytes, i: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        c = b[i]
+        i += 1
+        n |= (c & 0x7F) << shift
+        shift += 7
+        if c < 0x80:
+            return n, i
+
+
+def _field(b: bytes, start: int, end: int, number: int) -> tuple[int, int] | None:
+    """(start, end) of the first length-delimited field ``number`` in b[start:end]; walks the field
+    headers only, skipping every other field's body."""
+    i = start
+    while i < end:
+        key, i = _varint(b, i)
+        wire = key & 7
+        if wire == 2:
+            n, i = _varint(b, i)
+            if key >> 3 == number:
+                return i, i + n
+            i += n
+        elif wire == 0:
+            _, i = _varint(b, i)
+        elif wire in (1, 5):
+            i += 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"wire type {wire}")
+    return None
+
+
+def protobuf_continue(body: bytes) -> bytes:
+    """The continue token of a protobuf list: k8s\\x00, runtime.Unknown field 2 (raw) = the list, its
+    field 1 = ListMeta, whose field 3 = continue. Reads a few headers, never the items."""
+    raw = _field(body, 4, len(body), 2)
+    meta = raw and _field(body, raw[0], raw[1], 1)
+    token = meta and _field(body, meta[0], meta[1], 3)
+    return body[token[0] : token[1]] if token else b""
 
 
 def _contexts(kubeconfig: str) -> list[str]:
@@ -40,8 +92,8 @@ def _contexts(kubeconfig: str) -> list[str]:
     return names
 
 
-def floor(kubeconfig: str) -> dict[str, Any]:
-    """Raw bytes of every page, per context, the contexts in parallel."""
+def floor(kubeconfig: str, encoding: str = "protobuf") -> dict[str, Any]:
+    """Raw bytes of every page, per context, the contexts in parallel; ``encoding`` protobuf or json."""
     import urllib3
     from kubernetes import config as k8s_config
 
@@ -54,7 +106,7 @@ def floor(kubeconfig: str) -> dict[str, Any]:
         )
         auth = cfg.api_key["BearerToken"]  # "Bearer <token>" as the client sends it
         counts = {"bytes": 0, "pages": 0}
-        for path, accept in LISTS:
+        for path, accept in LISTS[encoding]:
             token = b""
             while True:
                 url = f"{path}?limit={PAGE}" + (f"&continue={token.decode()}" if token else "")
@@ -64,8 +116,11 @@ def floor(kubeconfig: str) -> dict[str, Any]:
                 body = r.data
                 counts["bytes"] += len(body)
                 counts["pages"] += 1
-                m = _CONTINUE.search(body, 0, 400)  # the list header comes before the items
-                token = m.group(1) if m else b""
+                if encoding == "json":
+                    m = _CONTINUE.search(body, 0, 400)  # the list header comes before the items
+                    token = m.group(1) if m else b""
+                else:
+                    token = protobuf_continue(body)
                 if not token:
                     break
         pool.close()
@@ -205,10 +260,13 @@ def naive(kubeconfig: str) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2 or args[0] not in ("floor", "naive") or not Path(args[1]).is_file():
-        print("usage: python -m bench.probes floor|naive KUBECONFIG", file=sys.stderr)
+    if len(args) != 2 or args[0] not in ("floor", "floor-json", "naive") or not Path(args[1]).is_file():
+        print("usage: python -m bench.probes floor|floor-json|naive KUBECONFIG", file=sys.stderr)
         return 2
-    res = floor(args[1]) if args[0] == "floor" else naive(args[1])
+    if args[0] == "naive":
+        res = naive(args[1])
+    else:
+        res = floor(args[1], "json" if args[0] == "floor-json" else "protobuf")
     sys.stdout.write(orjson.dumps(res).decode() + "\n")
     return 0
 

@@ -29,7 +29,7 @@ from bench.fleet import bench_fleet, parse_size, size_label
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "latest.md"
 VENV_BIN = Path(sys.executable).parent
-METHODS = ("scan", "kubectl", "naive", "floor")
+METHODS = ("scan", "kubectl", "naive", "floor", "floor-json")
 
 # Targets (issue "Benchmarks").
 T_KUBECTL = 1.0  # scan time / kubectl time <=
@@ -57,7 +57,8 @@ class Run:
 class SizeResult:
     pods: int
     runs: dict[str, list[Run]] = field(default_factory=dict)
-    raw_bytes: int = 0
+    raw_bytes: int = 0  # what the scan fetches: protobuf
+    raw_json_bytes: int = 0  # the same lists as JSON
     snapshot_bytes: int = 0
     nodes: int = 0
     workloads: int = 0
@@ -178,6 +179,8 @@ def measure_size(
                     _check_scan(run.out, pods)
                 if m == "floor":
                     res.raw_bytes = int(orjson.loads(run.out)["bytes"])
+                if m == "floor-json":
+                    res.raw_json_bytes = int(orjson.loads(run.out)["bytes"])
                 if m == "naive" and int(orjson.loads(run.out)["pods"]) != pods:
                     raise BenchError(
                         f"naive client read {orjson.loads(run.out)['pods']} pods, expected {pods}"
@@ -271,7 +274,7 @@ def report(
         "",
         "## Scan vs kubectl, the naive client and the raw fetch floor",
         "",
-        "| pods | nodes | raw bytes fetched | method | wall s (median) | spread | peak RSS MB | ratio | target |",
+        "| pods | nodes | bytes fetched | method | wall s (median) | spread | peak RSS MB | ratio | target |",
         "|---:|---:|---:|---|---:|---|---:|---|---|",
     ]
     largest = max(sizes, key=lambda s: s.pods) if sizes else None
@@ -298,10 +301,15 @@ def report(
                 ratio = f"scan/floor = {scan / wall:.2f}x"
                 ok = scan / wall <= T_FLOOR
                 tgt = f"<= {T_FLOOR}x"
+            elif m == "floor-json":
+                ratio = f"scan/floor-json = {scan / wall:.2f}x"
+                tgt = "(reference)"
             shown = verdict(ok) if targets and ok is not None else ""
             name = f"kubectl ({s.kubectl_mode})" if m == "kubectl" else m
+            fetched = s.raw_bytes if m in ("scan", "floor") else s.raw_json_bytes
+            enc = "protobuf" if m in ("scan", "floor") else "JSON"
             lines.append(
-                f"| {s.pods:,} | {s.nodes:,} | {s.raw_bytes / 1e6:,.0f} MB | {name} | {wall:.2f} | "
+                f"| {s.pods:,} | {s.nodes:,} | {fetched / 1e6:,.0f} MB {enc} | {name} | {wall:.2f} | "
                 f"{spread([r.wall_s for r in rs])} | {rss:,.0f} | {ratio} | {tgt} {shown} |"
             )
             last_with_m = max((x for x in sizes if x.runs.get(m)), key=lambda x: x.pods)
@@ -313,12 +321,14 @@ def report(
         "another (RSS: the largest process) or the three at once (RSS: their sum; at 100k pods three at once "
         "were killed by the OOM killer on this 24 GiB machine). scan: `dnsfleet scan --all-contexts --no-scrape -o json` "
         "(collect + frames + risk + recommendations; no Prometheus, no CoreDNS scrape: the bench pods do not "
-        "run). naive: kubernetes client model objects, limit=500, same rows, same engine. floor: raw "
-        "paginated GETs of the same lists (nodes, pods, ReplicaSet and Job metadata), no parsing.",
+        "run; the big lists in protobuf). naive: kubernetes client model objects, limit=500, same rows, same "
+        "engine. floor: raw paginated GETs of the same lists (nodes, pods, ReplicaSet and Job metadata), no "
+        "parsing, in protobuf like the scan: the target's reference. floor-json: the same in JSON, for "
+        "reference (the encoding kubectl and the naive client read).",
         "",
         "## Memory of the scan",
         "",
-        "| pods | peak RSS MB | raw bytes fetched MB | projected snapshot MB (JSON) | RSS per pod KB | raw per pod KB |",
+        "| pods | peak RSS MB | raw bytes fetched MB (protobuf) | projected snapshot MB (JSON) | RSS per pod KB | raw per pod KB |",
         "|---:|---:|---:|---:|---:|---:|",
     ]
     pts = []
@@ -340,7 +350,7 @@ def report(
         lines += [
             "",
             f"Growth from {p0:,} to {p1:,} pods: {slope_kb:.2f} KB of peak RSS per extra pod, against "
-            f"{raw_kb:.2f} KB of raw JSON fetched per extra pod (target: at most half: keeping the raw "
+            f"{raw_kb:.2f} KB of raw protobuf fetched per extra pod (target: at most half: keeping the raw "
             "objects, even parsed, would cost more than the raw bytes).",
         ]
         if targets:
@@ -439,7 +449,9 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="run the naive client only up to this size (it takes minutes per run at 100k pods)",
     )
-    ap.add_argument("--skip", default="", help="comma-separated: kubectl,naive,floor,scoring,dashboard")
+    ap.add_argument(
+        "--skip", default="", help="comma-separated: kubectl,naive,floor,floor-json,scoring,dashboard"
+    )
     ap.add_argument(
         "--score-rows", type=int, default=SCORE_ROWS, help="synthetic workload rows scored (1000000)"
     )
@@ -469,7 +481,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.repeat < 1:
         ap.error("--repeat must be at least 1")
     skip = {x.strip() for x in args.skip.split(",") if x.strip()}
-    unknown = skip - {"kubectl", "naive", "floor", "scoring", "dashboard"}
+    unknown = skip - {"kubectl", "naive", "floor", "floor-json", "scoring", "dashboard"}
     if unknown:
         ap.error(f"unknown --skip item(s): {', '.join(sorted(unknown))}")
     load0 = " ".join(os.getloadavg().__repr__().strip("()").split(", ")[:1])
@@ -551,6 +563,7 @@ def _raw_sizes(results: list[SizeResult]) -> list[dict[str, Any]]:
             "pods": r.pods,
             "nodes": r.nodes,
             "raw_bytes": r.raw_bytes,
+            "raw_json_bytes": r.raw_json_bytes,
             "snapshot_bytes": r.snapshot_bytes,
             "kubectl_mode": r.kubectl_mode,
             "runs": {m: [{"wall_s": x.wall_s, "rss_mb": x.rss_mb} for x in rs] for m, rs in r.runs.items()},
@@ -568,6 +581,7 @@ def _load_raw(path: Path, skip: set[int]) -> list[SizeResult]:
         r = SizeResult(
             d["pods"], nodes=d["nodes"], raw_bytes=d["raw_bytes"], snapshot_bytes=d["snapshot_bytes"]
         )
+        r.raw_json_bytes = d.get("raw_json_bytes", 0)
         r.kubectl_mode = d.get("kubectl_mode", "the three contexts at once")
         r.from_merge = True
         r.runs = {m: [Run(x["wall_s"], x["rss_mb"]) for x in rs] for m, rs in d["runs"].items()}
