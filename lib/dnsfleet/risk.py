@@ -32,12 +32,19 @@ worked example. Everything is vectorised over frames.
 
 from __future__ import annotations
 
+import weakref
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from pandas.api.extensions import ExtensionArray, ExtensionDtype
 
 from dnsfleet import schema
 from dnsfleet.frames import Frames
+
+if TYPE_CHECKING:
+    from pandas._typing import ArrayLike
 
 W_KERNEL, W_PATH, W_RESOLVER, W_NDOTS, W_RATE, W_EVIDENCE = 30.0, 20.0, 25.0, 10.0, 5.0, 10.0
 RACE3_ONLY = 0.6
@@ -143,51 +150,183 @@ def _open_races_text(n: pd.DataFrame, r3_rel: np.ndarray, agent: np.ndarray) -> 
     return joined
 
 
+# Joins and group-bys on integer codes. Hashing the 1M-row string keys was ~70% of the scoring time
+# when pandas merged and grouped on the strings (each merge and group-by factorizing them again). A
+# key column is factorized once, together with the table it is matched against, and the codes are
+# remembered by the identity of its Arrow data (immutable), so ``aggregate`` on the scored placements
+# reuses the codes ``placements_scored`` computed for the joins.
+_FACTORIZED: dict[int, tuple[weakref.ref, np.ndarray, ExtensionArray]] = {}
+
+
+def _key_values(s: pd.Series) -> ArrayLike:
+    return s.array if isinstance(s.dtype, ExtensionDtype) else s.to_numpy()
+
+
+def _arrow_data(values: ArrayLike) -> pa.ChunkedArray | None:
+    return values.__arrow_array__() if isinstance(values, pd.arrays.ArrowStringArray) else None
+
+
+def _remember(values: ArrayLike, codes: np.ndarray, uniques: ExtensionArray) -> None:
+    data = _arrow_data(values)
+    if data is None:
+        return
+    key = id(data)
+
+    def forget(ref: weakref.ref, key: int = key) -> None:
+        if _FACTORIZED.get(key, (None,))[0] is ref:
+            _FACTORIZED.pop(key, None)
+
+    codes.flags.writeable = False
+    _FACTORIZED[key] = (weakref.ref(data, forget), codes, uniques)
+
+
+def _recalled(values: ArrayLike) -> tuple[np.ndarray, ExtensionArray] | None:
+    data = _arrow_data(values)
+    hit = _FACTORIZED.get(id(data)) if data is not None else None
+    if hit is None or hit[0]() is not data:
+        return None
+    return hit[1], hit[2]
+
+
+def _factorize(s: pd.Series) -> tuple[np.ndarray, ArrayLike]:
+    """``pd.factorize(s, use_na_sentinel=False)`` (codes by first appearance, NA a value of its own),
+    int64 codes, reusing an earlier factorization of the same data."""
+    values = _key_values(s)
+    known = _recalled(values)
+    if known is not None:
+        return known
+    codes, uniques = pd.factorize(values, use_na_sentinel=False)
+    codes = codes.astype(np.int64, copy=False)
+    _remember(values, codes, uniques)
+    return codes, uniques
+
+
+def _codes_with(left: pd.Series, right: pd.Series) -> tuple[np.ndarray, np.ndarray | None, int]:
+    """Codes of ``left`` and ``right`` in one numbering (equal values, NA included, equal codes) and
+    the number of codes; ``left``'s are its ``_factorize`` codes. ``right``'s are None when they are
+    its positions: it lists the values of ``left`` in the order they first appear there."""
+    lcodes, luniques = _factorize(left)
+    rvalues = _key_values(right)
+    if (
+        isinstance(luniques, ExtensionArray)
+        and isinstance(rvalues, ExtensionArray)
+        and len(luniques) == len(rvalues)
+        and luniques.dtype == rvalues.dtype
+        and luniques.equals(rvalues)
+    ):
+        # The usual layout (build_frames lists workloads in the order of their first placement):
+        # no hashing of ``right`` at all.
+        return lcodes, None, len(rvalues)
+    both = pd.concat([pd.Series(luniques), right], ignore_index=True)
+    codes, uniques = pd.factorize(_key_values(both), use_na_sentinel=False)
+    return lcodes, codes[len(luniques) :].astype(np.int64, copy=False), len(uniques)
+
+
+def _positions(right: pd.DataFrame, left: pd.DataFrame, on: list[str]) -> np.ndarray | None:
+    """Per ``left`` row, the position of the ``right`` row with the same ``on`` keys, -1 if none
+    (NA matches NA, as in ``merge``). None unless the keys are strings and ``right``'s are unique."""
+    for k in on:
+        if not isinstance(right[k].dtype, pd.StringDtype) or right[k].dtype != left[k].dtype:
+            return None
+    codes = [_codes_with(left[k], right[k]) for k in on]
+    if len(codes) == 1 and codes[0][1] is None:
+        return codes[0][0]
+    lcomb, rcomb, size = np.zeros(len(left), dtype=np.int64), np.zeros(len(right), dtype=np.int64), 1
+    for lcodes, rcodes, n in codes:
+        size *= max(n, 1)
+        if size >= 2**62:
+            return None
+        lcomb = lcomb * n + lcodes
+        rcomb = rcomb * n + (np.arange(n, dtype=np.int64) if rcodes is None else rcodes)
+    if size > 4 * (len(left) + len(right)) + 1024:
+        renumbered = pd.factorize(np.concatenate([rcomb, lcomb]))[0]
+        rcomb, lcomb = renumbered[: len(right)], renumbered[len(right) :]
+        size = int(renumbered.max()) + 1 if len(renumbered) else 0
+    if len(rcomb) and np.bincount(rcomb, minlength=size).max() > 1:
+        return None
+    pos = np.full(size, -1, dtype=np.intp)
+    pos[rcomb] = np.arange(len(rcomb), dtype=np.intp)
+    return pos[lcomb]
+
+
+def _take(s: pd.Series, idx: np.ndarray, missing: bool) -> ArrayLike:
+    """``s``'s values at ``idx``; -1 gives NA with the dtype ``merge`` would give."""
+    values = _key_values(s)
+    if isinstance(values, np.ndarray):
+        return pd.api.extensions.take(values, idx, allow_fill=missing)
+    return values.take(idx, allow_fill=missing)
+
+
+def _left_join(left: pd.DataFrame, right: pd.DataFrame, on: list[str]) -> pd.DataFrame:
+    """``left.merge(right, on=on, how="left")``, by positional takes when ``right``'s keys are unique."""
+    extra = [c for c in right.columns if c not in on]
+    idx = None
+    if not set(extra) & set(left.columns) and left.columns.is_unique and right.columns.is_unique:
+        idx = _positions(right, left, on)
+    if idx is None:
+        return left.merge(right, on=on, how="left")
+    missing = bool((idx < 0).any())
+    # Built once, without copies: left's columns as Series (copy-on-write keeps them apart from
+    # ``left``), the taken ones are new arrays.
+    left = left.reset_index(drop=True)
+    cols: dict[str, pd.Series | ArrayLike] = {c: left[c] for c in left.columns}
+    cols.update((c, _take(right[c], idx, missing)) for c in extra)
+    return pd.DataFrame(cols, index=left.index, copy=False)
+
+
 def placements_scored(frames: Frames, nx: pd.DataFrame | None = None) -> pd.DataFrame:
     """Placements with gates, factor points, score and exposure flags (``nx``: ``node_exposure``)."""
     nx = node_exposure(frames) if nx is None else nx
     w = frames.workloads[
         ["workload_id", "resolver", "sends_parallel_pair", "uses_cluster_dns", "stall_s", "ndots"]
     ]
-    p = frames.placements.merge(w, on="workload_id", how="left")
-    p = p.merge(
+    p = _left_join(frames.placements, w, ["workload_id"])
+    p = _left_join(
+        p,
         nx[["cluster", "node", "kernel_gate", "kernel_weight", "path_gate", "evidence"]],
-        on=["cluster", "node"],
-        how="left",
+        ["cluster", "node"],
     )
     qps = frames.coredns_metrics.set_index("cluster")["qps"].astype("float64")
-    p["qps"] = p["cluster"].map(qps).astype("float64")
+    at = _positions(qps.index.to_frame(index=False), p, ["cluster"])
+    # The new columns are collected and the frame built once (assigning a column copies it).
+    cols: dict[str, pd.Series | ArrayLike] = {c: p[c] for c in p.columns}
+    if at is None:
+        cols["qps"] = p["cluster"].map(qps).astype("float64")
+    else:
+        cols["qps"] = _take(qps, at, bool((at < 0).any())).astype("float64", copy=False)
     cluster_dns = p["uses_cluster_dns"].astype("boolean")
-    p["path_gate"] = np.where(
+    cols["path_gate"] = np.where(
         cluster_dns.fillna(False).to_numpy(dtype=bool), p["path_gate"].astype("float64"), np.nan
     )
-    p["resolver_gate"] = _tri(p["sends_parallel_pair"] == "yes", p["sends_parallel_pair"] == "no")
+    cols["resolver_gate"] = _tri(p["sends_parallel_pair"] == "yes", p["sends_parallel_pair"] == "no")
     kg = p["kernel_gate"].astype("float64").to_numpy()
-    pg = p["path_gate"].astype("float64").to_numpy()
-    rg = p["resolver_gate"].astype("float64").to_numpy()
+    pg, rg = cols["path_gate"], cols["resolver_gate"]
     zero = (kg == 0) | (pg == 0) | (rg == 0)
     unknown = ~zero & (np.isnan(kg) | np.isnan(pg) | np.isnan(rg))
     live = (~zero).astype("float64")
     stall = p["stall_s"].astype("float64").fillna(5.0).to_numpy()
     ndots = p["ndots"].astype("float64").to_numpy()
-    p["kernel_pts"] = (
-        live * W_KERNEL * np.where(np.isnan(kg), 1.0, p["kernel_weight"].astype("float64").fillna(1.0))
-    )
-    p["service_path_pts"] = live * W_PATH
-    p["resolver_pts"] = live * W_RESOLVER * np.minimum(1.0, stall / 5.0)
-    p["ndots_pts"] = (
-        live * W_NDOTS * np.where(np.isnan(ndots), 0.0, np.minimum(np.nan_to_num(ndots), 5.0) / 5.0)
-    )
-    q = p["qps"].to_numpy(dtype="float64")
-    p["query_rate_pts"] = (
+    pts = {
+        "kernel_pts": live
+        * W_KERNEL
+        * np.where(np.isnan(kg), 1.0, p["kernel_weight"].astype("float64").fillna(1.0)),
+        "service_path_pts": live * W_PATH,
+        "resolver_pts": live * W_RESOLVER * np.minimum(1.0, stall / 5.0),
+        "ndots_pts": live
+        * W_NDOTS
+        * np.where(np.isnan(ndots), 0.0, np.minimum(np.nan_to_num(ndots), 5.0) / 5.0),
+    }
+    q = np.asarray(cols["qps"], dtype="float64")
+    pts["query_rate_pts"] = (
         live * W_RATE * np.where(np.isnan(q), 0.0, np.clip(np.log10(1.0 + np.nan_to_num(q)) / 4.0, 0, 1))
     )
-    p["evidence_pts"] = live * W_EVIDENCE * p["evidence"].astype("float64").fillna(0.0).to_numpy()
-    p["score"] = p[PTS].sum(axis=1)
-    p["zero"] = zero
-    p["unknown"] = unknown
-    p["exposed"] = ~zero & ~unknown
-    return p
+    pts["evidence_pts"] = live * W_EVIDENCE * p["evidence"].astype("float64").fillna(0.0).to_numpy()
+    cols.update(pts)
+    cols["score"] = pd.DataFrame({c: pts[c] for c in PTS}, index=p.index, copy=False).sum(axis=1)
+    cols["zero"] = zero
+    cols["unknown"] = unknown
+    cols["exposed"] = ~zero & ~unknown
+    return pd.DataFrame(cols, index=p.index, copy=False)
 
 
 def weighted_quantile(p: pd.DataFrame, by: list[str], value: pd.Series, q: float) -> pd.Series:
@@ -203,8 +342,117 @@ def weighted_quantile(p: pd.DataFrame, by: list[str], value: pd.Series, q: float
     return hit.groupby(by, sort=False, dropna=False)["v"].first()
 
 
+def _group_ids(keys: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame] | None:
+    """Group ids as ``groupby(sort=False, dropna=False)`` numbers them (first appearance, NA a group)
+    and the key values per group; None for key dtypes other than strings.
+
+    Each key column is factorized once; the aggregation then works on integer ids.
+    """
+    if not all(isinstance(keys[c].dtype, pd.StringDtype) for c in keys.columns):
+        return None
+    comb: np.ndarray | None = None
+    parts = []
+    size = 1
+    for c in keys.columns:
+        codes, uniques = _factorize(keys[c])
+        parts.append((codes, uniques))
+        size *= max(len(uniques), 1)
+        if size >= 2**62:
+            return None
+        comb = codes if comb is None else comb * len(uniques) + codes
+    if comb is None or len(parts) == 1:
+        codes, uniques = parts[0]
+        return codes, pd.DataFrame({keys.columns[0]: uniques})
+    ids, firsts = pd.factorize(comb)
+    values = {}
+    for c, (_, uniques) in reversed(list(zip(keys.columns, parts, strict=True))):
+        values[c] = uniques.take(firsts % len(uniques))
+        firsts = firsts // len(uniques)
+    return ids.astype(np.int64, copy=False), pd.DataFrame({c: values[c] for c in keys.columns})
+
+
+def _quantile_by_ids(ids: np.ndarray, ngroups: int, v: np.ndarray, w: np.ndarray, q: float) -> np.ndarray:
+    """``weighted_quantile`` on group ids: per group (NaN where none), in group-id order.
+
+    Within a group the rows are in the same order as there (by value, stable), and the running and
+    total weights come from the same pandas group-bys, so the values are the same.
+    """
+    order = np.argsort(v, kind="stable")
+    order = order[np.argsort(ids[order], kind="stable")]
+    sid, sv = ids[order], v[order]
+    g = pd.Series(w[order]).groupby(sid, sort=False)
+    cum = g.cumsum().to_numpy()
+    tot = g.transform("sum").to_numpy()
+    hit = (cum >= q * tot) & ~np.isnan(sv)
+    hid, hv = sid[hit], sv[hit]
+    first = np.r_[True, hid[1:] != hid[:-1]] if len(hid) else np.zeros(0, dtype=bool)
+    out = np.full(ngroups, np.nan)
+    out[hid[first]] = hv[first]
+    return out
+
+
+def _group_sums(p: pd.DataFrame, ids: np.ndarray, pods: np.ndarray, unknown: np.ndarray) -> pd.DataFrame:
+    """Per group id (rows in id order), the pod-weighted sums ``aggregate`` divides by the pods.
+
+    One block per column, as when the columns were added to a frame one by one: pandas picks the
+    summation per block (``reduceat`` for sorted ids without NaN, else a compensated sum).
+    """
+    score = p["score"].astype("float64").to_numpy()
+    cols = {"pods": pods}
+    for c in [*PTS, "score"]:
+        cols[c] = p[c].astype("float64").to_numpy() * pods
+    cols["known_score"] = np.where(unknown, 0.0, score) * pods
+    cols["exposed_pods"] = np.where(p["exposed"], pods, 0.0)
+    cols["unknown_pods"] = np.where(unknown, pods, 0.0)
+    return pd.DataFrame(cols, copy=False).groupby(ids, sort=False).sum()
+
+
+def _per_pod(total: np.ndarray, pods: np.ndarray) -> np.ndarray:
+    """``round(total / pods, 1)`` in one new array."""
+    out = np.divide(total, pods)
+    return np.round(out, 1, out=out)
+
+
 def aggregate(p: pd.DataFrame, by: list[str], quantile: float | None = None) -> pd.DataFrame:
     """Pod-weighted aggregation of scored placements.
+
+    With ``quantile`` (clusters use 0.9) the score is the average of the pod-weighted mean (how many
+    pods, how badly) and the pod-weighted quantile of placement scores (what the worst-off tenth of
+    pods face). Factor points stay pod-weighted means. Otherwise the score is the pod-weighted mean.
+    """
+    grouped = _group_ids(p[by]) if len(p) else None
+    if grouped is None:
+        return _aggregate_by_keys(p, by, quantile)
+    ids, keys = grouped
+    pods = p["pods"].astype("float64").to_numpy()
+    unknown = p["unknown"].to_numpy()
+    g = _group_sums(p, ids, pods, unknown)
+    if len(g) != len(keys):
+        raise AssertionError("group ids are not 0..n-1")
+    tot = g["pods"].to_numpy()
+    tot = np.where(tot == 0.0, np.nan, tot)
+    cols: dict[str, pd.Series | np.ndarray] = {c: keys[c] for c in keys.columns}
+    for c in [*PTS, "score"]:
+        cols[c] = _per_pod(g[c].to_numpy(), tot)
+    known = _per_pod(g["known_score"].to_numpy(), tot)
+    if quantile is not None:
+        score = p["score"].astype("float64").to_numpy()
+        q_score = _quantile_by_ids(ids, len(keys), score, pods, quantile)
+        known_v = np.where(unknown, 0.0, score)
+        known = np.round(_quantile_by_ids(ids, len(keys), known_v, pods, quantile), 1)
+        known = np.round((known + (g["known_score"].to_numpy() / tot)) / 2, 1)
+        cols["score"] = np.round((q_score + cols["score"]) / 2, 1)
+    cols["exposed_pods"] = g["exposed_pods"].to_numpy().astype("int64")
+    cols["unknown_pods"] = g["unknown_pods"].to_numpy().astype("int64")
+    worst_lvl = level_of(pd.Series(cols["score"], index=keys.index, copy=False))
+    known_lvl = level_of(pd.Series(known, index=keys.index, copy=False))
+    undecided = (cols["unknown_pods"] > 0) & (known_lvl == "low") & (worst_lvl != "low")
+    cols["level"] = worst_lvl.where(~undecided, "unknown")
+    return pd.DataFrame(cols, index=keys.index, copy=False)
+
+
+def _aggregate_by_keys(p: pd.DataFrame, by: list[str], quantile: float | None = None) -> pd.DataFrame:
+    """``aggregate`` by pandas group-bys on the key columns (key dtypes other than strings, no rows).
 
     With ``quantile`` (clusters use 0.9) the score is the average of the pod-weighted mean (how many
     pods, how badly) and the pod-weighted quantile of placement scores (what the worst-off tenth of
