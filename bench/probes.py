@@ -25,6 +25,8 @@ from typing import Any
 
 import orjson
 
+from dnsfleet.collect.proto import continue_token
+
 PAGE = 500
 _META = "as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
 LISTS = {
@@ -42,47 +44,6 @@ LISTS = {
     ),
 }
 _CONTINUE = re.compile(rb'"continue":"([^"]*)"')
-
-
-def _varint(b: bytes, i: int) -> tuple[int, int]:
-    n = shift = 0
-    while True:
-        c = b[i]
-        i += 1
-        n |= (c & 0x7F) << shift
-        shift += 7
-        if c < 0x80:
-            return n, i
-
-
-def _field(b: bytes, start: int, end: int, number: int) -> tuple[int, int] | None:
-    """(start, end) of the first length-delimited field ``number`` in b[start:end]; walks the field
-    headers only, skipping every other field's body."""
-    i = start
-    while i < end:
-        key, i = _varint(b, i)
-        wire = key & 7
-        if wire == 2:
-            n, i = _varint(b, i)
-            if key >> 3 == number:
-                return i, i + n
-            i += n
-        elif wire == 0:
-            _, i = _varint(b, i)
-        elif wire in (1, 5):
-            i += 8 if wire == 1 else 4
-        else:
-            raise ValueError(f"wire type {wire}")
-    return None
-
-
-def protobuf_continue(body: bytes) -> bytes:
-    """The continue token of a protobuf list: k8s\\x00, runtime.Unknown field 2 (raw) = the list, its
-    field 1 = ListMeta, whose field 3 = continue. Reads a few headers, never the items."""
-    raw = _field(body, 4, len(body), 2)
-    meta = raw and _field(body, raw[0], raw[1], 1)
-    token = meta and _field(body, meta[0], meta[1], 3)
-    return body[token[0] : token[1]] if token else b""
 
 
 def _contexts(kubeconfig: str) -> list[str]:
@@ -120,7 +81,7 @@ def floor(kubeconfig: str, encoding: str = "protobuf") -> dict[str, Any]:
                     m = _CONTINUE.search(body, 0, 400)  # the list header comes before the items
                     token = m.group(1) if m else b""
                 else:
-                    token = protobuf_continue(body)
+                    token = continue_token(body).encode()
                 if not token:
                     break
         pool.close()

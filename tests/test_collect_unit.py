@@ -445,3 +445,20 @@ def test_protobuf_schema_matches_the_upstream_proto_files(tmp_path: Path) -> Non
                 assert (up_num, up_typ) == (num, typ), (up, fname)
                 checked += 1
     assert checked > 40
+
+
+def test_protobuf_continue_token_is_read_from_the_list_header() -> None:
+    from dnsfleet.collect import proto
+
+    C = proto._C
+    pods = [C["Pod"](metadata=C["ObjectMeta"](name=f"p{i}", namespace="ns")) for i in range(3)]
+    lst = C["PodList"](metadata=C["ListMeta"](**{"continue": "tok-123"}), items=pods)
+    type_meta = b"\x0a\x0a\x0a\x02v1\x12\x04List"  # runtime.Unknown field 1 comes first on the wire
+    body = proto.MAGIC + type_meta + C["Unknown"](raw=lst.SerializeToString()).SerializeToString()
+    assert proto.continue_token(body) == "tok-123"
+    assert proto.pods_page(body)[1] == "tok-123"
+    last = C["PodList"](metadata=C["ListMeta"](), items=pods)
+    body = proto.MAGIC + C["Unknown"](raw=last.SerializeToString()).SerializeToString()
+    assert proto.continue_token(body) == ""
+    with pytest.raises(proto.ProtoDecodeError):
+        proto.continue_token(proto.MAGIC + b"\x12\xff")  # a length running past the end

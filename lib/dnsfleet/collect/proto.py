@@ -135,6 +135,52 @@ def _parse(data: bytes, list_type: str) -> Any:
         raise ProtoDecodeError(f"bad protobuf {list_type}: {e}") from None
 
 
+def _varint(b: bytes, i: int) -> tuple[int, int]:
+    n = shift = 0
+    while True:
+        c = b[i]
+        i += 1
+        n |= (c & 0x7F) << shift
+        shift += 7
+        if c < 0x80:
+            return n, i
+
+
+def _field(b: bytes, start: int, end: int, number: int) -> tuple[int, int] | None:
+    """(start, end) of the first length-delimited field ``number`` in b[start:end]; walks the field
+    headers only, skipping every other field's body."""
+    i = start
+    while i < end:
+        key, i = _varint(b, i)
+        wire = key & 7
+        if wire == 2:
+            n, i = _varint(b, i)
+            if key >> 3 == number:
+                return i, i + n
+            i += n
+        elif wire == 0:
+            _, i = _varint(b, i)
+        elif wire in (1, 5):
+            i += 8 if wire == 1 else 4
+        else:
+            raise ValueError(f"wire type {wire}")
+    return None
+
+
+def continue_token(body: bytes) -> str:
+    """The continue token of a protobuf list without decoding it ("" on the last page): ``k8s\\x00``,
+    runtime.Unknown field 2 (raw) = the list, its field 1 = ListMeta, whose field 3 = continue. Reads a
+    few field headers, never the items (the bench's raw fetch floor pages with it). Raises
+    ProtoDecodeError on bytes that are not a protobuf list."""
+    try:
+        raw = _field(body, 4, len(body), 2)
+        meta = raw and _field(body, raw[0], raw[1], 1)
+        token = meta and _field(body, meta[0], meta[1], 3)
+        return body[token[0] : token[1]].decode() if token else ""
+    except (IndexError, ValueError) as e:
+        raise ProtoDecodeError(f"bad protobuf list header: {e}") from None
+
+
 def status_message(data: bytes) -> str | None:
     """The ``message`` of a protobuf ``Status`` (an error response), or None when ``data`` is not one."""
     try:
