@@ -304,25 +304,33 @@ def _workloads(
     cluster_ip, nl_ip = dns.get("service_ip"), dns.get("nodelocal_ip")
     first: dict[str, dict] = {}
     counts: dict[str, int] = {}
-    images: dict[str, dict[str, None]] = {}
+    images: dict[str, dict[tuple, None]] = {}  # distinct image lists per workload, first seen first
     place: dict[tuple[str, str | None], int] = {}
+    wid_of: dict[tuple, str] = {}  # (namespace, owner kind, owner name) -> workload id
     for p in pods:
-        kind, oname = _owner(p, owners)
-        ns = p.get("namespace") or ""
-        wid = f"{cluster}/{ns}/{kind}/{oname}"
-        if wid not in first:
-            first[wid] = {"p": p, "ns": ns, "kind": kind, "name": oname}
-            counts[wid] = 0
-            images[wid] = {}
+        ns_raw, okind, oname = p.get("namespace"), p.get("owner_kind"), p.get("owner_name")
+        okey = (ns_raw, okind, oname)
+        wid = wid_of.get(okey) if okind and oname else None
+        if wid is None:
+            kind, name = _owner(p, owners)
+            ns = ns_raw or ""
+            wid = f"{cluster}/{ns}/{kind}/{name}"
+            if okind and oname:
+                wid_of[okey] = wid
+            if wid not in first:
+                first[wid] = {"p": p, "ns": ns, "kind": kind, "name": name}
+                counts[wid] = 0
+                images[wid] = {}
         counts[wid] += 1
-        for img in p.get("images") or []:
-            images[wid][img] = None
+        imgs = p.get("images")
+        if imgs:
+            images[wid][tuple(imgs)] = None
         key = (wid, p.get("node"))
         place[key] = place.get(key, 0) + 1
     rows = []
     for wid, f in first.items():
         p = f["p"]
-        imgs = list(images[wid])
+        imgs = list(dict.fromkeys(img for lst in images[wid] for img in lst))
         main = imgs[0] if imgs else None
         resolver, rsrc = resolver_rules.infer_resolver(main, p.get("resolver_annotation"), mapping)
         row = {
