@@ -20,7 +20,7 @@ system-deps:
 	bash tests/fleet/build.sh all
 
 run: install
-	$(VENV)/bin/streamlit run dashboard/app.py --server.address 127.0.0.1 --server.port $(PORT) \
+	$(PY) -m dashboard.serve --server.address 127.0.0.1 --server.port $(PORT) \
 	  --server.headless true --browser.gatherUsageStats false
 
 lint: install

@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
+from dnsfleet.perf import gc_paused
 from dnsfleet.snapshot import SnapshotError, load, loads
 
 if TYPE_CHECKING:
@@ -116,19 +117,23 @@ def _scan_snapshot(
 
 @st.cache_resource(ttl="1h", max_entries=4, scope="session", show_spinner=False)
 def _file_snapshot(digest: str, name: str, _data: bytes) -> dict[str, Any]:
-    return loads(_data, name=name)
+    with gc_paused():
+        return loads(_data, name=name)
 
 
 @st.cache_resource(ttl="1h", max_entries=2, show_spinner=False)
 def _server_snapshot(path: str, mtime: float) -> dict[str, Any]:
-    return load(path)
+    with gc_paused():
+        return load(path)
 
 
 @st.cache_resource(ttl=SCAN_TTL_S, max_entries=4, scope="session", show_spinner="Scoring the fleet…")
 def _assessment(source_key: tuple[Any, ...], _snapshot: Callable[[], dict[str, Any]]) -> Assessment:
     from dnsfleet.engine import analyze
 
-    return analyze(_snapshot())
+    snapshot = _snapshot()
+    with gc_paused():  # a bulk build of long-lived frames: see dnsfleet.perf
+        return analyze(snapshot)
 
 
 def clear_caches() -> None:

@@ -27,13 +27,13 @@ CHROMIUM_ARGS = [
 
 
 def streamlit_command(port: int) -> list[str]:
-    """``streamlit run dashboard/app.py`` on 127.0.0.1:``port``, headless, no file watcher."""
+    """The dashboard as ``make run`` starts it (``python -m dashboard.serve``, i.e. ``streamlit run
+    dashboard/app.py`` with the page modules imported up front) on 127.0.0.1:``port``, headless, no
+    file watcher."""
     return [
         sys.executable,
         "-m",
-        "streamlit",
-        "run",
-        str(ROOT / "dashboard" / "app.py"),
+        "dashboard.serve",
         "--server.address",
         "127.0.0.1",
         "--server.port",
