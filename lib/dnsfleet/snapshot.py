@@ -57,6 +57,7 @@ import orjson
 from dnsfleet import __version__
 
 FORMAT = "dnsfleet.snapshot"
+RESOLVER_ANNOTATION = "dnsfleet.io/resolver"  # the one pod annotation a snapshot keeps
 SCHEMA_VERSION = 1
 MAX_BYTES = 512 * 1024 * 1024  # uncompressed size cap for a snapshot
 MAX_DEPTH = 32

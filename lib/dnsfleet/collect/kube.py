@@ -35,13 +35,12 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.config.config_exception import ConfigException
 
 from dnsfleet.collect import execauth, proto, typed
-from dnsfleet.snapshot import now_iso
+from dnsfleet.snapshot import RESOLVER_ANNOTATION, now_iso
 
 log = logging.getLogger("dnsfleet.collect")
 
 Progress = Callable[[str, str, str], None]
 
-RESOLVER_ANNOTATION = "dnsfleet.io/resolver"
 KUBE_SYSTEM = "kube-system"
 IN_CLUSTER = "in-cluster"
 

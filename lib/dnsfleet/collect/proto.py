@@ -25,7 +25,7 @@ from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
 
-from dnsfleet.rules.resolver import ANNOTATION as RESOLVER_ANNOTATION
+from dnsfleet.snapshot import RESOLVER_ANNOTATION
 
 MAGIC = b"k8s\x00"
 

@@ -18,8 +18,9 @@ from importlib import resources
 from pathlib import Path
 
 from dnsfleet.schema import RESOLVERS
+from dnsfleet.snapshot import RESOLVER_ANNOTATION
 
-ANNOTATION = "dnsfleet.io/resolver"
+ANNOTATION = RESOLVER_ANNOTATION
 
 
 @dataclass(frozen=True)
