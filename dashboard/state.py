@@ -129,9 +129,18 @@ def _server_snapshot(path: str, mtime: float) -> dict[str, Any]:
 
 @st.cache_resource(ttl=SCAN_TTL_S, max_entries=4, scope="session", show_spinner="Scoring the fleet…")
 def _assessment(source_key: tuple[Any, ...], _snapshot: Callable[[], dict[str, Any]]) -> Assessment:
+    return _analyze(_snapshot())
+
+
+# The operator's DNSFLEET_SNAPSHOT is the same for every visitor: scored once, not once per session.
+@st.cache_resource(ttl="1h", max_entries=2, show_spinner="Scoring the fleet…")
+def _server_assessment(path: str, mtime: float) -> Assessment:
+    return _analyze(_server_snapshot(path, mtime))
+
+
+def _analyze(snapshot: dict[str, Any]) -> Assessment:
     from dnsfleet.engine import analyze
 
-    snapshot = _snapshot()
     with gc_paused():  # a bulk build of long-lived frames: see dnsfleet.perf
         return analyze(snapshot)
 
@@ -144,6 +153,7 @@ def clear_caches() -> None:
         _scan_snapshot,
         _file_snapshot,
         _server_snapshot,
+        _server_assessment,
         _assessment,
     ):
         f.clear()
@@ -216,6 +226,8 @@ def current_assessment() -> Assessment:
         if not f:
             st.info("Upload a dnsfleet snapshot (.json or .json.gz) in the sidebar.")
             st.stop()
+        if f.get("path"):
+            return _server_assessment(f["path"], f["mtime"])
         return _assessment(("file", f["digest"]), _file_loader(f))
     return _demo_assessment(DEMO_SEED)
 
