@@ -51,7 +51,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import orjson
 
 from dnsfleet import __version__
@@ -185,6 +184,8 @@ def _shape_ok(raw: bytes) -> bool:
     closing bracket outside strings (the top-level object is 1, so depth d reads d + 1). A string's
     bytes between its quotes are at least its characters, so no span over MAX_STRING bytes means no
     string over MAX_STRING characters."""
+    import numpy as np  # here, not at the top: the scan CLI imports this module before its first request
+
     a = np.frombuffer(raw, dtype=np.uint8)
     quotes = np.flatnonzero(a == ord('"'))
     bs = np.flatnonzero(a == ord("\\"))

@@ -19,8 +19,7 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from dnsfleet.mitigate import kernel as kernel_mod
-from dnsfleet.mitigate import nodelocal, resolver_options
+from dnsfleet.mitigate import nodelocal
 from dnsfleet.mitigate.audit import AuditLog
 from dnsfleet.mitigate.kube import Kube, MitigationError, ObjectRef, writes_enabled
 from dnsfleet.mitigate.objects import to_yaml
@@ -94,6 +93,8 @@ def _options(values: list[str]) -> dict[str, str | None]:
 
 
 def _workload(text: str) -> ObjectRef:
+    from dnsfleet.mitigate import resolver_options  # the rules (pandas): only when used
+
     parts = text.split("/")
     if len(parts) != 3 or not all(parts):
         raise MitigationError(f"workload {text!r}: expected NAMESPACE/KIND/NAME, e.g. shop/Deployment/web")
@@ -139,6 +140,8 @@ def print_results(title: str, results: list[Result], out: TextIO) -> None:
 
 
 def _build_plan(args: argparse.Namespace, kube: Kube) -> Plan:
+    from dnsfleet.mitigate import resolver_options  # the rules (pandas): only when used
+
     if args.mitigation == "resolver-options":
         if not args.workload:
             raise MitigationError("give at least one --workload NS/KIND/NAME")
@@ -155,6 +158,8 @@ def _build_plan(args: argparse.Namespace, kube: Kube) -> Plan:
 
 
 def _build_undo(args: argparse.Namespace, kube: Kube, audit: AuditLog) -> Plan:
+    from dnsfleet.mitigate import resolver_options  # the rules (pandas): only when used
+
     if args.mitigation == "nodelocal":
         return nodelocal.plan_undo_nodelocal(kube)
     if not args.workload:
@@ -184,6 +189,8 @@ def _kernel_plan(args: argparse.Namespace, out: TextIO) -> int:
         snap = demo_snapshot()
         out.write("# no --snapshot given: using the demo fleet\n")
     a = analyze(snap)
+    from dnsfleet.mitigate import kernel as kernel_mod  # pandas: only for this command
+
     plan = kernel_mod.upgrade_plan(a.nodes, a.dns_service)
     data = kernel_mod.upgrade_plan_csv(plan)
     if args.csv:
