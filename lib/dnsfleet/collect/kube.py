@@ -814,15 +814,14 @@ class ClusterScan:
         same = strings.setdefault
 
         def project(obj: dict[str, Any]) -> dict[str, Any]:
-            system = obj
-            if type(obj) is proto.PodRow:  # decoded from protobuf straight into its row
+            if type(obj) is proto.PodRow:  # decoded from protobuf straight into its row, strings shared
                 row, system = dict(obj), obj.system
             else:
-                row = project_pod(obj)
-            for k in _SHARED_POD_FIELDS:
-                if (v := row[k]) is not None:
-                    row[k] = same(v, v)
-            row["images"] = [same(x, x) for x in row["images"]]
+                row, system = project_pod(obj), obj
+                for k in _SHARED_POD_FIELDS:
+                    if (v := row[k]) is not None:
+                        row[k] = same(v, v)
+                row["images"] = [same(x, x) for x in row["images"]]
             if row["namespace"] == KUBE_SYSTEM and system is not None:
                 self._note_system_pod(system, row)
             return row
@@ -835,7 +834,7 @@ class ClusterScan:
                 limit=self.page_limit,
                 accept=self._accept(),
                 on_restart=lambda: (pods.clear(), reset()),
-                decode=typed.pods_page,
+                decode=lambda data: typed.pods_page(data, strings),
             ):
                 pods.extend(project(it) for it in items)
         except ResourceError as e:

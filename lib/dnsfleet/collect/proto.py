@@ -21,6 +21,7 @@ that are pointers upstream (``dnsConfig``, an option's ``value``) keep their pre
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from google.protobuf import descriptor_pb2, descriptor_pool, message, message_factory
@@ -211,9 +212,12 @@ class PodRow(dict):
 
 
 _SYSTEM_NAMESPACE = "kube-system"
+_ANNOTATION_BYTES = RESOLVER_ANNOTATION.encode()
 
 
-def _pod_row(p: Any) -> PodRow:
+def _pod_row(p: Any, hinted: bool, same: Callable[[str, str], str]) -> PodRow:
+    """``hinted``: the page holds the resolver annotation somewhere (else no pod's map is looked at);
+    ``same``: keeps one copy of each repeated string (namespace, node, owner, phase, images...)."""
     m, s = p.metadata, p.spec
     ref = None
     if m.ownerReferences:
@@ -230,22 +234,27 @@ def _pod_row(p: Any) -> PodRow:
                 for o in dc.options
             ],
         }
-    ann = m.annotations
+    hint = None
+    if hinted and RESOLVER_ANNOTATION in m.annotations:
+        hint = m.annotations[RESOLVER_ANNOTATION] or None
+    ns = m.namespace
+    node, phase, policy = s.nodeName, p.status.phase, s.dnsPolicy
+    kind, owner = (ref.kind, ref.name) if ref is not None else ("", "")
     row = PodRow(
-        namespace=m.namespace or None,
+        namespace=same(ns, ns) if ns else None,
         name=m.name or None,
-        node=s.nodeName or None,
-        owner_kind=(ref.kind or None) if ref is not None else None,
-        owner_name=(ref.name or None) if ref is not None else None,
-        phase=p.status.phase or None,
+        node=same(node, node) if node else None,
+        owner_kind=same(kind, kind) if kind else None,
+        owner_name=same(owner, owner) if owner else None,
+        phase=same(phase, phase) if phase else None,
         host_network=s.hostNetwork,
-        dns_policy=s.dnsPolicy or None,
+        dns_policy=same(policy, policy) if policy else None,
         dns_config=dns_config,
-        images=[c.image for c in s.containers if c.image],
-        resolver_annotation=(ann[RESOLVER_ANNOTATION] or None) if RESOLVER_ANNOTATION in ann else None,
+        images=[same(c.image, c.image) for c in s.containers if c.image],
+        resolver_annotation=hint,
     )
     row.system = None
-    if m.namespace == _SYSTEM_NAMESPACE:
+    if ns == _SYSTEM_NAMESPACE:
         row.system = {
             "metadata": {"labels": dict(m.labels)},
             "status": {"conditions": _conditions(p.status.conditions)},
@@ -276,10 +285,13 @@ def _metadata(o: Any) -> dict[str, Any]:
     return {"metadata": {"name": m.name, "namespace": m.namespace, "ownerReferences": _refs(m)}}
 
 
-def pods_page(data: bytes) -> tuple[list[PodRow], str | None]:
-    """One page of a protobuf PodList, as projected rows. Raises ProtoDecodeError on anything else."""
+def pods_page(data: bytes, strings: dict[str, str] | None = None) -> tuple[list[PodRow], str | None]:
+    """One page of a protobuf PodList, as projected rows. ``strings``: a dict shared by the pages of a
+    scan, so repeated strings are kept once. Raises ProtoDecodeError on anything else."""
     lst = _parse(data, "PodList")
-    return [_pod_row(p) for p in lst.items], _token(lst)
+    hinted = _ANNOTATION_BYTES in data
+    same = (strings if strings is not None else {}).setdefault
+    return [_pod_row(p, hinted, same) for p in lst.items], _token(lst)
 
 
 def nodes_page(data: bytes) -> tuple[list[dict[str, Any]], str | None]:

@@ -135,10 +135,12 @@ def _page(decoder: msgspec.json.Decoder, data: bytes) -> tuple[list[dict[str, An
     return items, token or None
 
 
-def pods_page(data: bytes) -> tuple[list[dict[str, Any]], str | None]:
-    """One page of a PodList. Raises one of ``DecodeError`` on bytes that are not such a list."""
+def pods_page(data: bytes, strings: dict[str, str] | None = None) -> tuple[list[dict[str, Any]], str | None]:
+    """One page of a PodList. Raises one of ``DecodeError`` on bytes that are not such a list.
+    Protobuf pages come back already projected (``proto.PodRow``), repeated strings kept once in
+    ``strings``."""
     if proto.is_protobuf(data):
-        return proto.pods_page(data)
+        return proto.pods_page(data, strings)
     return _page(_POD_LIST, data)
 
 
