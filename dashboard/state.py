@@ -80,9 +80,7 @@ def _demo_snapshot(seed: int) -> dict[str, Any]:
 # (0.7 s for a 100,000-pod fleet). Pages must treat the frames as read-only.
 @st.cache_resource(ttl="1h", max_entries=2, show_spinner="Scoring the demo fleet…")
 def _demo_assessment(seed: int) -> Assessment:
-    from dnsfleet.engine import analyze
-
-    return analyze(_demo_snapshot(seed))
+    return _analyze(_demo_snapshot(seed))
 
 
 # Snapshots are cached as resources too: st.cache_data pickles a copy when storing and unpickles one on
