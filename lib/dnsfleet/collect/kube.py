@@ -528,15 +528,11 @@ def _json_only(accept: str) -> str:
 
 def _generic_page(api: Api, path: str, data: bytes) -> tuple[list[dict[str, Any]], str | None]:
     try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError:
-        doc = None
-    if not isinstance(doc, dict) or not isinstance(doc.get("items", []), list):
-        raise ClusterFailed(f"bad response from {api.server}{path}: not a list of the expected shape")
-    items = [i for i in doc.get("items") or [] if isinstance(i, dict)]
-    meta = doc.get("metadata")
-    token = meta.get("continue") if isinstance(meta, dict) else None
-    return items, (token if isinstance(token, str) and token else None)
+        return typed.generic_page(data)
+    except typed.ShapeError:
+        raise ClusterFailed(
+            f"bad response from {api.server}{path}: not a list of the expected shape"
+        ) from None
 
 
 def list_all(

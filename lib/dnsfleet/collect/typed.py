@@ -125,7 +125,12 @@ class NodeList(_S):
 _POD_LIST = msgspec.json.Decoder(PodList)
 _NODE_LIST = msgspec.json.Decoder(NodeList)
 
-DecodeError = (msgspec.DecodeError, msgspec.ValidationError, proto.ProtoDecodeError)
+
+class ShapeError(ValueError):
+    """JSON that is not a Kubernetes list object."""
+
+
+DecodeError = (msgspec.DecodeError, msgspec.ValidationError, proto.ProtoDecodeError, ShapeError)
 
 
 def _page(decoder: msgspec.json.Decoder, data: bytes) -> tuple[list[dict[str, Any]], str | None]:
@@ -151,18 +156,24 @@ def nodes_page(data: bytes) -> tuple[list[dict[str, Any]], str | None]:
     return _page(_NODE_LIST, data)
 
 
+def generic_page(data: bytes) -> tuple[list[dict[str, Any]], str | None]:
+    """Any JSON list page, read defensively: its items that are objects (whole) and its continue
+    token. Raises ``ShapeError`` on anything else."""
+    try:
+        doc = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        doc = None
+    if not isinstance(doc, dict) or not isinstance(doc.get("items", []), list):
+        raise ShapeError("not a list of the expected shape")
+    items = [i for i in doc.get("items") or [] if isinstance(i, dict)]
+    meta = doc.get("metadata")
+    token = meta.get("continue") if isinstance(meta, dict) else None
+    return items, (token if isinstance(token, str) and token else None)
+
+
 def metadata_page(data: bytes) -> tuple[list[dict[str, Any]], str | None]:
     """One page of a PartialObjectMetadataList (whole items when JSON: they are small). Raises one of
     ``DecodeError`` on bytes that are not such a list."""
     if proto.is_protobuf(data):
         return proto.metadata_page(data)
-    try:
-        doc = orjson.loads(data)
-    except orjson.JSONDecodeError as e:
-        raise msgspec.DecodeError(str(e)) from None
-    items = doc.get("items") if isinstance(doc, dict) else None
-    meta = doc.get("metadata") if isinstance(doc, dict) else None
-    if not isinstance(items, list) or not all(isinstance(i, dict) for i in items):
-        raise msgspec.ValidationError("not a list of objects")
-    token = meta.get("continue") if isinstance(meta, dict) else None
-    return items, (token if isinstance(token, str) and token else None)
+    return generic_page(data)
