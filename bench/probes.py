@@ -19,9 +19,10 @@ from __future__ import annotations
 import re
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import orjson
 
@@ -44,13 +45,16 @@ LISTS = {
     ),
 }
 _CONTINUE = re.compile(rb'"continue":"([^"]*)"')
+T = TypeVar("T")
 
 
-def _contexts(kubeconfig: str) -> list[str]:
+def _each_context(kubeconfig: str, one: Callable[[str], T]) -> list[T]:
+    """``one(context)`` for every context of the kubeconfig, the contexts concurrently."""
     from dnsfleet.collect.kube import kubeconfig_paths, list_contexts
 
     names, _ = list_contexts(kubeconfig_paths(kubeconfig))
-    return names
+    with ThreadPoolExecutor(len(names)) as ex:
+        return list(ex.map(one, names))
 
 
 def floor(kubeconfig: str, encoding: str = "protobuf") -> dict[str, Any]:
@@ -89,9 +93,7 @@ def floor(kubeconfig: str, encoding: str = "protobuf") -> dict[str, Any]:
         return counts
 
     t0 = time.perf_counter()
-    ctxs = _contexts(kubeconfig)
-    with ThreadPoolExecutor(len(ctxs)) as ex:
-        res = list(ex.map(one, ctxs))
+    res = _each_context(kubeconfig, one)
     return {
         "elapsed_s": time.perf_counter() - t0,
         "bytes": sum(r["bytes"] for r in res),
@@ -208,9 +210,7 @@ def naive(kubeconfig: str) -> dict[str, Any]:
         return out
 
     t0 = time.perf_counter()
-    ctxs = _contexts(kubeconfig)
-    with ThreadPoolExecutor(len(ctxs)) as ex:
-        clusters = list(ex.map(one, ctxs))
+    clusters = _each_context(kubeconfig, one)
     a = analyze(new_snapshot(clusters, source="live"))
     return {
         "elapsed_s": time.perf_counter() - t0,

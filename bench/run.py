@@ -289,21 +289,15 @@ def report(
             rss = med([r.rss_mb for r in rs])
             ratio, tgt = "", ""
             ok: bool | None = None
-            if m == "kubectl":
-                ratio = f"scan/kubectl = {scan / wall:.2f}x"
-                ok = scan / wall <= T_KUBECTL
-                tgt = f"<= {T_KUBECTL}x"
-            elif m == "naive":
+            if m == "naive":
                 ratio = f"scan {wall / scan:.1f}x faster than naive"
                 ok = wall / scan >= T_NAIVE
                 tgt = f">= {T_NAIVE}x"
-            elif m == "floor":
-                ratio = f"scan/floor = {scan / wall:.2f}x"
-                ok = scan / wall <= T_FLOOR
-                tgt = f"<= {T_FLOOR}x"
-            elif m == "floor-json":
-                ratio = f"scan/floor-json = {scan / wall:.2f}x"
-                tgt = "(reference)"
+            elif m != "scan":
+                ratio = f"scan/{m} = {scan / wall:.2f}x"
+                limit = {"kubectl": T_KUBECTL, "floor": T_FLOOR}.get(m)  # floor-json: a reference
+                ok = None if limit is None else scan / wall <= limit
+                tgt = "(reference)" if limit is None else f"<= {limit}x"
             shown = verdict(ok) if targets and ok is not None else ""
             name = f"kubectl ({s.kubectl_mode})" if m == "kubectl" else m
             fetched = s.raw_bytes if m in ("scan", "floor") else s.raw_json_bytes
