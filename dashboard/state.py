@@ -115,13 +115,13 @@ def _scan_snapshot(
 
 @st.cache_resource(ttl="1h", max_entries=4, scope="session", show_spinner=False)
 def _file_snapshot(digest: str, name: str, _data: bytes) -> dict[str, Any]:
-    with gc_paused():
+    with gc_paused(freeze=True):  # kept until evicted: see dnsfleet.perf
         return loads(_data, name=name)
 
 
 @st.cache_resource(ttl="1h", max_entries=2, show_spinner=False)
 def _server_snapshot(path: str, mtime: float) -> dict[str, Any]:
-    with gc_paused():
+    with gc_paused(freeze=True):
         return load(path)
 
 
@@ -139,7 +139,7 @@ def _server_assessment(path: str, mtime: float) -> Assessment:
 def _analyze(snapshot: dict[str, Any]) -> Assessment:
     from dnsfleet.engine import analyze
 
-    with gc_paused():  # a bulk build of long-lived frames: see dnsfleet.perf
+    with gc_paused(freeze=True):  # a bulk build of long-lived frames: see dnsfleet.perf
         return analyze(snapshot)
 
 
