@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from dnsfleet.demo import demo_snapshot
-from dnsfleet.engine import analyze
+from dnsfleet.engine import analyze, cluster_risk
 from tests.builders import cluster, node, pod, snapshot
 
 SRR = [{"name": "single-request-reopen", "value": None}]
@@ -195,6 +195,18 @@ def test_analysis_is_deterministic() -> None:
     a, b = analyze(demo_snapshot()), analyze(demo_snapshot())
     pd.testing.assert_frame_equal(a.clusters, b.clusters)
     pd.testing.assert_frame_equal(a.recommendations, b.recommendations)
+
+
+@pytest.mark.parametrize("seed", [1, 7, 42])
+def test_cluster_risk_alone_is_the_assessments_cluster_frame(seed: int) -> None:
+    """`dnsfleet scan` scores the clusters without building the other frames: same rows, same values."""
+    snap = demo_snapshot(seed)
+    snap["clusters"].append(
+        {"name": "gone", "status": "failed", "reason": "unreachable: timeout", "nodes": [], "pods": []}
+    )
+    full = analyze(snap).clusters
+    assert set(full["level"]) >= {"high", "unknown"}  # scored clusters and a failed one
+    pd.testing.assert_frame_equal(cluster_risk(snap), full, check_exact=True)
 
 
 KERNELS = ["4.15.0-1029-azure", "4.15.0-1030-azure", "5.4.0-1103-aws", "5.15.0-1057-azure", "6.6.30-acme"]

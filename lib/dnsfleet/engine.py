@@ -39,12 +39,29 @@ def analyze(snapshot: dict[str, Any], mapping: tuple[ImageRule, ...] = ()) -> As
     return assess(frames, meta, snapshot)
 
 
+def cluster_risk(snapshot: dict[str, Any], mapping: tuple[ImageRule, ...] = ()) -> pd.DataFrame:
+    """``analyze(snapshot).clusters`` alone: the scored node, workload, factor and recommendation frames,
+    which the clusters' scores and reasons do not depend on, are not built (what ``dnsfleet scan``
+    prints; 0.3 s less at 100,000 pods)."""
+    frames = build_frames(snapshot, mapping)
+    nx = node_exposure(frames)
+    return _clusters_out(_cluster_risk(frames, placements_scored(frames, nx), nx))
+
+
+def _clusters_out(clusters: pd.DataFrame) -> pd.DataFrame:
+    return (
+        schema.conform(clusters, "clusters", schema.RISK_COLUMNS)
+        .sort_values(["score", "cluster"], ascending=[False, True], na_position="last")
+        .reset_index(drop=True)
+    )
+
+
 def assess(frames: Frames, meta: dict[str, Any] | None = None, snapshot: dict | None = None) -> Assessment:
     nx = node_exposure(frames)
     p = placements_scored(frames, nx)
     wl = _workload_risk(frames, p)
     nodes = _node_risk(frames, p, nx)
-    clusters = _cluster_risk(frames, p, nx, wl)
+    clusters = _cluster_risk(frames, p, nx)
     recs = recommendations(frames, p, nx, wl)
     fix = recs[recs["scope"] == "workload"].drop_duplicates("target").set_index("target")["mitigation"]
     wl["recommended_fix"] = wl["workload_id"].map(fix).astype("string")
@@ -63,9 +80,7 @@ def assess(frames: Frames, meta: dict[str, Any] | None = None, snapshot: dict | 
     )
     return Assessment(
         meta=dict(meta or {}),
-        clusters=schema.conform(clusters, "clusters", schema.RISK_COLUMNS)
-        .sort_values(["score", "cluster"], ascending=[False, True], na_position="last")
-        .reset_index(drop=True),
+        clusters=_clusters_out(clusters),
         nodes=schema.conform(nodes, "nodes", schema.RISK_COLUMNS),
         workloads=schema.conform(wl, "workloads", schema.RISK_COLUMNS + schema.WORKLOAD_RISK_COLUMNS),
         placements=frames.placements,
@@ -243,7 +258,7 @@ def _node_risk(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame) -> pd.DataFram
     return nodes
 
 
-def _cluster_risk(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame, wl: pd.DataFrame) -> pd.DataFrame:
+def _cluster_risk(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame) -> pd.DataFrame:
     cl = frames.clusters.copy()
     agg = aggregate(p, ["cluster"], quantile=0.9)
     cl = cl.merge(agg, on="cluster", how="left")
@@ -265,6 +280,7 @@ def _cluster_risk(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame, wl: pd.Data
     grew_n = grew.groupby("cluster").size().to_dict()
     grew_sum = grew.groupby("cluster")["insert_failed_increase"].sum().to_dict()
     grew_exact = grew["counters_exact"].fillna(False).astype(bool).groupby(grew["cluster"]).all().to_dict()
+    wl = frames.workloads  # unscored: the counts below need the workloads' pods and resolvers only
     pods_all = wl.groupby("cluster")["pods"].sum().to_dict()
     pair = wl[wl["sends_parallel_pair"] == "yes"]
     pair_pods = pair.groupby("cluster")["pods"].sum().to_dict()

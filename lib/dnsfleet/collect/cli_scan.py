@@ -217,10 +217,10 @@ def _run_scan(args: argparse.Namespace, stdout: TextIO | None, stderr: TextIO | 
         err.write(f"snapshot written to {path}\n")
     # Imported after the collection (pandas, pyarrow: ~0.3 s): the collection needs neither, and
     # importing them in a thread during it gains nothing on a CPU-bound scan.
-    from dnsfleet.engine import analyze
+    from dnsfleet.engine import cluster_risk
 
     try:
-        df = summary_frame(analyze(snap).clusters)
+        df = summary_frame(cluster_risk(snap))
     except Exception as e:  # scoring must not hide the scan result; say why in one line
         err.write(f"dnsfleet scan: scoring failed ({type(e).__name__}: {' '.join(str(e).split())[:160]})\n")
         df = snapshot_summary(snap)
