@@ -7,6 +7,7 @@ on stderr, never a traceback).
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import sys
 from collections.abc import Sequence
@@ -40,6 +41,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dnsfleet: interrupted", file=sys.stderr)
         return 130
+
+
+def entry() -> None:
+    """The ``dnsfleet`` console script: ``main()``, then exit.
+
+    Before exiting, everything still alive (mostly the imported modules: pandas, pyarrow, the
+    kubernetes client) is moved out of the cyclic collector's reach (``gc.freeze``): the interpreter's
+    last collection would otherwise traverse all of it just before the process ends, 0.2 s after a
+    100,000-pod scan. Objects are still finalised as before; only that traversal is skipped."""
+    code = main()
+    gc.freeze()
+    sys.exit(code)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -224,4 +237,4 @@ def write_snapshot(snapshot: dict[str, Any], path: str | Path) -> Path:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()
