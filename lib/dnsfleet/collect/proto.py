@@ -218,11 +218,16 @@ _ANNOTATION_BYTES = RESOLVER_ANNOTATION.encode()
 def _pod_row(p: Any, hinted: bool, same: Callable[[str, str], str]) -> PodRow:
     """``hinted``: the page holds the resolver annotation somewhere (else no pod's map is looked at);
     ``same``: keeps one copy of each repeated string (namespace, node, owner, phase, images...)."""
-    m, s = p.metadata, p.spec
-    ref = None
-    if m.ownerReferences:
-        refs = m.ownerReferences
-        ref = next((r for r in refs if r.controller), refs[0])
+    m, s = p.metadata, p.spec  # each attribute read builds a wrapper object: read each field once
+    refs = m.ownerReferences
+    kind = owner = None
+    if refs:
+        ref = refs[0]
+        if not ref.controller and len(refs) > 1:
+            ref = next((r for r in refs if r.controller), ref)
+        kind, owner = ref.kind, ref.name
+        kind = same(kind, kind) if kind else None
+        owner = same(owner, owner) if owner else None
     dns_config = None
     if s.HasField("dnsConfig"):
         dc = s.dnsConfig
@@ -239,18 +244,17 @@ def _pod_row(p: Any, hinted: bool, same: Callable[[str, str], str]) -> PodRow:
         hint = m.annotations[RESOLVER_ANNOTATION] or None
     ns = m.namespace
     node, phase, policy = s.nodeName, p.status.phase, s.dnsPolicy
-    kind, owner = (ref.kind, ref.name) if ref is not None else ("", "")
     row = PodRow(
         namespace=same(ns, ns) if ns else None,
         name=m.name or None,
         node=same(node, node) if node else None,
-        owner_kind=same(kind, kind) if kind else None,
-        owner_name=same(owner, owner) if owner else None,
+        owner_kind=kind,
+        owner_name=owner,
         phase=same(phase, phase) if phase else None,
         host_network=s.hostNetwork,
         dns_policy=same(policy, policy) if policy else None,
         dns_config=dns_config,
-        images=[same(c.image, c.image) for c in s.containers if c.image],
+        images=[same(i, i) for c in s.containers if (i := c.image)],
         resolver_annotation=hint,
     )
     row.system = None
