@@ -174,6 +174,7 @@ def measure_size(
         for r in range(repeat):
             order = methods[r % len(methods) :] + methods[: r % len(methods)]
             for m in order:
+                bf.stir()
                 run = run_procs(commands(m, bf.kubeconfig, bf.contexts, kubectl), runs)
                 if m == "scan":
                     _check_scan(run.out, pods)
