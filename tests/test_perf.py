@@ -4,6 +4,7 @@ later collections, which is only safe because snapshots and assessments hold no 
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -46,6 +47,23 @@ def test_freeze_moves_the_build_out_of_later_collections(collector: None) -> Non
         kept += [{"pod": [i]} for i in range(1000)]
     assert gc.get_freeze_count() >= 2000
     assert gc.isenabled()
+
+
+def test_freeze_frees_young_garbage_cycles_first(collector: None) -> None:
+    """A cycle that was already garbage is collected before the freeze, not kept forever with it."""
+
+    class Node:
+        pass
+
+    gc.collect()  # counts reset: no automatic collection can run before the block below
+    node = Node()
+    node.self = node  # type: ignore[attr-defined]
+    gone = weakref.ref(node)
+    del node
+    assert gone() is not None  # only the collector can free it
+    with gc_paused(freeze=True):
+        pass
+    assert gone() is None
 
 
 def test_freeze_only_when_the_outermost_use_ends(collector: None) -> None:
