@@ -429,9 +429,6 @@ class CountingRest(Rest):
         return out
 
 
-STIR_POD = "dnsfleet-bench-stir"
-
-
 @dataclasses.dataclass
 class BenchFleet:
     pods: int
@@ -447,30 +444,6 @@ class BenchFleet:
     @property
     def contexts(self) -> list[str]:
         return self.fleet.contexts
-
-    def stir(self) -> None:
-        """Create and delete one unscheduled pod per cluster, leaving the data as it was.
-
-        A real cluster's pods change every few seconds; the bench fleet's never do. After a while an
-        idle API server no longer holds a watch-cache snapshot at the latest resourceVersion and reads
-        every page after the first from etcd (KEP-4988 serves pagination from those snapshots): on the
-        100k fleet the protobuf floor went from 3.4 s to 7.5-8.2 s and the API servers' CPU from 4 s to
-        11 s, until one pod write made them fast again. Called before each measured run, so every
-        method reads a server in the state real clusters are in."""
-        pod = {
-            "apiVersion": "v1",
-            "kind": "Pod",
-            "metadata": {"name": STIR_POD},
-            "spec": {"containers": [{"name": "c", "image": "registry.invalid/stir"}]},
-        }
-        for rc in self.fleet.clusters.values():
-            rest = rc.rest()
-            try:
-                rest.request("POST", "/api/v1/namespaces/default/pods", pod)
-                # unscheduled (no kubelet to wait for): deleted at once, not gracefully
-                rest.request("DELETE", f"/api/v1/namespaces/default/pods/{STIR_POD}", ok=(200, 202))
-            finally:
-                rest.close()
 
     def stop(self) -> None:
         self.fleet.stop()
