@@ -108,3 +108,17 @@ def test_the_cycle_check_finds_a_cycle(collector: None) -> None:
         return node
 
     assert _cyclic_garbage_after_dropping(make)
+
+
+def test_keep_freed_memory_on_glibc_and_without_mallopt(monkeypatch: pytest.MonkeyPatch) -> None:
+    import ctypes
+
+    from dnsfleet import perf
+
+    assert perf.keep_freed_memory() is True  # this machine's glibc takes M_TOP_PAD
+
+    def no_libc(_name: object) -> object:
+        raise OSError("no C library")
+
+    monkeypatch.setattr(ctypes, "CDLL", no_libc)
+    assert perf.keep_freed_memory() is False  # elsewhere: nothing changed, no error
