@@ -78,29 +78,29 @@ def _env() -> dict[str, str]:
     return env
 
 
+LAUNCH = ROOT / "bench" / "launch.py"
+
+
 def run_procs(cmds: list[list[str]], outdir: Path) -> Run:
-    """Start ``cmds`` together; wall time until the last exits; RSS is the sum of their peaks."""
-    t0 = time.perf_counter()
+    """Start ``cmds`` together, each through ``bench/launch.py`` (so its peak RSS is its own, not this
+    runner's); wall time until the last exits; RSS is the sum of their peaks."""
     procs = []
     outs = []
     for i, cmd in enumerate(cmds):
-        out = outdir / f"out-{i}"
-        err = outdir / f"err-{i}"
-        outs.append((out, err))
+        out, err, res = outdir / f"out-{i}", outdir / f"err-{i}", outdir / f"launch-{i}.json"
+        res.unlink(missing_ok=True)
+        outs.append((out, err, res))
         with open(out, "wb") as o, open(err, "wb") as e:
-            procs.append(subprocess.Popen(cmd, stdout=o, stderr=e, env=_env(), cwd=ROOT))
-    rss_kb = 0
-    codes = []
-    for p in procs:
-        _, status, ru = os.wait4(p.pid, 0)
-        p.returncode = os.waitstatus_to_exitcode(status)
-        codes.append(p.returncode)
-        rss_kb += ru.ru_maxrss
-    wall = time.perf_counter() - t0
-    for code, cmd, (_out, err) in zip(codes, cmds, outs, strict=True):
+            launched = [sys.executable, "-S", str(LAUNCH), str(res), *cmd]
+            procs.append(subprocess.Popen(launched, stdout=o, stderr=e, env=_env(), cwd=ROOT))
+    codes = [p.wait() for p in procs]
+    for code, cmd, (_out, err, _res) in zip(codes, cmds, outs, strict=True):
         if code != 0:
             tail = err.read_bytes().decode(errors="replace").strip().splitlines()[-1:] or ["(no stderr)"]
             raise BenchError(f"{Path(cmd[0]).name} {' '.join(cmd[1:3])} exited {code}: {tail[0][:300]}")
+    measured = [orjson.loads(res.read_bytes()) for _out, _err, res in outs]
+    wall = max(m["wall_s"] for m in measured)  # they start together: until the last one ends
+    rss_kb = sum(m["maxrss_kb"] for m in measured)
     return Run(wall, rss_kb / 1024, outs[0][0].read_bytes() if len(cmds) == 1 else b"")
 
 
