@@ -20,8 +20,6 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from prometheus_client.parser import text_string_to_metric_families
-
 from dnsfleet.collect.kube import KUBE_SYSTEM, Api, ClusterFailed, ResourceError, proxy_path
 from dnsfleet.collect.prom import rcode_shares, share_over, version_tuple
 
@@ -59,6 +57,9 @@ def _parse_one(text: str, now: float) -> CoreDNSSample:
     fwd_proxy: dict[float, float] = {}
     fwd_old: dict[float, float] = {}
     start: float | None = None
+    # imported here: a scan without scraping (--no-scrape, or Prometheus) never needs the parser
+    from prometheus_client.parser import text_string_to_metric_families
+
     for fam in text_string_to_metric_families(text):
         for sm in fam.samples:
             name, labels, value = sm.name, sm.labels, float(sm.value)
