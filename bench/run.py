@@ -168,7 +168,7 @@ def stir(bf: BenchFleet) -> None:
     A real cluster's pods change every few seconds; the bench fleet's never do. After a while an idle
     API server no longer holds a watch-cache snapshot at the latest resourceVersion and reads every
     page after the first from etcd (KEP-4988 serves pagination from those snapshots): on the 100k
-    fleet the protobuf floor went from 3.4 s to 7.5-8.2 s and the API servers' CPU from 4 s to 11 s,
+    fleet the protobuf floor went from 3.4 s to 7.4-8.2 s and the API servers' CPU from 4 s to 11 s,
     until one pod write made them fast again. Called before each measured run, so every method reads
     a server in the state real clusters are in. (Here, not in bench/fleet.py: that file is part of
     the seed cache key.)"""
