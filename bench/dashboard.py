@@ -125,17 +125,16 @@ def _rerun_ms(page: Any, action: Any, tries: int = 1) -> float:
     started no run within 15 s (a key press the page did not take) is repeated, timed afresh."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
-    for _ in range(tries - 1):
+    for attempt in range(tries):
         t0 = page.evaluate("window.__st = []; performance.now()")
         action()
-        try:
-            page.wait_for_function(STARTED, timeout=15_000, polling=20)
-        except PlaywrightTimeout:
-            continue
+        if attempt < tries - 1:
+            try:
+                page.wait_for_function(STARTED, timeout=15_000, polling=20)
+            except PlaywrightTimeout:
+                continue
         return _settle(page) - float(t0)
-    t0 = page.evaluate("window.__st = []; performance.now()")
-    action()
-    return _settle(page) - float(t0)
+    raise AssertionError("unreachable: the last try returns")
 
 
 def measure(snapshot: Path, workdir: Path, repeat: int = 3) -> dict[str, list[float]]:
