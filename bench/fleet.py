@@ -128,8 +128,9 @@ def cluster_spec(index: int, pods: int, nodes: int) -> S.ClusterSpec:
         base,
         name=NAMES[index],
         pools=_scale_pools(base, nodes),
-        node_cidr_prefix=f"10.{100 + index}.0",  # rewritten to valid addresses by full_size()
-        pod_prefix=f"10.{index * 16}",
+        # loopback (the API server dials pod and node IPs); rewritten to valid addresses by full_size()
+        node_cidr_prefix=f"127.{100 + index}.0",
+        pod_prefix=f"127.{16 + index * 16}",
         coredns_replicas=max(2, min(10, nodes // 100)),
         coredns_ready=max(2, min(10, nodes // 100)) - (1 if index == 1 else 0),
         nodelocal_missing=min(base.nodelocal_missing, nodes - 1),
@@ -227,7 +228,9 @@ def bench_specs(pods: int) -> list[S.ClusterSpec]:
 
 
 class _Addresses:
-    """Rewrite the spec convention's node/pod addresses (``prefix.k`` breaks past 245 nodes) to valid ones."""
+    """Rewrite the spec convention's node/pod addresses (``prefix.k`` breaks past 245 nodes) to valid ones,
+    all in 127.0.0.0/8 (kube-dns EndpointSlice addresses, which may not be loopback, in the same 10.x
+    image that ``tests.fleet.spec.endpoint_ip`` gives)."""
 
     def __init__(self, spec: S.ClusterSpec, index: int) -> None:
         self.node_prefix = spec.node_cidr_prefix + "."
@@ -235,10 +238,10 @@ class _Addresses:
         self.index = index
 
     def node_ip(self, k: int) -> str:
-        return f"10.{100 + self.index}.{k // 250}.{k % 250 + 2}"
+        return f"127.{100 + self.index}.{k // 250}.{k % 250 + 2}"
 
     def pod_net(self, k: int) -> str:
-        return f"10.{self.index * 16 + k // 256}.{k % 256}"
+        return f"127.{16 + self.index * 16 + k // 256}.{k % 256}"
 
     def __call__(self, value: str) -> str:
         if value.startswith(self.node_prefix):
@@ -260,8 +263,11 @@ def _rewrite(obj: Any, fix: _Addresses) -> Any:
         return {k: _rewrite(v, fix) for k, v in obj.items()}
     if isinstance(obj, list):
         return [_rewrite(v, fix) for v in obj]
-    if isinstance(obj, str) and obj[:3] == "10.":
-        return fix(obj)
+    if isinstance(obj, str):
+        if obj[:4] == "127.":
+            return fix(obj)
+        if obj[:3] == "10.":  # an endpoint address: S.endpoint_ip of a pod IP
+            return S.endpoint_ip(fix("127." + obj[3:]))
     return obj
 
 

@@ -15,7 +15,11 @@ import streamlit as st  # noqa: E402
 
 from dashboard import nav, state  # noqa: E402
 
-st.set_page_config(page_title="dnsfleet", page_icon=":material/dns:", layout="wide")
+# A local file, not a :material/...: icon or an emoji: Streamlit turns those into favicon URLs on public
+# font/CDN hosts, and the dashboard must work (and load nothing) without internet access.
+st.set_page_config(
+    page_title="dnsfleet", page_icon=str(Path(__file__).with_name("favicon.png")), layout="wide"
+)
 current = st.navigation(nav.pages())
 state.render_sidebar()
 state.render_source_error()

@@ -9,6 +9,8 @@ Fixtures (reusable by other browser tests, e.g. the mitigations click-through):
   of the test module.
 - ``new_page(server) -> Dash``: a fresh browser context (1600x1000, downloads on) opened on the server,
   wrapped with ``goto(page_path)``, ``wait()``, ``assert_no_exception()`` and ``screenshot(name)``.
+  Every request the page makes to a host outside 127.0.0.0/8 (or ::1, localhost) is aborted before it
+  leaves and fails the test at teardown, naming the URL: the dashboard must load nothing from outside.
 
 Screenshots go to ``artifacts/screenshots/`` (git-ignored).
 """
@@ -25,9 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
 
-from tests.browser.harness import CHROMIUM, CHROMIUM_ARGS, clean_env, streamlit_command
+from tests.browser.harness import CHROMIUM, CHROMIUM_ARGS, clean_env, outside_loopback, streamlit_command
 
 pytestmark = pytest.mark.browser
 
@@ -179,13 +181,20 @@ def start_dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callab
 @pytest.fixture
 def new_page(browser: Browser) -> Iterator[Callable[[DashboardServer], Dash]]:
     contexts: list[BrowserContext] = []
+    blocked: list[str] = []
+
+    def block(route: Route) -> None:
+        blocked.append(route.request.url)
+        route.abort("blockedbyclient")
 
     def open_page(server: DashboardServer) -> Dash:
         ctx = browser.new_context(viewport={"width": 1600, "height": 1000}, accept_downloads=True)
         ctx.set_default_timeout(RUN_TIMEOUT_MS)
+        ctx.route(outside_loopback, block)
         contexts.append(ctx)
         return Dash(ctx.new_page(), server)
 
     yield open_page
     for ctx in contexts:
         ctx.close()
+    assert blocked == [], f"the page requested hosts outside loopback: {sorted(set(blocked))[:5]}"

@@ -9,8 +9,10 @@ The dashboard is started with ``streamlit_command`` from the repository root (so
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import sys
+import urllib.parse
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,3 +54,17 @@ def clean_env(**extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("DNSFLEET_", "KUBECONFIG"))}
     env.update(extra, PYTHONUNBUFFERED="1")
     return env
+
+
+def outside_loopback(url: str) -> bool:
+    """An http(s)/ws URL whose host is not loopback (data:, blob: and about: URLs never leave)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme not in ("http", "https", "ws", "wss"):
+        return False
+    host = (parts.hostname or "").strip("[]")
+    if host == "localhost":
+        return False
+    try:
+        return not ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return True  # a name would be resolved, then dialed

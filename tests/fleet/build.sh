@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Build the real servers of the test fleet (kube-apiserver, etcd) from Go modules.
+# Build the real servers of the test fleet (kube-apiserver, etcd, CoreDNS) from Go modules.
 # Idempotent: binaries are cached per version under $DNSFLEET_CACHE/k8s/<version>/ (default
 # ~/.cache/dnsfleet, outside any clone so CI's fresh clone reuses them); a second run is a no-op.
 # Recipe: ../shared/docs/real-apiserver-recipe.md (wrapper modules with the staging replace list).
@@ -7,6 +7,11 @@ set -euo pipefail
 
 K8S_VERSION=${K8S_VERSION:-v1.34.4}
 ETCD_VERSION=${ETCD_VERSION:-v3.6.14}
+# Every CoreDNS version a fleet cluster's image names (tests/fleet/spec.py; a test keeps them in step).
+COREDNS_VERSIONS=${COREDNS_VERSIONS:-v1.8.7 v1.11.1 v1.11.3}
+# Older CoreDNS releases pin a golang.org/x/net whose linkname into syscall current Go refuses; raise it
+# to this floor (only when lower: never downgrade what a release requires).
+XNET_FLOOR=v0.33.0
 CACHE=${DNSFLEET_CACHE:-$HOME/.cache/dnsfleet}
 HERE=$(cd "$(dirname "$0")" && pwd)
 OUT_K8S="$CACHE/k8s/$K8S_VERSION"
@@ -88,12 +93,41 @@ build_kubectl() {
   say "kubectl: $("$OUT_KUBECTL/kubectl" version --client 2>&1 | head -1)"
 }
 
+# CoreDNS with the few plugins the fleet's Corefiles use (tests/fleet/go/coredns/main.go), one binary per
+# version so each CoreDNS pod serves the exposition of the release its image names.
+build_coredns() {
+  local v=$1 out="$CACHE/coredns/$1"
+  if [ -x "$out/coredns" ] && "$out/coredns" -version 2>/dev/null | grep -q "CoreDNS-${v#v}\$"; then
+    say "coredns $v cached at $out"; return
+  fi
+  say "building coredns $v"
+  local work; work=$(mktemp -d)
+  cp "$HERE/go/coredns/go.mod" "$HERE/go/coredns/main.go" "$work/"
+  (
+    cd "$work"
+    go get github.com/coredns/coredns@"$v"
+    local xnet; xnet=$(go list -m -f '{{.Version}}' golang.org/x/net)
+    if [ "$(printf '%s\n%s\n' "$xnet" "$XNET_FLOOR" | sort -V | head -1)" != "$XNET_FLOOR" ]; then
+      go get golang.org/x/net@"$XNET_FLOOR"
+    fi
+    go mod tidy
+    mkdir -p "$out.tmp"
+    go build -trimpath -ldflags "-s -w -X github.com/coredns/coredns/coremain.GitCommit=$v" -o "$out.tmp/coredns" .
+  )
+  rm -rf "$work" "$out"; mv "$out.tmp" "$out"
+  say "coredns: $("$out/coredns" -version | head -1)"
+}
+
+build_corednses() { local v; for v in $COREDNS_VERSIONS; do build_coredns "$v"; done; }
+
 case "${1:-all}" in
   apiserver) build_apiserver ;;
   etcd) build_etcd ;;
   kubectl) build_kubectl ;;
   print-kubectl) echo "$OUT_KUBECTL/kubectl" ;;
-  all) build_etcd; build_apiserver ;;
+  coredns) build_corednses ;;
+  all) build_etcd; build_apiserver; build_corednses ;;
   print-dirs) echo "$OUT_K8S $OUT_ETCD" ;;
-  *) say "usage: $0 [all|apiserver|etcd|kubectl|print-dirs|print-kubectl]"; exit 2 ;;
+  print-coredns) echo "$CACHE/coredns $COREDNS_VERSIONS" ;;
+  *) say "usage: $0 [all|apiserver|etcd|coredns|kubectl|print-dirs|print-coredns|print-kubectl]"; exit 2 ;;
 esac

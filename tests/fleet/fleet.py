@@ -1,5 +1,8 @@
 """The real multi-cluster test fleet: per cluster one etcd + one kube-apiserver on 127.0.0.1, seeded from
-``tests.fleet.spec``, plus one Prometheus backfilled with CoreDNS and node-exporter conntrack series.
+``tests.fleet.spec``, a real CoreDNS behind each served CoreDNS pod, plus one Prometheus backfilled with
+CoreDNS and node-exporter conntrack series. Every address a server of the fleet can be made to dial (pod
+and node IPs) is in 127.0.0.0/8, except the ready CoreDNS pods': those live in a network namespace the
+fleet creates (the API server will not proxy to loopback; ``tests/fleet/coredns.py``).
 
 Start it with ``start_fleet(workdir, clusters=None)`` (the pytest fixture ``fleet`` in
 ``tests/conftest.py`` does this once per session), or from a shell with ``python -m tests.fleet up``.
@@ -31,6 +34,10 @@ The ``Fleet`` object (others code against it; keep it stable)::
     fleet.specs: list[ClusterSpec]  # the specs it was started from (tests.fleet.spec)
     fleet.workdir: Path             # logs: <workdir>/<cluster>/{etcd,apiserver}.log, prometheus/
     fleet.timings: dict[str, float] # start-up measurements (see "Seed cache" below)
+    fleet.net: PodNet | None        # the fleet's network namespace (None without root): .routes(ip)
+    fleet.coredns: list[CoreDNSPod] # every ready CoreDNS pod: .cluster .pod .ip (in fleet.net) .served
+                                    # .started_at; a real CoreDNS serves :9153 behind each served one
+                                    # (tests.fleet.coredns; expected_scrape(spec) is what a scrape reads)
 
 Users (static tokens, ``--token-auth-file``): ``admin`` (group ``system:masters``), ``viewer`` (bound to
 ClusterRole ``dnsfleet-viewer``: get/list/watch everything, nonResource get, create SSAR/SSRR) and
@@ -58,6 +65,7 @@ from __future__ import annotations
 import atexit
 import base64
 import hashlib
+import ipaddress
 import json
 import os
 import queue
@@ -79,6 +87,7 @@ from typing import Any
 
 import yaml
 
+from tests.fleet import coredns as D
 from tests.fleet import metrics as M
 from tests.fleet import spec as S
 from tests.fleet.seed import FleetError, Rest, seed
@@ -108,7 +117,11 @@ def binary_dirs() -> tuple[Path, Path]:
 
 def _binaries_present() -> bool:
     k8s, etcd = binary_dirs()
-    return os.access(k8s / "kube-apiserver", os.X_OK) and os.access(etcd / "etcd", os.X_OK)
+    return (
+        os.access(k8s / "kube-apiserver", os.X_OK)
+        and os.access(etcd / "etcd", os.X_OK)
+        and all(os.access(D.binary(v), os.X_OK) for v in D.built_versions())
+    )
 
 
 def _foreign_build_running() -> bool:
@@ -124,13 +137,13 @@ def _foreign_build_running() -> bool:
         for i, a in enumerate(argv):
             if a.endswith(b"tests/fleet/build.sh"):
                 mode = argv[i + 1] if i + 1 < len(argv) else b""
-                if mode in (b"", b"all", b"apiserver", b"etcd"):  # not the instant `print-dirs`
+                if mode in (b"", b"all", b"apiserver", b"etcd", b"coredns"):  # not the instant `print-*`
                     return True
     return False
 
 
 def ensure_binaries(timeout: float = 3600) -> None:
-    """Build kube-apiserver and etcd if needed (``tests/fleet/build.sh all``, idempotent).
+    """Build kube-apiserver, etcd and CoreDNS if needed (``tests/fleet/build.sh all``, idempotent).
 
     Serialised with a lock file so parallel test sessions never build into the same directory; a
     build already running outside any lock (e.g. started by ``make system-deps``) is waited for.
@@ -441,6 +454,9 @@ def _prepare_cluster(spec: S.ClusterSpec, root: Path, bins: tuple[Path, Path]) -
                 f"--token-auth-file={tokens_csv}",
                 "--disable-admission-plugins=ServiceAccount,TaintNodesByCondition",
                 "--endpoint-reconciler-type=none",
+                # node proxy/logs/exec dial the node's InternalIP (loopback in the fleet), never a
+                # Hostname the API server would have to resolve
+                "--kubelet-preferred-address-types=InternalIP",
                 "--allow-privileged=true",
                 "--profiling=false",
                 "--v=1",
@@ -589,6 +605,14 @@ def _boot_and_seed(rc: RunningCluster, cache: Path | None) -> dict[str, float]:
     return {"servers_s": t1 - t0, "seed_s": time.monotonic() - t1, "cached": float(hit)}
 
 
+def _boot_seed_and_serve(fleet: Fleet, rc: RunningCluster, cache: Path | None) -> dict[str, float]:
+    out = _boot_and_seed(rc, cache)
+    t0 = time.monotonic()
+    fleet._start_coredns(rc)
+    out["coredns_s"] = time.monotonic() - t0
+    return out
+
+
 def _wait_bootstrap(rest: Rest, timeout: float = 60) -> None:
     """/readyz can pass a moment before the RBAC bootstrap roles and kube-system exist."""
     deadline = time.monotonic() + timeout
@@ -622,6 +646,9 @@ class Fleet:
         self.metrics_step = 60
         self.timings: dict[str, float] = {}
         self._prometheus: _Proc | None = None
+        self.coredns: list[D.CoreDNSPod] = []
+        self.net: D.PodNet | None = None  # the namespace behind the CoreDNS pods' addresses (needs root)
+        self._coredns_procs: list[_Proc] = []
         self._stopped = False
         self.attached = False  # True: processes belong to another `python -m tests.fleet up`
         atexit.register(self.stop)
@@ -677,6 +704,15 @@ class Fleet:
             "metrics_start": self.metrics_start,
             "metrics_end": self.metrics_end,
             "metrics_step": self.metrics_step,
+            "coredns": [vars(c) for c in self.coredns],
+            "net": None
+            if self.net is None
+            else {
+                "name": self.net.name,
+                "host_if": self.net.host_if,
+                "peer": self.net.peer,
+                "subnet": str(self.net.subnet),
+            },
             "clusters": {
                 n: {
                     "server": rc.server,
@@ -699,14 +735,51 @@ class Fleet:
         if self.attached:
             atexit.unregister(self.stop)
             return
-        procs = [rc.stop for rc in self.clusters.values()]
+        procs = [rc.stop for rc in self.clusters.values()] + [p.stop for p in self._coredns_procs]
         if self._prometheus:
             procs.append(self._prometheus.stop)
         with ThreadPoolExecutor(max_workers=max(1, len(procs))) as ex:
             list(ex.map(lambda f: f(), procs))
+        if self.net is not None:  # last: no process may still dial into it
+            self.net.delete()
         atexit.unregister(self.stop)
 
     # -- start-up ----------------------------------------------------------------------------------
+
+    def _start_coredns(self, rc: RunningCluster) -> None:
+        """Give the cluster's ready CoreDNS pods their loopback addresses, start a real CoreDNS behind
+        each served one, and send it the fixed query mix (``tests.fleet.coredns``)."""
+        pods = [c for c in self.coredns if c.cluster == rc.name]
+        if not pods or self.net is None:
+            return
+        rest = rc.rest("admin")
+        try:
+            for c in pods:
+                D.patch_pod_ip(rest, c)
+        finally:
+            rest.close()
+        exe = D.binary(rc.spec.coredns_version)
+        started = []
+        for c in pods:
+            if not c.served:
+                continue
+            conf = rc.dir / f"Corefile-{c.pod}"
+            conf.write_text(D.corefile(c.ip))
+            proc = _Proc(
+                f"{rc.name} coredns {c.pod}",
+                self.net.exec_argv([str(exe), "-conf", str(conf)]),
+                rc.dir / f"coredns-{c.pod}.log",
+            )
+            c.started_at = time.time()
+            proc.start()
+            self._coredns_procs.append(proc)
+            started.append((c, proc))
+        for c, proc in started:
+            try:
+                D.wait_ready(c, lambda p=proc: p.exited() is None)
+            except RuntimeError as e:
+                raise FleetError(f"{e}: {proc.log_tail()}") from None
+        D.send_traffic(pods, self.net)
 
     def _start_prometheus(self) -> None:
         t0 = time.monotonic()
@@ -762,7 +835,7 @@ def start_fleet(
         if shutil.which(tool) is None:
             raise FleetError(f"'{tool}' is not installed; run: bash tests/fleet/install-system-deps.sh")
     bins = binary_dirs()
-    for b in (bins[0] / "kube-apiserver", bins[1] / "etcd"):
+    for b in (bins[0] / "kube-apiserver", bins[1] / "etcd", *(D.binary(s.coredns_version) for s in specs)):
         if not os.access(b, os.X_OK):
             raise FleetError(f"{b} is missing; build it with: bash tests/fleet/build.sh all")
     workdir = Path(workdir).resolve()
@@ -770,12 +843,19 @@ def start_fleet(
     fleet = Fleet(workdir, specs)
     t0 = time.monotonic()
     try:
+        try:
+            fleet.net = D.PodNet.create()
+        except PermissionError:  # not root: CoreDNS pods keep their loopback IPs, nothing listens
+            fleet.net = None
+        fleet.coredns = D.assign_addresses(specs, fleet.net) if fleet.net else []
         for s in specs:
             fleet.clusters[s.name] = _prepare_cluster(s, workdir, bins)
         with ThreadPoolExecutor(max_workers=len(specs) + 1, thread_name_prefix="fleet") as ex:
             prom = ex.submit(fleet._start_prometheus) if prometheus else None
             cache = seed_cache_dir()
-            futs = {name: ex.submit(_boot_and_seed, rc, cache) for name, rc in fleet.clusters.items()}
+            futs = {
+                name: ex.submit(_boot_seed_and_serve, fleet, rc, cache) for name, rc in fleet.clusters.items()
+            }
             errors = []
             for name, f in futs.items():
                 try:
@@ -847,4 +927,8 @@ def attach_fleet(workdir: Path) -> Fleet:
     fleet.metrics_start = float(state["metrics_start"])
     fleet.metrics_end = float(state["metrics_end"])
     fleet.metrics_step = int(state["metrics_step"])
+    fleet.coredns = [D.CoreDNSPod(**c) for c in state.get("coredns", [])]
+    if state.get("net"):
+        n = state["net"]
+        fleet.net = D.PodNet(n["name"], n["host_if"], n["peer"], ipaddress.ip_network(n["subnet"]))
     return fleet

@@ -541,7 +541,7 @@ def dns_endpoint_items(spec: S.ClusterSpec, ips: dict[str, str | None]) -> list[
     ]
     endpoints = [
         {
-            "addresses": [ips[p.name]],
+            "addresses": [S.endpoint_ip(ips[p.name])],
             "conditions": {"ready": p.ready, "serving": p.ready, "terminating": False},
             "nodeName": p.node,
             "targetRef": {"kind": "Pod", "name": p.name, "namespace": ks},
@@ -567,7 +567,7 @@ def dns_endpoint_items(spec: S.ClusterSpec, ips: dict[str, str | None]) -> list[
 
     def addr(p: S.PodFacts) -> dict[str, Any]:
         return {
-            "ip": ips[p.name],
+            "ip": S.endpoint_ip(ips[p.name]),
             "nodeName": p.node,
             "targetRef": {"kind": "Pod", "name": p.name, "namespace": ks},
         }

@@ -10,6 +10,12 @@ Conventions, relied on by the other modules:
   pool with ``label_key=None`` carries no pool label (the collector falls back to the instance type).
 - Node ``k`` (0-based across the cluster) has InternalIP ``<node_cidr_prefix>.<k + 10>`` and pod CIDR
   ``<pod_prefix>.<k>.0/24``.
+- Every address a server can be made to dial is loopback (127.0.0.0/8): pod IPs (pod proxy), node
+  InternalIPs (node proxy, logs, exec; the API server prefers InternalIP). ``_check`` refuses anything
+  else. The API server refuses loopback EndpointSlice addresses, and nothing dials those, so kube-dns
+  endpoints list ``endpoint_ip(pod IP)`` (10.x.y.z) instead. Service ClusterIPs are never dialed.
+  The running fleet moves the ready CoreDNS pods into a network namespace it creates, with a real
+  CoreDNS behind them (``tests.fleet.coredns``): the API server will not proxy to loopback.
 - Pods of a workload are spread round-robin over the nodes the workload may use (``pool`` restricts
   it to one pool; DaemonSets get one pod per eligible node).
 - Every workload container carries ``env`` with ``FAKE_SECRET_ENV`` so tests can prove the collector
@@ -91,8 +97,8 @@ class ClusterSpec:
     pools: tuple[NodePool, ...]
     service_cidr: str
     dns_service_ip: str
-    node_cidr_prefix: str  # first three octets of node InternalIPs
-    pod_prefix: str  # first two octets of pod IPs
+    node_cidr_prefix: str  # first three octets of node InternalIPs (127.x.y: the API server dials them)
+    pod_prefix: str  # first two octets of pod IPs (127.x: the API server's pod proxy dials them)
     coredns_image: str
     coredns_version: str  # as coredns_build_info reports it (no leading v)
     coredns_replicas: int
@@ -106,6 +112,7 @@ class ClusterSpec:
     nodelocal: bool = False
     nodelocal_ip: str = "169.254.20.10"
     nodelocal_missing: int = 0  # the last N nodes have no node-local-dns pod
+    coredns_dark: int = 0  # the last N ready CoreDNS pods have no CoreDNS behind their IP (scrape fails)
     conntrack_metrics: bool = True  # node-exporter conntrack series exist for every node
     insert_failed_per_min: float = 0.0  # per node; > 0 on the legacy-kernel cluster, 0 = flat
     qps: float = 100.0  # total CoreDNS requests per second across ready pods
@@ -240,8 +247,8 @@ AKS_LEGACY = ClusterSpec(
     ),
     service_cidr="10.0.0.0/16",
     dns_service_ip="10.0.0.10",
-    node_cidr_prefix="10.240.0",
-    pod_prefix="10.244",
+    node_cidr_prefix="127.240.0",
+    pod_prefix="127.244",
     coredns_image="mcr.microsoft.com/oss/kubernetes/coredns:v1.8.7",
     coredns_version="1.8.7",
     coredns_replicas=2,
@@ -322,12 +329,13 @@ EKS_PROD = ClusterSpec(
     ),
     service_cidr="172.20.0.0/16",
     dns_service_ip="172.20.0.10",
-    node_cidr_prefix="192.168.10",
-    pod_prefix="192.169",
+    node_cidr_prefix="127.168.10",
+    pod_prefix="127.169",
     coredns_image="602401143452.dkr.ecr.us-east-1.amazonaws.com/eks/coredns:v1.11.1-eksbuild.9",
     coredns_version="1.11.1",
     coredns_replicas=3,
     coredns_ready=2,
+    coredns_dark=1,  # one ready pod with nothing listening: the scrape reads the other, names this one
     kube_proxy="kube-proxy-config",
     kube_proxy_mode_literal="ipvs",
     cni="aws-vpc-cni",
@@ -446,8 +454,8 @@ CILIUM_EDGE = ClusterSpec(
     ),
     service_cidr="10.96.0.0/16",
     dns_service_ip="10.96.0.10",
-    node_cidr_prefix="10.132.0",
-    pod_prefix="10.60",
+    node_cidr_prefix="127.132.0",
+    pod_prefix="127.60",
     coredns_image="registry.k8s.io/coredns/coredns:v1.11.3",
     coredns_version="1.11.3",
     coredns_replicas=1,
@@ -504,8 +512,8 @@ def small_cluster(name: str = "scratch") -> ClusterSpec:
         ),
         service_cidr="10.96.0.0/16",
         dns_service_ip="10.96.0.10",
-        node_cidr_prefix="10.10.0",
-        pod_prefix="10.61",
+        node_cidr_prefix="127.10.0",
+        pod_prefix="127.61",
         coredns_image="registry.k8s.io/coredns/coredns:v1.11.1",
         coredns_version="1.11.1",
         coredns_replicas=2,
@@ -702,6 +710,14 @@ def pod_ip(spec: ClusterSpec, pod: PodFacts, seq: int) -> str | None:
     return f"{spec.pod_prefix}.{node.index}.{seq % 250 + 2}"
 
 
+def endpoint_ip(pod_ip: str) -> str:
+    """The address kube-dns EndpointSlices list for a pod: the API server refuses loopback endpoint
+    addresses and nothing dials them, so the pod's 127.a.b.c becomes 10.a.b.c there."""
+    if not pod_ip.startswith("127."):
+        raise ValueError(f"pod IP {pod_ip!r} is not loopback")
+    return "10." + pod_ip[4:]
+
+
 def pod_ips(spec: ClusterSpec) -> dict[str, str | None]:
     """Pod name -> IP, assigning pod-network addresses per node in creation order."""
     per_node: Counter[str] = Counter()
@@ -796,6 +812,16 @@ def _check(spec: ClusterSpec) -> None:
             raise ValueError(f"{spec.name}: {w.name}: dnsPolicy None needs a nameserver")
     if not 0 <= spec.coredns_ready <= spec.coredns_replicas:
         raise ValueError(f"{spec.name}: coredns_ready must be within 0..replicas")
+    if not 0 <= spec.coredns_dark <= spec.coredns_ready:
+        raise ValueError(f"{spec.name}: coredns_dark must be within 0..coredns_ready")
+    for what, prefix, parts in (
+        ("node_cidr_prefix", spec.node_cidr_prefix, 3),
+        ("pod_prefix", spec.pod_prefix, 2),
+    ):
+        if prefix.split(".")[0] != "127" or len(prefix.split(".")) != parts:
+            raise ValueError(
+                f"{spec.name}: {what} {prefix!r} must be {parts} octets in 127.0.0.0/8 (servers dial it)"
+            )
     for n, c in Counter(p.node for p in all_pods(spec) if p.node).items():
         cap = node_by_name(spec, n).pool.max_pods
         if c > cap:

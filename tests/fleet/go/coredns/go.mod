@@ -1,0 +1,3 @@
+module dnsfleet.test/coredns
+
+go 1.21
