@@ -120,6 +120,7 @@ def test_failed_build_is_a_clear_error(tmp_path: Path, monkeypatch: pytest.Monke
     fake.write_text(
         "#!/usr/bin/env bash\n"
         f'case "$1" in print-dirs) echo "{tmp_path}/c/k8s/v9 {tmp_path}/c/etcd/v9";;\n'
+        f'print-coredns) echo "{tmp_path}/c/coredns v1.11.1";;\n'
         "all) echo \"[test-fleet build] ERROR: 'go' is not on PATH\" >&2; exit 2;; esac\n"
     )
     monkeypatch.setattr(F, "BUILD_SH", fake)

@@ -37,7 +37,7 @@ from typing import Any
 
 from tests.fleet import spec as S
 
-DNS_PORT = 1053  # not 53: the fleet runs without root as well
+DNS_PORT = 1053  # any port: only the fleet's own traffic uses it; the scrape reads METRICS_PORT
 METRICS_PORT = 9153  # what the scraper asks the pod proxy for (dnsfleet.collect.scrape.METRICS_PORT)
 SLOW_DELAY_S = 0.1  # the erratic plugin's delay for slow.test
 # name -> (rcode CoreDNS answers, queries per served pod). 100 in all: shares read off directly.
@@ -127,21 +127,23 @@ class CoreDNSPod:
     started_at: float | None = None  # epoch seconds just before the process was spawned
 
 
-def binary(version: str) -> Path:
-    """Where tests/fleet/build.sh caches the CoreDNS binary of ``version`` (with or without ``v``)."""
+def _build_info() -> tuple[Path, list[str]]:
+    """(cache dir, versions) as tests/fleet/build.sh builds CoreDNS (``COREDNS_VERSIONS``)."""
     from tests.fleet.fleet import BUILD_SH
 
     out = subprocess.run(["bash", str(BUILD_SH), "print-coredns"], capture_output=True, text=True, check=True)
-    cache = out.stdout.split()[0]
-    return Path(cache) / ("v" + version.lstrip("v")) / "coredns"
+    cache, *versions = out.stdout.split()
+    return Path(cache), [v.lstrip("v") for v in versions]
+
+
+def binary(version: str) -> Path:
+    """Where tests/fleet/build.sh caches the CoreDNS binary of ``version`` (with or without ``v``)."""
+    return _build_info()[0] / ("v" + version.lstrip("v")) / "coredns"
 
 
 def built_versions() -> list[str]:
-    """The versions tests/fleet/build.sh builds (``COREDNS_VERSIONS``), without the leading ``v``."""
-    from tests.fleet.fleet import BUILD_SH
-
-    out = subprocess.run(["bash", str(BUILD_SH), "print-coredns"], capture_output=True, text=True, check=True)
-    return [v.lstrip("v") for v in out.stdout.split()[1:]]
+    """The versions tests/fleet/build.sh builds, without the leading ``v``."""
+    return _build_info()[1]
 
 
 POD_NET = ipaddress.ip_network("198.18.0.0/15")  # RFC 2544 benchmarking range
