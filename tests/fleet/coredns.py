@@ -29,6 +29,7 @@ import secrets
 import socket
 import struct
 import subprocess
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -156,6 +157,14 @@ def _ip(*argv: str) -> str:
     return r.stdout
 
 
+def _disable_ipv6(interface: str) -> None:
+    Path(f"/proc/sys/net/ipv6/conf/{interface}/disable_ipv6").write_text("1")
+
+
+# the same inside the namespace (/proc/sys/net is the reading process's namespace)
+_DISABLE_IPV6 = "import sys; open(f'/proc/sys/net/ipv6/conf/{sys.argv[1]}/disable_ipv6', 'w').write('1')"
+
+
 @dataclass
 class PodNet:
     """A network namespace of this fleet joined to the host by a veth pair on one 198.18.X.0/24."""
@@ -183,6 +192,9 @@ class PodNet:
         try:
             _ip("link", "add", net.host_if, "type", "veth", "peer", "name", peer)
             _ip("link", "set", peer, "netns", net.name)
+            # IPv4 only: no IPv6 link-local address, so no router solicitations or MLD reports either
+            _disable_ipv6(net.host_if)
+            _ip("netns", "exec", net.name, sys.executable, "-c", _DISABLE_IPV6, peer)
             _ip("addr", "add", f"{gw}/24", "dev", net.host_if)
             _ip("link", "set", net.host_if, "up")
             _ip("-n", net.name, "link", "set", "lo", "up")
