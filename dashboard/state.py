@@ -325,8 +325,8 @@ def _kubeconfig_controls() -> None:
 def list_contexts(path: str) -> tuple[list[str], str | None]:
     """Context names in a kubeconfig (files joined with ':', merged like kubectl), or a one-line reason
     it cannot be used. Reads the file only; no cluster is contacted."""
-    from dnsfleet.collect.kube import ConfigError, kubeconfig_paths
-    from dnsfleet.collect.kube import list_contexts as read_contexts
+    from dnsfleet.kube import ConfigError, kubeconfig_paths
+    from dnsfleet.kube import list_contexts as read_contexts
 
     if not path:
         return [], "Enter the path of a kubeconfig file."

@@ -13,10 +13,11 @@ import streamlit as st
 from dashboard.auth import kube_kwargs, render_identity, write_decision
 from dashboard.state import current_assessment, current_source
 from dnsfleet.authz import WRITES_OFF
+from dnsfleet.kube import Kube, ObjectRef
 from dnsfleet.mitigate import kernel as kernel_plan
 from dnsfleet.mitigate import nodelocal, resolver_options
 from dnsfleet.mitigate.audit import AuditLog
-from dnsfleet.mitigate.kube import Kube, MitigationError, ObjectRef
+from dnsfleet.mitigate.errors import FAILURES, MitigationError
 from dnsfleet.mitigate.objects import to_yaml_documents
 from dnsfleet.mitigate.plan import Plan, apply, check_permissions, dry_run, exclude_failed
 
@@ -76,7 +77,7 @@ def _run(what: str, fn):
     try:
         kube = Kube.from_kubeconfig(kubeconfig, cluster, **kube_kwargs(decision))
         return fn(kube)
-    except MitigationError as e:
+    except FAILURES as e:
         st.error(f"{what}: {e}")
     finally:
         if kube is not None:

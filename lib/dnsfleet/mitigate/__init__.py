@@ -4,13 +4,16 @@
 - ``nodelocal``: render and apply NodeLocal DNSCache for a cluster's kube-proxy mode (M6).
 - ``kernel``: a node upgrade plan as CSV (kernel upgrades cannot go through the API).
 - ``plan``: the shared flow (``check_permissions``, ``dry_run``, ``apply``), ``audit``: the JSON lines log,
-  ``kube``: per-context clients, SelfSubjectAccessReview, identity.
+  ``errors``: ``MitigationError`` and the failures callers show as one line.
+
+Clusters are reached through ``dnsfleet.kube`` (``Kube``: per-context clients, SelfSubjectAccessReview,
+identity).
 
 No Streamlit here: the dashboard page and the CLI (``cli_mitigate``) both drive these functions.
 """
 
 from dnsfleet.mitigate.audit import AuditLog
-from dnsfleet.mitigate.kube import Kube, KubeError, MitigationError, ObjectRef, make_client, writes_enabled
+from dnsfleet.mitigate.errors import FAILURES, MitigationError
 from dnsfleet.mitigate.plan import (
     Change,
     Plan,
@@ -24,12 +27,10 @@ from dnsfleet.mitigate.plan import (
 )
 
 __all__ = [
+    "FAILURES",
     "AuditLog",
     "Change",
-    "Kube",
-    "KubeError",
     "MitigationError",
-    "ObjectRef",
     "Plan",
     "Result",
     "Skip",
@@ -38,6 +39,4 @@ __all__ = [
     "check_permissions",
     "dry_run",
     "exclude_failed",
-    "make_client",
-    "writes_enabled",
 ]

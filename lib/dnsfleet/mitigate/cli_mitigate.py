@@ -19,9 +19,11 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from dnsfleet.authz import writes_requested
+from dnsfleet.kube import Kube, ObjectRef
 from dnsfleet.mitigate import nodelocal
 from dnsfleet.mitigate.audit import AuditLog
-from dnsfleet.mitigate.kube import Kube, MitigationError, ObjectRef, writes_enabled
+from dnsfleet.mitigate.errors import FAILURES, MitigationError
 from dnsfleet.mitigate.objects import to_yaml
 from dnsfleet.mitigate.plan import Plan, Result, apply, check_permissions, dry_run, exclude_failed
 
@@ -206,7 +208,7 @@ def run_mitigate(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     try:
         return _run(args, out)
-    except MitigationError as e:
+    except FAILURES as e:
         sys.stderr.write(f"dnsfleet mitigate: {e}\n")
         return 2
     except Exception as e:  # SnapshotError and friends carry one-line messages too
@@ -221,7 +223,7 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
         return _kernel_plan(args, out)
     if args.step != "plan" and not args.dry_run:
         # Refuse before touching the cluster: no plan is worth building if it cannot be applied.
-        if not writes_enabled(args.allow_writes):
+        if not writes_requested(args.allow_writes):
             raise MitigationError("writes are disabled: add --allow-writes or set DNSFLEET_ALLOW_WRITES=1")
         if (args.confirm or "").strip() != (args.context or ""):
             raise MitigationError(f"type the cluster name to confirm: --confirm {args.context}")

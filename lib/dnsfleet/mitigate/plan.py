@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from dnsfleet.authz import writes_requested
+from dnsfleet.kube import Kube, KubeError, ObjectRef
 from dnsfleet.mitigate.audit import AuditLog
-from dnsfleet.mitigate.kube import Kube, KubeError, MitigationError, ObjectRef, writes_enabled
+from dnsfleet.mitigate.errors import MitigationError
 from dnsfleet.mitigate.objects import clean, unified_diff
 
 ACTIONS = ("json-patch", "apply", "delete")
@@ -122,9 +124,9 @@ def _send(kube: Kube, c: Change, dry_run: bool) -> dict[str, Any]:
             if live is not None:
                 raise KubeError(
                     409,
-                    "Conflict",
-                    f"{kube.cluster}: conflict: {c.ref.label()} was created by someone else after the plan; "
+                    f"conflict: {c.ref.label()} was created by someone else after the plan; "
                     "nothing was written, plan again",
+                    kube.cluster,
                 )
         return kube.server_side_apply(c.ref, c.body, dry_run=dry_run)
     if c.action == "delete":
@@ -134,7 +136,7 @@ def _send(kube: Kube, c: Change, dry_run: bool) -> dict[str, Any]:
 
 def _result(kube: Kube, c: Change, err: KubeError) -> Result:
     status = err.kind
-    msg = err.message
+    msg = str(err)
     if c.action == "json-patch" and err.status in (409, 422, 500):
         # A failed `test` op comes back as a generic 422: compare resourceVersions to say what happened.
         try:
@@ -149,7 +151,7 @@ def _result(kube: Kube, c: Change, err: KubeError) -> Result:
                 f"{c.resource_version} -> {now}); nothing was written, plan again"
             )
     elif err.status == 409 and c.action == "delete":
-        msg = f"{err.message} (the object changed after the plan; nothing was deleted)"
+        msg = f"{err} (the object changed after the plan; nothing was deleted)"
     return Result(c.ref, status, msg)
 
 
@@ -227,7 +229,7 @@ def apply(
     the request was sent) and objects never sent get a ``not-sent`` record, so the log says exactly
     which objects changed even when the apply is cut short.
     """
-    if not writes_enabled(allow_writes):
+    if not writes_requested(allow_writes):
         raise WritesDisabled("writes are disabled: start with --allow-writes or DNSFLEET_ALLOW_WRITES=1")
     if confirm.strip() != plan.cluster:
         raise WritesDisabled(f"confirmation does not match: type the cluster name {plan.cluster!r} to apply")
