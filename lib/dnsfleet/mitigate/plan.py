@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from dnsfleet.authz import writes_requested
+from dnsfleet.authz import WRITES_OFF, WriteDecision, local_decision
 from dnsfleet.kube import Kube, KubeError, ObjectRef
 from dnsfleet.mitigate.audit import AuditLog
 from dnsfleet.mitigate.errors import MitigationError
@@ -219,21 +219,28 @@ def apply(
     audit: AuditLog,
     identity: str | None = None,
     progress: Progress | None = None,
+    decision: WriteDecision | None = None,
 ) -> list[Result]:
     """Apply every change, one audit record per object, results per object.
 
-    Refuses (``WritesDisabled``) unless writes are enabled and ``confirm`` equals the cluster name. A
+    The write guard: ``decision`` (``dnsfleet.authz``) says whether this caller may write and as whom;
+    without one, the command line's rule applies (``allow_writes`` or ``DNSFLEET_ALLOW_WRITES=1``).
+    Refuses (``WritesDisabled``) unless the decision allows writes and ``confirm`` equals the cluster name. A
     failed object (403, conflict, admission error) is reported and the others go on; nothing that
     succeeded is rolled back behind the user's back. Each object's audit record is written as soon as
     the server answered for it (``ok``, ``forbidden``..., ``unknown`` when the connection died after
     the request was sent) and objects never sent get a ``not-sent`` record, so the log says exactly
     which objects changed even when the apply is cut short.
     """
-    if not writes_requested(allow_writes):
-        raise WritesDisabled("writes are disabled: start with --allow-writes or DNSFLEET_ALLOW_WRITES=1")
+    decision = decision or local_decision(allow_writes)
+    if not decision.may_write:
+        if decision.reason == WRITES_OFF:
+            raise WritesDisabled("writes are disabled: start with --allow-writes or DNSFLEET_ALLOW_WRITES=1")
+        raise WritesDisabled(f"writes are disabled: {decision.reason}")
     if confirm.strip() != plan.cluster:
         raise WritesDisabled(f"confirmation does not match: type the cluster name {plan.cluster!r} to apply")
-    who = identity or kube.identity()
+    signed_in = decision.identity.user if decision.impersonate and decision.identity else None
+    who = identity or signed_in or kube.identity()
 
     def record(c: Change, r: Result) -> None:
         audit.append(
