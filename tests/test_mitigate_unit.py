@@ -15,12 +15,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from dnsfleet.authz import writes_requested as writes_enabled
+from dnsfleet.cli.mitigate import add_mitigate_parser, run_mitigate
 from dnsfleet.kube import Kube, KubeError, ObjectRef
 from dnsfleet.mitigate import kernel as K
 from dnsfleet.mitigate import nodelocal as N
 from dnsfleet.mitigate import resolver_options as R
 from dnsfleet.mitigate.audit import AuditLog
-from dnsfleet.mitigate.cli_mitigate import add_mitigate_parser, run_mitigate
 from dnsfleet.mitigate.errors import MitigationError
 from dnsfleet.mitigate.objects import apply_json_patch, clean, project, unified_diff
 from dnsfleet.mitigate.plan import Change, Plan, WritesDisabled, apply

@@ -9,7 +9,8 @@
 Clusters are reached through ``dnsfleet.kube`` (``Kube``: per-context clients, SelfSubjectAccessReview,
 identity).
 
-No Streamlit here: the dashboard page and the CLI (``cli_mitigate``) both drive these functions.
+No Streamlit here: the dashboard page and the CLI (``dnsfleet.cli.mitigate``) both drive these
+functions through ``flow.Controller``.
 """
 
 from dnsfleet.mitigate.audit import AuditLog

@@ -1,8 +1,8 @@
 """``dnsfleet mitigate plan|apply|undo ...``: the mitigations from the command line.
 
-The lead's ``dnsfleet.cli`` wires it in with ``add_mitigate_parser(subparsers)`` and dispatches to
-``run_mitigate(args)``. Exit codes: 0 every object ok; 1 at least one object failed (forbidden,
-conflict, rejected by admission); 2 bad input or writes refused.
+Every step goes through ``dnsfleet.mitigate.flow.Controller``, as the dashboard's page does. Exit codes:
+0 every object ok; 1 at least one object failed (forbidden, conflict, rejected by admission); 2 bad
+input or writes refused.
 
     dnsfleet mitigate plan resolver-options --context C -w shop/Deployment/web -o single-request-reopen
     dnsfleet mitigate apply resolver-options --context C -w shop/Deployment/web -o ndots=2 \\
@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from dnsfleet.authz import Identity, local_decision
+from dnsfleet.cli.output import EXIT_USAGE
+from dnsfleet.cli.show import load_snapshot
 from dnsfleet.kube import ObjectRef
 from dnsfleet.mitigate import nodelocal
 from dnsfleet.mitigate.audit import AuditLog
@@ -27,6 +29,7 @@ from dnsfleet.mitigate.errors import FAILURES, MitigationError
 from dnsfleet.mitigate.flow import Controller
 from dnsfleet.mitigate.objects import to_yaml
 from dnsfleet.mitigate.plan import Plan, Result
+from dnsfleet.snapshot import SnapshotError
 
 MITIGATIONS = ("resolver-options", "nodelocal", "kernel")
 
@@ -34,7 +37,7 @@ MITIGATIONS = ("resolver-options", "nodelocal", "kernel")
 def add_mitigate_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``mitigate`` to the top-level subparsers; returns its parser."""
     p = subparsers.add_parser("mitigate", help="plan, dry-run, apply and undo mitigations")
-    p.set_defaults(func=run_mitigate)  # dnsfleet.cli dispatches through args.func
+    p.set_defaults(func=run_mitigate)
     steps = p.add_subparsers(dest="step", required=True)
     for step, text in (
         ("plan", "show the plan and per-object diffs (reads the cluster, writes nothing)"),
@@ -173,19 +176,11 @@ def _build_undo(args: argparse.Namespace, ctrl: Controller) -> Plan:
 
 def _kernel_plan(args: argparse.Namespace, out: TextIO) -> int:
     from dnsfleet.engine import analyze
-
-    if args.snapshot:
-        from dnsfleet.snapshot import load
-
-        snap = load(args.snapshot)
-    else:
-        from dnsfleet.demo import demo_snapshot
-
-        snap = demo_snapshot()
-        out.write("# no --snapshot given: using the demo fleet\n")
-    a = analyze(snap)
     from dnsfleet.mitigate import kernel as kernel_mod  # pandas: only for this command
 
+    if not args.snapshot:
+        out.write("# no --snapshot given: using the demo fleet\n")
+    a = analyze(load_snapshot(args.snapshot))
     plan = kernel_mod.upgrade_plan(a.nodes, a.dns_service)
     data = kernel_mod.upgrade_plan_csv(plan)
     if args.csv:
@@ -201,14 +196,9 @@ def run_mitigate(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     try:
         return _run(args, out)
-    except FAILURES as e:
+    except (*FAILURES, SnapshotError) as e:
         sys.stderr.write(f"dnsfleet mitigate: {e}\n")
-        return 2
-    except Exception as e:  # SnapshotError and friends carry one-line messages too
-        if type(e).__name__ in ("SnapshotError", "MappingError"):
-            sys.stderr.write(f"dnsfleet mitigate: {e}\n")
-            return 2
-        raise
+        return EXIT_USAGE
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
