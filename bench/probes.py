@@ -26,7 +26,7 @@ from typing import Any, TypeVar
 
 import orjson
 
-from dnsfleet.collect.proto import continue_token
+from dnsfleet.kube.proto import continue_token
 
 PAGE = 500
 _META = "as=PartialObjectMetadataList;g=meta.k8s.io;v=v1"
@@ -50,7 +50,7 @@ T = TypeVar("T")
 
 def _each_context(kubeconfig: str, one: Callable[[str], T]) -> list[T]:
     """``one(context)`` for every context of the kubeconfig, the contexts concurrently."""
-    from dnsfleet.collect.kube import kubeconfig_paths, list_contexts
+    from dnsfleet.kube import kubeconfig_paths, list_contexts
 
     names, _ = list_contexts(kubeconfig_paths(kubeconfig))
     with ThreadPoolExecutor(len(names)) as ex:
@@ -132,7 +132,7 @@ def _naive_pod(p: Any) -> dict[str, Any]:
 
 
 def _naive_node(n: Any) -> dict[str, Any]:
-    from dnsfleet.collect.kube import NODE_LABELS
+    from dnsfleet.collect.readers import NODE_LABELS
 
     labels = n.metadata.labels or {}
     info = n.status.node_info
@@ -166,8 +166,10 @@ def naive(kubeconfig: str) -> dict[str, Any]:
     from kubernetes import client as k8s
     from kubernetes import config as k8s_config
 
-    from dnsfleet.collect.kube import Api, ClusterScan, base_cluster, provider_hint
+    from dnsfleet.collect.cluster import ClusterScan, base_cluster
+    from dnsfleet.collect.readers import provider_hint
     from dnsfleet.engine import analyze
+    from dnsfleet.kube import Api
     from dnsfleet.snapshot import new_snapshot, now_iso
 
     def one(ctx: str) -> dict[str, Any]:

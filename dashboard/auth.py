@@ -1,7 +1,7 @@
 """The signed-in user and the write decision for this session (rules: ``dnsfleet.authz``).
 
-Pages call ``write_decision()`` before offering a write and ``kube_kwargs()`` when they build a
-Kubernetes client, so a signed-in user's plans, dry runs and writes go out with impersonation.
+Pages call ``write_decision()`` and hand it to ``dnsfleet.mitigate.flow.Controller``, which builds the
+clients with impersonation for a signed-in user (plans, dry runs and writes) and obeys it when writing.
 ``render_identity()`` draws the "signed in as" line and, for OIDC, the sign-in / sign-out button.
 """
 
@@ -64,16 +64,6 @@ def current_identity(cfg: AuthSettings | None = None) -> Identity | None:
 def write_decision() -> WriteDecision:
     cfg = settings()
     return decide(current_identity(cfg), cfg, bind_address=bind_address(), flag="--allow-writes" in sys.argv)
-
-
-def kube_kwargs(decision: WriteDecision) -> dict[str, Any]:
-    """Impersonation arguments for ``Kube.from_kubeconfig`` (empty for the local single-user case)."""
-    if decision.impersonate and decision.identity is not None:
-        return {
-            "impersonate_user": decision.identity.user,
-            "impersonate_groups": list(decision.identity.groups),
-        }
-    return {}
 
 
 def render_identity(decision: WriteDecision) -> None:

@@ -16,6 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dnsfleet.schema import FACTOR_NAMES, LEVELS
+from dnsfleet.verdicts import kernel_verdict
 
 LEVEL_COLORS: dict[str, str] = {
     "high": "#d62728",
@@ -35,8 +36,6 @@ RACES: dict[str, str] = {
     "race3": "Race 3: different DNAT endpoints",
     "nfqueue": "NFQUEUE clash path",
 }
-# The three conntrack races; the NFQUEUE path only matters where an NFQUEUE agent is on the DNS path.
-CORE_RACES = ("race1", "race2", "race3")
 FACTOR_LABELS: dict[str, str] = {
     "kernel": "Kernel",
     "service_path": "Service path",
@@ -230,18 +229,6 @@ def race_status_bars(nodes: pd.DataFrame) -> go.Figure:
     fig.update_xaxes(title_text="Race (kernel fix)")
     fig.update_yaxes(title_text="Nodes (count)")
     return _layout(fig, title, barmode="stack")
-
-
-def kernel_verdict(nodes: pd.DataFrame) -> pd.Series:
-    """Per node: 'open' if race 1, 2 or 3 is open on its kernel, else 'unknown' if any of them is unknown,
-    else 'fixed'. (The NFQUEUE path is left out: it matters only with an NFQUEUE agent.)"""
-    states = nodes[list(CORE_RACES)].fillna("unknown")
-    any_open = (states == "open").any(axis=1)
-    any_unknown = (states == "unknown").any(axis=1)
-    out = pd.Series("fixed", index=nodes.index, dtype="string")
-    out[any_unknown] = "unknown"
-    out[any_open] = "open"
-    return out
 
 
 def _open_list(nodes: pd.DataFrame) -> pd.Series:

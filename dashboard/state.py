@@ -325,8 +325,8 @@ def _kubeconfig_controls() -> None:
 def list_contexts(path: str) -> tuple[list[str], str | None]:
     """Context names in a kubeconfig (files joined with ':', merged like kubectl), or a one-line reason
     it cannot be used. Reads the file only; no cluster is contacted."""
-    from dnsfleet.collect.kube import ConfigError, kubeconfig_paths
-    from dnsfleet.collect.kube import list_contexts as read_contexts
+    from dnsfleet.kube import ConfigError, kubeconfig_paths
+    from dnsfleet.kube import list_contexts as read_contexts
 
     if not path:
         return [], "Enter the path of a kubeconfig file."
@@ -384,8 +384,10 @@ def _prometheus_problem(snapshot: dict[str, Any]) -> str | None:
 def _run_scan_with_progress(args: tuple[Any, ...], targets: list[str]) -> dict[str, Any]:
     """Run the cached scan in a worker thread and draw its progress events in the sidebar.
 
-    The collector calls ``progress`` from its own threads; Streamlit elements may only be updated from
-    the script thread, so events go through a queue that this thread drains.
+    ``dnsfleet.collect.scan`` already delivers its events on the thread that called it, but that thread
+    cannot be the script thread: inside the cached ``_scan_snapshot`` Streamlit refuses element calls on
+    containers made outside it (``CacheReplayClosureError``). So the scan runs in a worker and its events
+    go through a queue that the script thread drains.
     """
     events: queue.Queue[tuple[str, str, str]] = queue.Queue()
     result: dict[str, Any] = {}

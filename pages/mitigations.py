@@ -1,24 +1,25 @@
 """Mitigations: plan -> diff -> server-side dry run -> apply (typed confirmation) -> result -> audit -> undo.
 
-All Kubernetes work happens in ``dnsfleet.mitigate``; this page only collects choices and shows results.
-Apply is disabled, with the reason shown, while writes are off (``DNSFLEET_ALLOW_WRITES=1``), while a
-SelfSubjectAccessReview denies the action, before a dry run passed, or until the cluster name is typed.
+Widgets only: every step goes through ``dnsfleet.mitigate.flow.Controller`` (clients, undo from the
+audit log, the apply gate), which the command line drives too. Apply is disabled, with the reasons the
+controller gives, while the write decision (``dnsfleet.authz``) says no, while a SelfSubjectAccessReview
+denies the action, before a dry run passed, or until the cluster name is typed; the library's write
+guard refuses the same way whatever the button shows.
 """
-
-import os
 
 import pandas as pd
 import streamlit as st
 
-from dashboard.auth import kube_kwargs, render_identity, write_decision
+from dashboard.auth import render_identity, write_decision
 from dashboard.state import current_assessment, current_source
 from dnsfleet.authz import WRITES_OFF
 from dnsfleet.mitigate import kernel as kernel_plan
 from dnsfleet.mitigate import nodelocal, resolver_options
 from dnsfleet.mitigate.audit import AuditLog
-from dnsfleet.mitigate.kube import Kube, MitigationError, ObjectRef
+from dnsfleet.mitigate.errors import FAILURES, MitigationError
+from dnsfleet.mitigate.flow import Controller
 from dnsfleet.mitigate.objects import to_yaml_documents
-from dnsfleet.mitigate.plan import Plan, apply, check_permissions, dry_run, exclude_failed
+from dnsfleet.mitigate.plan import Plan
 
 K_PLAN, K_DRY, K_RESULT = "mit.plan", "mit.dry", "mit.result"
 KINDS = ("Resolver options", "NodeLocal DNSCache", "Kernel upgrades")
@@ -39,7 +40,7 @@ audit = AuditLog()
 decision = write_decision()  # env + sign-in + bind address (dnsfleet.authz)
 writes_on = decision.may_write
 live = src.get("kind") == "kubeconfig" and src.get("loaded", True)
-kubeconfig = src.get("kubeconfig") or ss.get("src.kubeconfig") or os.environ.get("DNSFLEET_KUBECONFIG")
+kubeconfig = src.get("kubeconfig")  # the file the shown scan read
 
 st.title("Mitigations")
 st.caption(
@@ -70,17 +71,12 @@ def _reset() -> None:
 
 
 def _run(what: str, fn):
-    """``fn(kube)`` with a client for the selected cluster, closed afterwards; anything the library
-    refuses (unreachable server, bad input, unreadable kubeconfig) becomes one short error line."""
-    kube = None
+    """``fn()``; anything the library refuses (unreachable server, bad input, unreadable kubeconfig)
+    becomes one short error line."""
     try:
-        kube = Kube.from_kubeconfig(kubeconfig, cluster, **kube_kwargs(decision))
-        return fn(kube)
-    except MitigationError as e:
+        return fn()
+    except FAILURES as e:
         st.error(f"{what}: {e}")
-    finally:
-        if kube is not None:
-            kube.close()
     return None
 
 
@@ -99,6 +95,7 @@ cluster = c1.selectbox("Cluster", clusters, key="mit.cluster", on_change=_reset)
 if qp.get("cluster") != cluster:
     qp["cluster"] = cluster
 kind = c2.radio("Mitigation", KINDS, horizontal=True, key="mit.kind", on_change=_reset)
+ctrl = Controller(cluster, kubeconfig, decision=decision, audit=audit)
 plan_reason = (
     None if live and kubeconfig else "planning reads the live objects: choose a kubeconfig and scan first"
 )
@@ -159,17 +156,9 @@ if kind == "Resolver options":
     )
     reason = plan_reason or (None if picked else "choose at least one workload")
     if st.button("Plan", key="mit.plan_btn", disabled=reason is not None, help=reason, type="primary"):
-        rows = wl[wl["label"].isin(picked)]
-        targets = [
-            resolver_options.Target(r["namespace"], r["kind"], r["name"], r["resolver"])
-            for _, r in rows.iterrows()
-        ]
-
-        def _plan(kube: Kube) -> Plan:
-            return check_permissions(kube, resolver_options.plan_resolver_options(kube, targets, options))
-
+        targets = resolver_options.targets_from_workloads(wl[wl["label"].isin(picked)], cluster)
         _reset()
-        ss[K_PLAN] = _run("Plan", _plan)
+        ss[K_PLAN] = _run("Plan", lambda: ctrl.plan_resolver_options(targets, options))
     if reason:
         st.caption(f"Plan disabled: {reason}.")
 
@@ -218,20 +207,17 @@ elif kind == "NodeLocal DNSCache":
         st.markdown(f"- {cav}")
     reason = plan_reason or (None if rendered else "fix the inputs above")
     if st.button("Plan", key="mit.plan_btn", disabled=reason is not None, help=reason, type="primary"):
-
-        def _plan(kube: Kube) -> Plan:
-            p = nodelocal.plan_nodelocal(
-                kube,
+        _reset()
+        ss[K_PLAN] = _run(
+            "Plan",
+            lambda: ctrl.plan_nodelocal(
                 proxy_mode=mode,
                 cluster_ip=cluster_ip,
                 cluster_domain=domain,
                 local_ip=local_ip,
                 cni=_text(dns_row.get("cni"), "unknown"),
-            )
-            return check_permissions(kube, p)
-
-        _reset()
-        ss[K_PLAN] = _run("Plan", _plan)
+            ),
+        )
     if reason:
         st.caption(f"Plan disabled: {reason}.")
 
@@ -253,44 +239,23 @@ else:
     )
 
 # --- undo ----------------------------------------------------------------------------------------------
-last = [r for r in audit.records() if r.get("cluster") == cluster and r.get("result") == "ok"]
 if kind != "Kernel upgrades":
     st.subheader("Undo")
     undo_reason = plan_reason
     if kind == "Resolver options":
-        undoable = {}
-        for r in last:
-            key = "{namespace}/{kind}/{name}".format(**r["object"])
-            if r.get("mitigation") == "resolver-options":
-                undoable[key] = r
-            elif r.get("mitigation") == "undo-resolver-options":
-                undoable.pop(key, None)
-        choice = st.multiselect("Workloads changed by dnsfleet", sorted(undoable), key="mit.undo_pick")
+        undoable = ctrl.undoable()
+        choice = st.multiselect("Workloads changed by dnsfleet", list(undoable), key="mit.undo_pick")
         undo_reason = undo_reason or (None if choice else "choose a workload dnsfleet changed")
         if st.button("Plan undo", key="mit.undo_btn", disabled=undo_reason is not None, help=undo_reason):
-
-            def _undo(kube: Kube) -> Plan:
-                merged = Plan(cluster=cluster, mitigation="undo-resolver-options")
-                for key in choice:
-                    ns, k, name = key.split("/")
-                    p = resolver_options.plan_undo_resolver_options(
-                        kube, ObjectRef(k, ns, name), undoable[key]
-                    )
-                    merged.changes += p.changes
-                    merged.notes += [n for n in p.notes if n not in merged.notes]
-                return check_permissions(kube, merged)
-
             _reset()
-            ss[K_PLAN] = _run("Plan undo", _undo)
+            ss[K_PLAN] = _run(
+                "Plan undo", lambda: ctrl.plan_undo_resolver_options(undoable[k] for k in choice)
+            )
     else:
         st.caption("Deletes only the NodeLocal DNSCache objects dnsfleet created (label and field manager).")
         if st.button("Plan undo", key="mit.undo_btn", disabled=undo_reason is not None, help=undo_reason):
-
-            def _undo_nl(kube: Kube) -> Plan:
-                return check_permissions(kube, nodelocal.plan_undo_nodelocal(kube))
-
             _reset()
-            ss[K_PLAN] = _run("Plan undo", _undo_nl)
+            ss[K_PLAN] = _run("Plan undo", ctrl.plan_undo_nodelocal)
     if undo_reason:
         st.caption(f"Undo disabled: {undo_reason}.")
 
@@ -323,7 +288,7 @@ if plan is not None and plan.cluster == cluster:
     actionable = bool(plan.actionable)
     dry_reason = None if actionable else "nothing in this plan can be sent"
     if st.button("Dry run", key="mit.dry_btn", disabled=dry_reason is not None, help=dry_reason):
-        ss[K_DRY] = _run("Dry run", lambda kube: dry_run(kube, plan))
+        ss[K_DRY] = _run("Dry run", lambda: ctrl.dry_run(plan))
         ss.pop(K_RESULT, None)
     dry = ss.get(K_DRY)
     if dry:
@@ -334,22 +299,8 @@ if plan is not None and plan.cluster == cluster:
             width="stretch",
         )
 
-    allowed, denied = plan.permitted()
     confirm = st.text_input(f"Type **{cluster}** to confirm", key="mit.confirm")
-    reasons = []
-    if not writes_on:
-        reasons.append(decision.reason)
-    if not allowed:
-        reasons += denied or ["nothing to apply"]
-    if not dry:
-        reasons.append("run the dry run first")
-    elif not any(r.ok for r in dry):
-        reasons.append("no object passed the dry run")
-    if ss.get(K_RESULT):
-        reasons.append("this plan was applied; plan again for another change")
-    if confirm.strip() != cluster:
-        reasons.append(f"type the cluster name {cluster!r} to confirm")
-    apply_reason = "; ".join(reasons) or None
+    apply_reason = "; ".join(ctrl.apply_blockers(plan, dry, confirm, applied=bool(ss.get(K_RESULT)))) or None
     if st.button(
         "Apply", key="mit.apply_btn", type="primary", disabled=apply_reason is not None, help=apply_reason
     ):
@@ -358,20 +309,7 @@ if plan is not None and plan.cluster == cluster:
         def _progress(i: int, n: int, r) -> None:
             bar.progress(i / max(n, 1), text=f"{i}/{n} {r.ref.label()}: {r.status}")
 
-        def _apply(kube: Kube):
-            exclude_failed(plan, dry)
-            who = decision.identity.user if decision.impersonate and decision.identity else None
-            return apply(
-                kube,
-                plan,
-                allow_writes=writes_on,
-                confirm=confirm,
-                audit=audit,
-                identity=who,
-                progress=_progress,
-            )
-
-        ss[K_RESULT] = _run("Apply", _apply)
+        ss[K_RESULT] = _run("Apply", lambda: ctrl.apply(plan, dry, confirm, progress=_progress))
         if ss[K_RESULT] is not None:
             st.rerun()  # refresh the undo choices and the audit log with the new records
     if apply_reason:

@@ -4,6 +4,7 @@ import streamlit as st
 
 from dashboard import charts, ui, views
 from dashboard.state import current_assessment
+from dnsfleet.verdicts import kernel_verdict
 
 a = current_assessment()
 
@@ -29,7 +30,7 @@ nodes = views.search(nodes, text, ["node", "kernel_version", "os_image", "distro
 
 c1, c2, c3 = st.columns(3)
 c1.metric("Nodes", ui.fmt_int(len(nodes)))
-c2.metric("Nodes with race 1, 2 or 3 open", ui.fmt_int(int((charts.kernel_verdict(nodes) == "open").sum())))
+c2.metric("Nodes with race 1, 2 or 3 open", ui.fmt_int(int((kernel_verdict(nodes) == "open").sum())))
 c3.metric("Distinct kernels", ui.fmt_int(nodes["kernel_version"].nunique()))
 
 left, right = st.columns(2)

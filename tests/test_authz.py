@@ -243,9 +243,9 @@ def _scan(at: AppTest, cluster: str = "aks-legacy") -> None:
 @pytest.mark.fleet
 def test_impersonated_user_without_rights_is_refused_by_the_server(fleet, tmp_path, monkeypatch):
     """The dashboard's kubeconfig is admin; the signed-in user is not: the server decides as the user."""
+    from dnsfleet.kube import Kube, ObjectRef
     from dnsfleet.mitigate import resolver_options as R
     from dnsfleet.mitigate.audit import AuditLog
-    from dnsfleet.mitigate.kube import Kube, ObjectRef
     from dnsfleet.mitigate.plan import apply, check_permissions
 
     monkeypatch.delenv("DNSFLEET_ALLOW_WRITES", raising=False)

@@ -1,4 +1,4 @@
-"""``dnsfleet scan`` pieces (cli_scan) end to end against the real fleet: exit codes, outputs, snapshot."""
+"""``dnsfleet scan`` (cli.scan) end to end against the real fleet: exit codes, outputs, snapshot."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from dnsfleet.collect.cli_scan import main
+from dnsfleet.cli import main
 from dnsfleet.engine import analyze
 from dnsfleet.report import csv_reports
 from dnsfleet.snapshot import load
@@ -90,7 +90,7 @@ def test_scan_usage_error_exit_code_in_a_real_process(tmp_path):
         [
             sys.executable,
             "-m",
-            "dnsfleet.collect.cli_scan",
+            "dnsfleet.cli",
             "scan",
             "--kubeconfig",
             str(tmp_path / "missing"),

@@ -20,8 +20,9 @@ import orjson
 import pytest
 import yaml
 
+from dnsfleet import kube as K
 from dnsfleet.collect import PromSource, scan, scan_cluster
-from dnsfleet.collect import kube as K
+from dnsfleet.collect import cluster as CS
 from dnsfleet.engine import analyze
 from dnsfleet.snapshot import dumps, loads, new_snapshot
 from tests.fleet import coredns as D
@@ -95,7 +96,7 @@ def test_scan_reads_every_cluster_as_seeded(fleet, live):
 
 
 def test_protobuf_and_json_reads_give_the_same_cluster(fleet):
-    """The big lists are read as protobuf (collect/proto.py) unless the server answers JSON; both
+    """The big lists are read as protobuf (kube/proto.py) unless the server answers JSON; both
     encodings must project to exactly the same rows, kube-system notes and DNS path."""
     seen: list[bytes] = []
 
@@ -111,7 +112,7 @@ def test_protobuf_and_json_reads_give_the_same_cluster(fleet):
         runs = {}
         for protobuf in (True, False):
             seen.clear()
-            job = K.ClusterScan(ctx, Recording(K.new_api_client(target, 10), 10), page_limit=100)
+            job = CS.ClusterScan(ctx, Recording(K.new_api_client(target, 10), 10), page_limit=100)
             job.protobuf = protobuf
             out = job.run()
             out.pop("collected_at")

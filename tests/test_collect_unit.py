@@ -8,10 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dnsfleet import kube as K
 from dnsfleet.collect import ConfigError, PromSource
-from dnsfleet.collect import kube as K
+from dnsfleet.collect import cluster as CS
 from dnsfleet.collect import prom as P
+from dnsfleet.collect import readers as CR
 from dnsfleet.collect import scrape as SC
+from dnsfleet.kube import kubeproxy as KP
 
 FIXTURES = Path(__file__).parent / "test_collect_fixtures"
 
@@ -127,7 +130,7 @@ def test_pod_projection_keeps_only_what_rules_read():
         },
         "status": {"phase": "Running"},
     }
-    row = K.project_pod(pod)
+    row = CR.project_pod(pod)
     assert row == {
         "namespace": "shop",
         "name": "web-1",
@@ -145,7 +148,7 @@ def test_pod_projection_keeps_only_what_rules_read():
         "images": ["debian:12", "alpine:3.19"],
         "resolver_annotation": "musl",
     }
-    bare = K.project_pod({"metadata": {"name": "p", "namespace": "d"}, "spec": {}})
+    bare = CR.project_pod({"metadata": {"name": "p", "namespace": "d"}, "spec": {}})
     assert bare["owner_kind"] is None and bare["dns_config"] is None and bare["node"] is None
 
 
@@ -160,7 +163,7 @@ def test_node_projection_ready_and_label_subset():
             "conditions": [{"type": "Ready", "status": "Unknown"}],
         },
     }
-    row = K.project_node(node)
+    row = CR.project_node(node)
     assert row["labels"] == {"agentpool": "np1", "kubernetes.io/os": "linux"}
     assert (
         row["ready"] is None
@@ -168,7 +171,7 @@ def test_node_projection_ready_and_label_subset():
         and row["kubelet_version"] is None
     )
     node["status"]["conditions"][0]["status"] = "False"
-    assert K.project_node(node)["ready"] is False
+    assert CR.project_node(node)["ready"] is False
 
 
 @pytest.mark.parametrize(
@@ -184,7 +187,7 @@ def test_node_projection_ready_and_label_subset():
     ],
 )
 def test_coredns_image_version(image, version):
-    assert K.image_version(image) == version
+    assert CR.image_version(image) == version
 
 
 @pytest.mark.parametrize(
@@ -203,7 +206,7 @@ def test_coredns_image_version(image, version):
     ],
 )
 def test_kube_proxy_mode(text, mode):
-    assert K.kube_proxy_mode_from_config(text) == mode
+    assert KP.kube_proxy_mode_from_config(text) == mode
 
 
 def test_ready_endpoints_dedup_and_dual_stack():
@@ -222,8 +225,8 @@ def test_ready_endpoints_dedup_and_dual_stack():
         {"addressType": "IPv4", "endpoints": [ep("a", {"ready": True})]},  # same pod in a second slice
         {"addressType": "IPv6", "endpoints": [ep("a", {"ready": True})]},
     ]
-    assert K.count_ready_endpoints(slices) == 2
-    assert K.count_ready_endpoints([]) == 0
+    assert CS.count_ready_endpoints(slices) == 2
+    assert CS.count_ready_endpoints([]) == 0
 
 
 def test_forbidden_reason_is_plain():
@@ -231,20 +234,20 @@ def test_forbidden_reason_is_plain():
         b'{"kind":"Status","message":"nodes is forbidden: User \\"nobody\\" cannot list resource \\"nodes\\" '
         b'in API group \\"\\" at the cluster scope","reason":"Forbidden","code":403}'
     )
-    assert K.forbidden_reason(K.ResourceError(403, "Forbidden", body), "nodes") == (
+    assert CS.forbidden_reason(K.ResourceError(403, "Forbidden", body), "nodes") == (
         'forbidden: user "nobody" cannot list nodes'
     )
     assert (
-        K.forbidden_reason(K.ResourceError(403, "Forbidden", b"<html>"), "pods")
+        CS.forbidden_reason(K.ResourceError(403, "Forbidden", b"<html>"), "pods")
         == "forbidden: cannot read pods"
     )
 
 
 def test_provider_hints():
-    assert K.provider_hint([{"labels": {"eks.amazonaws.com/nodegroup": "ng"}}], "v1.30.1") == "eks"
-    assert K.provider_hint([], "v1.29.4-gke.1043002") == "gke"
-    assert K.provider_hint([{"labels": {"agentpool": "np"}}], "v1.29.4") == "aks"
-    assert K.provider_hint([{"labels": {}}], "v1.34.4") is None
+    assert CR.provider_hint([{"labels": {"eks.amazonaws.com/nodegroup": "ng"}}], "v1.30.1") == "eks"
+    assert CR.provider_hint([], "v1.29.4-gke.1043002") == "gke"
+    assert CR.provider_hint([{"labels": {"agentpool": "np"}}], "v1.29.4") == "aks"
+    assert CR.provider_hint([{"labels": {}}], "v1.34.4") is None
 
 
 # -- scrape parser (real CoreDNS exposition text) -----------------------------------------------------
@@ -340,7 +343,8 @@ def test_an_odd_pod_in_a_typed_page_falls_back_to_the_generic_parse() -> None:
     the other pods are kept and the odd one is projected defensively, never failing the cluster."""
     import orjson
 
-    from dnsfleet.collect import kube, typed
+    from dnsfleet.collect import readers
+    from dnsfleet.kube import lists, typed
 
     good = {
         "metadata": {"name": "a", "namespace": "ns"},
@@ -359,9 +363,9 @@ def test_an_odd_pod_in_a_typed_page_falls_back_to_the_generic_parse() -> None:
 
     with _pytest.raises(typed.DecodeError):
         typed.pods_page(page)
-    pages = list(kube.list_pages(OnePage(), "/api/v1/pods", decode=typed.pods_page))
+    pages = list(lists.list_pages(OnePage(), "/api/v1/pods", decode=typed.pods_page))
     assert [len(p) for p in pages] == [2]
-    projected = [kube.project_pod(p) for p in pages[0]]
+    projected = [readers.project_pod(p) for p in pages[0]]
     assert projected[0]["images"] == ["alpine:3.18"] and projected[0]["node"] == "n1"
     assert projected[1]["name"] == "b"
 
@@ -371,7 +375,7 @@ def test_a_protobuf_page_that_does_not_decode_is_read_again_as_json() -> None:
     is asked for again, same continue token, in JSON only, and parsed generically."""
     import orjson
 
-    from dnsfleet.collect import kube, typed
+    from dnsfleet.kube import lists, typed
 
     pod = {"metadata": {"name": "a", "namespace": "ns"}, "spec": {"nodeName": "n1"}}
     pages = {
@@ -390,26 +394,26 @@ def test_a_protobuf_page_that_does_not_decode_is_read_again_as_json() -> None:
                 return b"k8s\x00\xff\xff not protobuf"
             return orjson.dumps(pages[token])
 
-    got = list(kube.list_pages(Mangled(), "/api/v1/pods", accept=kube.PROTOBUF, decode=typed.pods_page))
+    got = list(lists.list_pages(Mangled(), "/api/v1/pods", accept=lists.PROTOBUF, decode=typed.pods_page))
     assert [[p["metadata"]["name"] for p in page] for page in got] == [["a"], ["b"]]
     assert asked == [
-        ("", kube.PROTOBUF),
+        ("", lists.PROTOBUF),
         ("", "application/json"),
-        ("t1", kube.PROTOBUF),
+        ("t1", lists.PROTOBUF),
         ("t1", "application/json"),
     ]
-    assert kube._json_only(kube.METADATA_ONLY_PROTOBUF) == kube.METADATA_ONLY
+    assert lists.json_only(lists.METADATA_ONLY_PROTOBUF) == lists.METADATA_ONLY
 
 
 def test_protobuf_schema_matches_the_upstream_proto_files(tmp_path: Path) -> None:
-    """collect/proto.py declares subsets of the Kubernetes messages by field number: each number and
+    """kube/proto.py declares subsets of the Kubernetes messages by field number: each number and
     type must be the upstream one (k8s.io/api and apimachinery v0.34.4 through the Go module proxy, the
     versions of the test fleet's API server)."""
     import json
     import re
     import subprocess
 
-    from dnsfleet.collect.proto import SCHEMA
+    from dnsfleet.kube.proto import SCHEMA
 
     out = subprocess.run(
         ["go", "mod", "download", "-json", "k8s.io/api@v0.34.4", "k8s.io/apimachinery@v0.34.4"],
@@ -448,7 +452,7 @@ def test_protobuf_schema_matches_the_upstream_proto_files(tmp_path: Path) -> Non
 
 
 def test_protobuf_continue_token_is_read_from_the_list_header() -> None:
-    from dnsfleet.collect import proto
+    from dnsfleet.kube import proto
 
     C = proto._C
     pods = [C["Pod"](metadata=C["ObjectMeta"](name=f"p{i}", namespace="ns")) for i in range(3)]

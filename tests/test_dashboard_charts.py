@@ -14,6 +14,7 @@ import pytest
 
 from dashboard import charts, views
 from dnsfleet import schema
+from dnsfleet.verdicts import kernel_verdict
 
 
 def frame(name: str, rows: list[dict], risk: bool = False) -> pd.DataFrame:
@@ -120,7 +121,7 @@ def test_race_status_bars_count_nodes_per_race_and_state():
 
 
 def test_kernel_verdict_ignores_nfqueue_and_keeps_unknown():
-    assert list(charts.kernel_verdict(nodes())) == ["open", "open", "fixed", "unknown"]
+    assert list(kernel_verdict(nodes())) == ["open", "open", "fixed", "unknown"]
 
 
 def test_kernel_bars_group_by_kernel_most_nodes_first():

@@ -24,12 +24,13 @@ from urllib.parse import parse_qs
 import pytest
 import yaml
 
+from dnsfleet import kube as K
 from dnsfleet.collect import PromSource, scan
-from dnsfleet.collect import kube as K
-from dnsfleet.collect.execauth import TimedExecProvider
-from dnsfleet.collect.kube import ConfigError
+from dnsfleet.collect import cluster as CS
 from dnsfleet.collect.prom import PromClient, collect_metrics
-from dnsfleet.mitigate.kube import Kube, MitigationError
+from dnsfleet.kube import ConfigError, Kube, KubeError
+from dnsfleet.kube import request as KR
+from dnsfleet.kube.execauth import TimedExecProvider
 
 Handler = Callable[[BaseHTTPRequestHandler, str, bytes], tuple[int, dict[str, str], bytes]]
 
@@ -227,7 +228,7 @@ def test_exec_plugin_token_is_used_and_never_shown(tmp_path, http_server):
 def test_mitigation_client_refuses_a_failing_exec_plugin(tmp_path, http_server):
     plugin = _script(tmp_path / "plug", "exit 1\n")
     kc = _kubeconfig(tmp_path / "kc", _version_server(http_server), _exec_user(plugin))
-    with pytest.raises(MitigationError, match=r"credential plugin 'plug' failed \(exit 1\)$"):
+    with pytest.raises(KubeError, match=r"credential plugin 'plug' failed \(exit 1\)$"):
         Kube.from_kubeconfig(kc, "c1")
 
 
@@ -235,7 +236,7 @@ def test_exec_provider_is_what_the_kubernetes_loader_uses():
     from kubernetes.config import kube_config
 
     K.new_api_client  # noqa: B018  (importing the collector installs it on first client)
-    from dnsfleet.collect import execauth
+    from dnsfleet.kube import execauth
 
     execauth.install()
     assert kube_config.ExecProvider is TimedExecProvider
@@ -263,7 +264,7 @@ def test_429_waits_at_least_retry_after_then_succeeds(http_server, caplog):
         return 200, {}, b'{"items":[{"metadata":{"name":"a"}}]}'
 
     api = _api(http_server(handler), timeout=2)
-    with caplog.at_level(logging.INFO, logger="dnsfleet.collect"):
+    with caplog.at_level(logging.INFO, logger="dnsfleet.kube"):
         doc = api.get("/api/v1/nodes")
     assert doc["items"][0]["metadata"]["name"] == "a"
     assert api.retried == 2 and len(calls) == 3
@@ -299,14 +300,14 @@ def test_503_forever_is_bounded_by_attempts_and_budget(http_server):
     with pytest.raises(K.ResourceError) as err:
         api.get("/api/v1/pods")
     assert time.monotonic() - t0 < 4.5
-    assert 2 <= len(calls) <= K.MAX_RETRIES + 1
+    assert 2 <= len(calls) <= KR.MAX_RETRIES + 1
     assert err.value.status == 503 and "gave up after" in err.value.message()
 
 
 def test_backoff_grows_with_jitter_and_respects_the_cap():
     api = _api("http://127.0.0.1:1")
     for attempt in range(10):
-        cap = min(K.BACKOFF_CAP_S, K.BACKOFF_BASE_S * 2**attempt)
+        cap = min(KR.BACKOFF_CAP_S, KR.BACKOFF_BASE_S * 2**attempt)
         waits = {round(api._wait(attempt, None), 6) for _ in range(20)}
         assert all(cap / 2 <= w <= cap for w in waits)
         assert len(waits) > 1  # jittered, so many clients do not retry in lockstep
@@ -322,7 +323,7 @@ def test_partial_list_is_never_returned_when_a_page_fails(http_server):
         return 200, {}, b'{"items":[{"metadata":{"name":"a"}}],"metadata":{"continue":"tok"}}'
 
     api = _api(http_server(handler), timeout=1, retry_budget=1.0)
-    job = K.ClusterScan("c1", api)
+    job = CS.ClusterScan("c1", api)
     assert job._pods() is None
     assert job.missing == ["pods"]
     assert job.errors["pods"].startswith("pods: HTTP 500 etcdserver: request timed out (gave up after ")
@@ -439,7 +440,7 @@ def test_a_bug_in_metrics_costs_the_metrics_not_the_cluster(monkeypatch):
         raise KeyError("surprise")
 
     monkeypatch.setattr(C, "collect_metrics", boom)
-    out = K.base_cluster("c1")
+    out = CS.base_cluster("c1")
     out["status"] = "ok"
     target = K.Target("c1", None, None)
     monkeypatch.setattr(C, "new_api_client", lambda t, timeout: _FakeClient())
@@ -478,8 +479,8 @@ def test_write_without_an_answer_is_unknown_and_stops_the_apply(http_server, tmp
     'unknown' (not 'unreachable'), the audit log records it, and the next object is not sent."""
     from kubernetes import client as kc
 
+    from dnsfleet.kube import ObjectRef
     from dnsfleet.mitigate.audit import AuditLog
-    from dnsfleet.mitigate.kube import ObjectRef
     from dnsfleet.mitigate.plan import Change, Plan, apply
 
     seen: list[str] = []

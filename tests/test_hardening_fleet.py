@@ -24,11 +24,12 @@ import pytest
 import yaml
 
 from dnsfleet import collect as C
-from dnsfleet.collect import kube as K
+from dnsfleet import kube as K
 from dnsfleet.collect import scan, scan_cluster
+from dnsfleet.kube import Kube, KubeError, ObjectRef
+from dnsfleet.kube import request as KR
 from dnsfleet.mitigate import resolver_options as R
 from dnsfleet.mitigate.audit import AuditLog
-from dnsfleet.mitigate.kube import Kube, KubeError, ObjectRef
 from dnsfleet.mitigate.plan import apply, check_permissions, dry_run
 from tests.fleet import spec as S
 from tests.fleet.fleet import Fleet, ensure_binaries, start_fleet
@@ -236,7 +237,7 @@ def test_throttled_apiserver_under_a_concurrent_scan_honours_retry_after(hard, t
     assert waits, "the server never answered 429 + Retry-After: the test did not exercise throttling"
     assert {ra for _, ra, _ in waits} == {1.0}  # every retry here was a 429 with Retry-After: 1
     for attempt, _, w in waits:  # never sooner than Retry-After; later only as the backoff grows
-        backoff = min(K.BACKOFF_CAP_S, K.BACKOFF_BASE_S * 2**attempt)
+        backoff = min(KR.BACKOFF_CAP_S, KR.BACKOFF_BASE_S * 2**attempt)
         assert 1.0 <= w <= max(1.2, backoff), (attempt, w)
     for c in snap["clusters"]:
         assert c["status"] == "ok", c["reason"]

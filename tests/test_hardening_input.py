@@ -22,11 +22,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
 from streamlit.testing.v1 import AppTest
 
-from dnsfleet.collect import kube as K
+from dnsfleet.collect import cluster as CS
+from dnsfleet.collect import readers as CR
 from dnsfleet.collect.prom import PromClient, PromError, PromSource
 from dnsfleet.collect.scrape import parse_exposition
 from dnsfleet.engine import analyze
 from dnsfleet.frames import _corefile_plugins
+from dnsfleet.kube import kubeproxy as KP
 from dnsfleet.report import csv_reports
 from dnsfleet.rules.kernel import classify, minimum_fixed
 from dnsfleet.rules.resolver import RESOLVERS, infer_resolver, option_honoured, option_table
@@ -54,7 +56,7 @@ def _obj_with(keys: dict[str, Any]) -> Any:
 @FAST
 @given(hs.text(max_size=200))
 def test_kube_proxy_config_any_text_gives_a_known_mode_or_none(text: str) -> None:
-    assert K.kube_proxy_mode_from_config(text) in (None, "iptables", "ipvs", "nftables")
+    assert KP.kube_proxy_mode_from_config(text) in (None, "iptables", "ipvs", "nftables")
 
 
 @FAST
@@ -65,12 +67,12 @@ def test_kube_proxy_config_yaml_documents(doc: dict[str, Any], mode: str) -> Non
     import yaml
 
     doc["mode"] = mode
-    assert K.kube_proxy_mode_from_config(yaml.safe_dump(doc)) == (mode or "iptables")
+    assert KP.kube_proxy_mode_from_config(yaml.safe_dump(doc)) == (mode or "iptables")
 
 
 def test_kube_proxy_config_hostile_yaml_is_unknown_not_a_crash() -> None:
     for text in ("[" * 5000, "a: &a [*a, *a]\nmode: *a", "mode: !!python/object:os.system x", "\x00\x01"):
-        assert K.kube_proxy_mode_from_config(text) is None
+        assert KP.kube_proxy_mode_from_config(text) is None
 
 
 @FAST
@@ -144,22 +146,22 @@ def test_prometheus_api_answers_of_any_shape_raise_only_prom_error(data: Any) ->
     )
 )
 def test_pod_and_node_projections_never_crash_on_odd_objects(obj: dict[str, Any]) -> None:
-    row = K.project_pod(obj)
+    row = CR.project_pod(obj)
     assert set(row) >= {"namespace", "name", "node", "images", "dns_config"}
     assert isinstance(row["images"], list)
-    K.project_node(obj)
+    CR.project_node(obj)
 
 
 @FAST
 @given(hs.lists(json_values, max_size=5))
 def test_endpoint_counting_never_crashes(slices: list[Any]) -> None:
-    assert K.count_ready_endpoints(slices) >= 0
+    assert CS.count_ready_endpoints(slices) >= 0
 
 
 @FAST
 @given(hs.one_of(hs.none(), hs.text(max_size=120)))
 def test_image_version_never_crashes(image: str | None) -> None:
-    v = K.image_version(image)
+    v = CR.image_version(image)
     assert v is None or v.count(".") == 2
 
 

@@ -12,11 +12,11 @@ import time
 
 import pytest
 
+from dnsfleet.cli.mitigate import add_mitigate_parser, run_mitigate
+from dnsfleet.kube import Kube, KubeError, ObjectRef
 from dnsfleet.mitigate import nodelocal as N
 from dnsfleet.mitigate import resolver_options as R
 from dnsfleet.mitigate.audit import AuditLog
-from dnsfleet.mitigate.cli_mitigate import add_mitigate_parser, run_mitigate
-from dnsfleet.mitigate.kube import Kube, KubeError, ObjectRef
 from dnsfleet.mitigate.plan import WritesDisabled, apply, check_permissions, dry_run, exclude_failed
 
 pytestmark = pytest.mark.fleet

@@ -104,8 +104,8 @@ def test_viewer_with_writes_on_is_disabled_by_ssar(fleet, monkeypatch):
 
 @pytest.mark.fleet
 def test_nodelocal_plan_apply_undo_on_the_page(fleet, monkeypatch):
+    from dnsfleet.kube import Kube, ObjectRef
     from dnsfleet.mitigate import nodelocal as N
-    from dnsfleet.mitigate.kube import Kube, ObjectRef
 
     monkeypatch.setenv("DNSFLEET_ALLOW_WRITES", "1")
     kube = Kube.from_kubeconfig(fleet.kubeconfig, "aks-legacy")

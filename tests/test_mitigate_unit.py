@@ -14,12 +14,14 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from dnsfleet.authz import writes_requested as writes_enabled
+from dnsfleet.cli.mitigate import add_mitigate_parser, run_mitigate
+from dnsfleet.kube import Kube, KubeError, ObjectRef
 from dnsfleet.mitigate import kernel as K
 from dnsfleet.mitigate import nodelocal as N
 from dnsfleet.mitigate import resolver_options as R
 from dnsfleet.mitigate.audit import AuditLog
-from dnsfleet.mitigate.cli_mitigate import add_mitigate_parser, run_mitigate
-from dnsfleet.mitigate.kube import Kube, MitigationError, ObjectRef, writes_enabled
+from dnsfleet.mitigate.errors import MitigationError
 from dnsfleet.mitigate.objects import apply_json_patch, clean, project, unified_diff
 from dnsfleet.mitigate.plan import Change, Plan, WritesDisabled, apply
 
@@ -414,7 +416,7 @@ def test_refused_connection_is_one_line_unreachable(tmp_path, capsys):
         port = s.getsockname()[1]
     kc = _kubeconfig(tmp_path, f"https://127.0.0.1:{port}")
     kube = Kube.from_kubeconfig(kc, "c1", timeout=2)
-    with pytest.raises(MitigationError) as e:
+    with pytest.raises(KubeError) as e:
         kube.get(ObjectRef("Deployment", "n", "w"))
     assert e.value.kind == "unreachable" and "c1: API server unreachable" in str(e.value)
     assert kube.identity() == "kubeconfig-user:u"  # the user's name, never the token
@@ -435,7 +437,7 @@ def test_hung_server_hits_the_request_timeout(tmp_path):
         kc = _kubeconfig(tmp_path, f"https://127.0.0.1:{srv.getsockname()[1]}")
         kube = Kube.from_kubeconfig(kc, "c1", timeout=0.5)
         start = _time.monotonic()
-        with pytest.raises(MitigationError, match="unreachable"):
+        with pytest.raises(KubeError, match="unreachable"):
             kube.can_i("patch", ObjectRef("Deployment", "n", "w")) and kube.get(
                 ObjectRef("Deployment", "n", "w")
             )

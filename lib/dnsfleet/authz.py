@@ -1,6 +1,7 @@
-"""Who may press the dashboard's write buttons: (identity, settings, bind address, env) -> decision.
+"""Who may write to a cluster: (identity, settings, bind address, env) -> ``WriteDecision``.
 
-No Streamlit here; ``dashboard/auth.py`` reads ``st.user`` / request headers / ``st.secrets`` and the
+The decision is what ``dnsfleet.mitigate.plan.apply`` (the library's write guard) obeys: the dashboard
+passes ``decide(...)``, the command line ``local_decision(...)``. No Streamlit here; ``dashboard/auth.py`` reads ``st.user`` / request headers / ``st.secrets`` and the
 server address and asks ``decide``. The rules, in order:
 
 1. Writes are off unless ``DNSFLEET_ALLOW_WRITES=1`` (or ``--allow-writes``).
@@ -178,6 +179,18 @@ def is_loopback(address: str | None) -> bool:
 def writes_requested(flag: bool = False, environ: Mapping[str, str] | None = None) -> bool:
     env = os.environ if environ is None else environ
     return bool(flag) or env.get("DNSFLEET_ALLOW_WRITES", "").strip() == "1"
+
+
+def local_decision(
+    flag: bool = False, environ: Mapping[str, str] | None = None, impersonate: Identity | None = None
+) -> WriteDecision:
+    """The command line's decision: one person with their own kubeconfig, so rule 1 alone decides.
+    ``impersonate``: the user (and groups) asked for with ``--impersonate``."""
+    if not writes_requested(flag, environ):
+        return WriteDecision(False, WRITES_OFF, impersonate, impersonate=impersonate is not None)
+    if impersonate is not None:
+        return WriteDecision(True, f"command line as {impersonate.user} (impersonation)", impersonate, True)
+    return WriteDecision(True, "command line: writes use the kubeconfig's own identity")
 
 
 def decide(

@@ -9,7 +9,7 @@ import json
 import pytest
 from playwright.sync_api import expect
 
-from dnsfleet.mitigate.kube import Kube, ObjectRef
+from dnsfleet.kube import Kube, ObjectRef
 
 pytestmark = [pytest.mark.browser, pytest.mark.fleet]
 

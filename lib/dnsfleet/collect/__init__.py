@@ -16,19 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from dnsfleet.collect.kube import (
-    Api,
-    ClusterFailed,
-    ClusterScan,
-    ConfigError,
-    Progress,
-    Target,
-    failed_cluster,
-    new_api_client,
-    resolve_targets,
-)
+from dnsfleet.collect.cluster import ClusterScan, Progress, failed_cluster
 from dnsfleet.collect.prom import PromError, PromSource, collect_metrics
 from dnsfleet.collect.scrape import scrape_cluster
+from dnsfleet.kube import Api, ClusterFailed, ConfigError, Target, new_api_client, resolve_targets
 from dnsfleet.snapshot import new_snapshot
 
 __all__ = ["ConfigError", "PromError", "PromSource", "scan", "scan_cluster"]

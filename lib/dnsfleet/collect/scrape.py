@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from dnsfleet.collect.kube import KUBE_SYSTEM, Api, ClusterFailed, ResourceError, proxy_path
+from dnsfleet.collect.cluster import KUBE_SYSTEM
 from dnsfleet.collect.prom import rcode_shares, share_over, version_tuple
+from dnsfleet.kube import Api, ClusterFailed, ResourceError
+from dnsfleet.kube.refs import pod_proxy_path
 
 METRICS_PORT = 9153
 MAX_PODS = 10
@@ -186,7 +188,7 @@ def scrape_cluster(api: Api, coredns_pods: list[dict[str, Any]], timeout: float 
     scrape_api = Api(api.client, min(timeout, api.timeout), max_retries=0)
 
     def one(pod: dict[str, Any]) -> CoreDNSSample | str:
-        path = proxy_path(KUBE_SYSTEM, pod["name"], METRICS_PORT, "metrics")
+        path = pod_proxy_path(KUBE_SYSTEM, pod["name"], METRICS_PORT, "metrics")
         try:
             text = scrape_api.get_bytes(path, accept="text/plain").decode("utf-8", "replace")
             return _parse_one(text, _time.time())

@@ -4,13 +4,17 @@
 - ``nodelocal``: render and apply NodeLocal DNSCache for a cluster's kube-proxy mode (M6).
 - ``kernel``: a node upgrade plan as CSV (kernel upgrades cannot go through the API).
 - ``plan``: the shared flow (``check_permissions``, ``dry_run``, ``apply``), ``audit``: the JSON lines log,
-  ``kube``: per-context clients, SelfSubjectAccessReview, identity.
+  ``errors``: ``MitigationError`` and the failures callers show as one line.
 
-No Streamlit here: the dashboard page and the CLI (``cli_mitigate``) both drive these functions.
+Clusters are reached through ``dnsfleet.kube`` (``Kube``: per-context clients, SelfSubjectAccessReview,
+identity).
+
+No Streamlit here: the dashboard page and the CLI (``dnsfleet.cli.mitigate``) both drive these
+functions through ``flow.Controller``.
 """
 
 from dnsfleet.mitigate.audit import AuditLog
-from dnsfleet.mitigate.kube import Kube, KubeError, MitigationError, ObjectRef, make_client, writes_enabled
+from dnsfleet.mitigate.errors import FAILURES, MitigationError
 from dnsfleet.mitigate.plan import (
     Change,
     Plan,
@@ -24,12 +28,10 @@ from dnsfleet.mitigate.plan import (
 )
 
 __all__ = [
+    "FAILURES",
     "AuditLog",
     "Change",
-    "Kube",
-    "KubeError",
     "MitigationError",
-    "ObjectRef",
     "Plan",
     "Result",
     "Skip",
@@ -38,6 +40,4 @@ __all__ = [
     "check_permissions",
     "dry_run",
     "exclude_failed",
-    "make_client",
-    "writes_enabled",
 ]

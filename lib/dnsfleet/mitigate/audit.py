@@ -78,9 +78,17 @@ class AuditLog:
         except FileNotFoundError:
             return b""
 
-    def last_applied(self, cluster: str, obj: dict[str, str], mitigation: str) -> dict[str, Any] | None:
-        """The newest successful apply of ``mitigation`` on ``obj`` not yet undone, or None."""
-        for rec in reversed(self.records()):
+    def last_applied(
+        self,
+        cluster: str,
+        obj: dict[str, str],
+        mitigation: str,
+        records: list[dict[str, Any]] | None = None,
+    ) -> dict[str, Any] | None:
+        """The newest successful apply of ``mitigation`` on ``obj`` not yet undone, or None.
+
+        ``records``: ``self.records()`` already read (to ask about many objects with one read)."""
+        for rec in reversed(self.records() if records is None else records):
             if rec.get("cluster") != cluster or rec.get("object") != obj or rec.get("result") != "ok":
                 continue
             if rec.get("mitigation") == f"undo-{mitigation}":

@@ -23,7 +23,9 @@ import ipaddress
 import re
 from typing import Any
 
-from dnsfleet.mitigate.kube import FIELD_MANAGER, Kube, KubeError, MitigationError, ObjectRef
+from dnsfleet.kube import FIELD_MANAGER, Kube, KubeError, ObjectRef
+from dnsfleet.kube.kubeproxy import CONFIGMAPS, kube_proxy_mode
+from dnsfleet.mitigate.errors import MitigationError
 from dnsfleet.mitigate.objects import clean, project, to_yaml_documents
 from dnsfleet.mitigate.plan import Change, Plan, Skip
 
@@ -306,25 +308,16 @@ def cni_caveats(cni: str | None) -> list[str]:
 
 
 def detect_proxy_mode(kube: Kube) -> str | None:
-    """kube-proxy mode from ConfigMap ``kube-proxy`` (kubeadm, key config.conf) or ``kube-proxy-config``
-    (EKS); an empty mode is iptables (D5). None when neither ConfigMap is readable."""
-    import yaml
-
-    for name in ("kube-proxy", "kube-proxy-config"):
+    """kube-proxy mode from its ConfigMaps (``kube.kubeproxy``, the same reading as the scan's). None
+    when a ConfigMap cannot be read or none names a mode."""
+    data: list[dict[str, str] | None] = []
+    for name, _key in CONFIGMAPS:
         try:
             cm = kube.get(ObjectRef("ConfigMap", NAMESPACE, name))
         except KubeError:
             return None
-        if not cm:
-            continue
-        for text in (cm.get("data") or {}).values():
-            try:
-                doc = yaml.safe_load(text)
-            except yaml.YAMLError:
-                continue
-            if isinstance(doc, dict) and doc.get("kind") == "KubeProxyConfiguration":
-                return str(doc.get("mode") or "iptables").lower()
-    return None
+        data.append(None if cm is None else (cm.get("data") or {}))
+    return kube_proxy_mode(data[0], data[1])
 
 
 def plan_nodelocal(

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from dnsfleet.mitigate.kube import MitigationError
+from dnsfleet.mitigate.errors import MitigationError
 
 # Server-owned bookkeeping that says nothing about the change; left out of diffs.
 _NOISE_META = ("managedFields", "resourceVersion", "uid", "generation", "creationTimestamp", "selfLink")

@@ -14,8 +14,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from dnsfleet.authz import WRITES_OFF, WriteDecision, local_decision
+from dnsfleet.kube import Kube, KubeError, ObjectRef
 from dnsfleet.mitigate.audit import AuditLog
-from dnsfleet.mitigate.kube import Kube, KubeError, MitigationError, ObjectRef, writes_enabled
+from dnsfleet.mitigate.errors import MitigationError
 from dnsfleet.mitigate.objects import clean, unified_diff
 
 ACTIONS = ("json-patch", "apply", "delete")
@@ -122,9 +124,9 @@ def _send(kube: Kube, c: Change, dry_run: bool) -> dict[str, Any]:
             if live is not None:
                 raise KubeError(
                     409,
-                    "Conflict",
-                    f"{kube.cluster}: conflict: {c.ref.label()} was created by someone else after the plan; "
+                    f"conflict: {c.ref.label()} was created by someone else after the plan; "
                     "nothing was written, plan again",
+                    kube.cluster,
                 )
         return kube.server_side_apply(c.ref, c.body, dry_run=dry_run)
     if c.action == "delete":
@@ -134,7 +136,7 @@ def _send(kube: Kube, c: Change, dry_run: bool) -> dict[str, Any]:
 
 def _result(kube: Kube, c: Change, err: KubeError) -> Result:
     status = err.kind
-    msg = err.message
+    msg = str(err)
     if c.action == "json-patch" and err.status in (409, 422, 500):
         # A failed `test` op comes back as a generic 422: compare resourceVersions to say what happened.
         try:
@@ -149,7 +151,7 @@ def _result(kube: Kube, c: Change, err: KubeError) -> Result:
                 f"{c.resource_version} -> {now}); nothing was written, plan again"
             )
     elif err.status == 409 and c.action == "delete":
-        msg = f"{err.message} (the object changed after the plan; nothing was deleted)"
+        msg = f"{err} (the object changed after the plan; nothing was deleted)"
     return Result(c.ref, status, msg)
 
 
@@ -217,21 +219,28 @@ def apply(
     audit: AuditLog,
     identity: str | None = None,
     progress: Progress | None = None,
+    decision: WriteDecision | None = None,
 ) -> list[Result]:
     """Apply every change, one audit record per object, results per object.
 
-    Refuses (``WritesDisabled``) unless writes are enabled and ``confirm`` equals the cluster name. A
+    The write guard: ``decision`` (``dnsfleet.authz``) says whether this caller may write and as whom;
+    without one, the command line's rule applies (``allow_writes`` or ``DNSFLEET_ALLOW_WRITES=1``).
+    Refuses (``WritesDisabled``) unless the decision allows writes and ``confirm`` equals the cluster name. A
     failed object (403, conflict, admission error) is reported and the others go on; nothing that
     succeeded is rolled back behind the user's back. Each object's audit record is written as soon as
     the server answered for it (``ok``, ``forbidden``..., ``unknown`` when the connection died after
     the request was sent) and objects never sent get a ``not-sent`` record, so the log says exactly
     which objects changed even when the apply is cut short.
     """
-    if not writes_enabled(allow_writes):
-        raise WritesDisabled("writes are disabled: start with --allow-writes or DNSFLEET_ALLOW_WRITES=1")
+    decision = decision or local_decision(allow_writes)
+    if not decision.may_write:
+        if decision.reason == WRITES_OFF:
+            raise WritesDisabled("writes are disabled: start with --allow-writes or DNSFLEET_ALLOW_WRITES=1")
+        raise WritesDisabled(f"writes are disabled: {decision.reason}")
     if confirm.strip() != plan.cluster:
         raise WritesDisabled(f"confirmation does not match: type the cluster name {plan.cluster!r} to apply")
-    who = identity or kube.identity()
+    signed_in = decision.identity.user if decision.impersonate and decision.identity else None
+    who = identity or signed_in or kube.identity()
 
     def record(c: Change, r: Result) -> None:
         audit.append(

@@ -17,7 +17,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from dnsfleet.mitigate.kube import Kube, KubeError, MitigationError, ObjectRef
+from dnsfleet.kube import ClusterFailed, Kube, KubeError, ObjectRef
+from dnsfleet.mitigate.errors import MitigationError
 from dnsfleet.mitigate.objects import apply_json_patch, escape, get_path
 from dnsfleet.mitigate.plan import Change, Plan, Skip
 from dnsfleet.rules.resolver import ANNOTATION as RESOLVER_ANNOTATION
@@ -82,7 +83,7 @@ def target_from_live(kube: Kube, ref: ObjectRef) -> Target:
         try:
             live = kube.get(ref)
         except KubeError as e:
-            if e.kind == "unreachable" or e.status == 401:  # nothing here can be read: say so
+            if isinstance(e, ClusterFailed):  # nothing here can be read: say so
                 raise
             live = None
         template = get_path(live, spec_path.rsplit("/", 1)[0]) if live else None
@@ -186,9 +187,9 @@ def plan_resolver_options(kube: Kube, targets: Iterable[Target], options: Mappin
         try:
             live = kube.get(ref)
         except KubeError as e:
-            if e.kind == "unreachable" or e.status == 401:
+            if isinstance(e, ClusterFailed):
                 raise
-            plan.skipped.append(Skip(t.label(), f"cannot read it: {e.message}"))
+            plan.skipped.append(Skip(t.label(), f"cannot read it: {e}"))
             continue
         if live is None:
             plan.skipped.append(Skip(t.label(), "not found in the cluster (deleted since the scan?)"))

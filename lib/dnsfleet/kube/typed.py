@@ -5,7 +5,7 @@ objects), env, volumes and probes. Parsing it whole into dicts and dropping most
 ~4x the time of fetching the bytes and ~30 KB of peak memory per pod (bench/README.md). ``msgspec``
 decodes straight into the structs below and skips every other field without building it.
 
-The API server answers in protobuf when asked (``collect.proto``, cheaper to encode and to skip); the
+The API server answers in protobuf when asked (``kube.proto``, cheaper to encode and to skip); the
 page functions here take either encoding, recognising protobuf by its magic prefix.
 
 ``pods_page(data)`` / ``nodes_page(data)`` / ``metadata_page(data)`` return ``(items, continue_token)`` where items are plain
@@ -20,7 +20,7 @@ from typing import Any
 import msgspec
 import orjson
 
-from dnsfleet.collect import proto
+from dnsfleet.kube import proto
 
 
 class _S(msgspec.Struct, omit_defaults=True):

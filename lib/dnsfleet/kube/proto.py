@@ -12,7 +12,7 @@ The messages below are subsets of the upstream ones, with the upstream field num
 sources next to each block); a protobuf parser skips the fields a subset does not declare.
 
 ``nodes_page(raw)`` / ``metadata_page(raw)`` return ``(items, continue_token)`` with items as plain
-dicts shaped like the JSON objects (the same keys, as ``collect.typed`` yields them), so one projection
+dicts shaped like the JSON objects (the same keys, as ``kube.typed`` yields them), so one projection
 serves both encodings; ``pods_page(raw)`` returns the pods already projected (``PodRow``): at 100,000
 pods, building a JSON-shaped dict per pod first cost as much as the projection. Zero values that JSON
 omits (``omitempty``) arrive as empty strings or ``false``; they are read as absent, as in JSON. Fields

@@ -1,8 +1,8 @@
 """``dnsfleet mitigate plan|apply|undo ...``: the mitigations from the command line.
 
-The lead's ``dnsfleet.cli`` wires it in with ``add_mitigate_parser(subparsers)`` and dispatches to
-``run_mitigate(args)``. Exit codes: 0 every object ok; 1 at least one object failed (forbidden,
-conflict, rejected by admission); 2 bad input or writes refused.
+Every step goes through ``dnsfleet.mitigate.flow.Controller``, as the dashboard's page does. Exit codes:
+0 every object ok; 1 at least one object failed (forbidden, conflict, rejected by admission); 2 bad
+input or writes refused.
 
     dnsfleet mitigate plan resolver-options --context C -w shop/Deployment/web -o single-request-reopen
     dnsfleet mitigate apply resolver-options --context C -w shop/Deployment/web -o ndots=2 \\
@@ -19,11 +19,17 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
+from dnsfleet.authz import Identity, local_decision
+from dnsfleet.cli.output import EXIT_USAGE
+from dnsfleet.cli.show import load_snapshot
+from dnsfleet.kube import ObjectRef
 from dnsfleet.mitigate import nodelocal
 from dnsfleet.mitigate.audit import AuditLog
-from dnsfleet.mitigate.kube import Kube, MitigationError, ObjectRef, writes_enabled
+from dnsfleet.mitigate.errors import FAILURES, MitigationError
+from dnsfleet.mitigate.flow import Controller
 from dnsfleet.mitigate.objects import to_yaml
-from dnsfleet.mitigate.plan import Plan, Result, apply, check_permissions, dry_run, exclude_failed
+from dnsfleet.mitigate.plan import Plan, Result
+from dnsfleet.snapshot import SnapshotError
 
 MITIGATIONS = ("resolver-options", "nodelocal", "kernel")
 
@@ -31,7 +37,7 @@ MITIGATIONS = ("resolver-options", "nodelocal", "kernel")
 def add_mitigate_parser(subparsers: Any) -> argparse.ArgumentParser:
     """Add ``mitigate`` to the top-level subparsers; returns its parser."""
     p = subparsers.add_parser("mitigate", help="plan, dry-run, apply and undo mitigations")
-    p.set_defaults(func=run_mitigate)  # dnsfleet.cli dispatches through args.func
+    p.set_defaults(func=run_mitigate)
     steps = p.add_subparsers(dest="step", required=True)
     for step, text in (
         ("plan", "show the plan and per-object diffs (reads the cluster, writes nothing)"),
@@ -104,15 +110,22 @@ def _workload(text: str) -> ObjectRef:
     return ObjectRef(kind, parts[0], parts[2])
 
 
-def _kube(args: argparse.Namespace) -> Kube:
+def _controller(args: argparse.Namespace) -> Controller:
     if not args.context:
         raise MitigationError("--context is required (the kubeconfig context of the cluster)")
-    return Kube.from_kubeconfig(
-        args.kubeconfig,
+    who = (
+        Identity(args.impersonate, tuple(args.impersonate_group), "command line")
+        if args.impersonate
+        else None
+    )
+    if args.impersonate_group and who is None:
+        raise MitigationError("--impersonate-group needs --impersonate too")
+    return Controller(
         args.context,
+        args.kubeconfig,
+        decision=local_decision(getattr(args, "allow_writes", False), impersonate=who),
         timeout=args.timeout,
-        impersonate_user=args.impersonate,
-        impersonate_groups=args.impersonate_group,
+        audit=AuditLog(args.audit_log),
     )
 
 
@@ -139,16 +152,12 @@ def print_results(title: str, results: list[Result], out: TextIO) -> None:
         out.write(f"- {r.ref.label()}: {r.status}: {r.message}\n")
 
 
-def _build_plan(args: argparse.Namespace, kube: Kube) -> Plan:
-    from dnsfleet.mitigate import resolver_options  # the rules (pandas): only when used
-
+def _build_plan(args: argparse.Namespace, ctrl: Controller) -> Plan:
     if args.mitigation == "resolver-options":
         if not args.workload:
             raise MitigationError("give at least one --workload NS/KIND/NAME")
-        targets = [resolver_options.target_from_live(kube, _workload(w)) for w in args.workload]
-        return resolver_options.plan_resolver_options(kube, targets, _options(args.option))
-    return nodelocal.plan_nodelocal(
-        kube,
+        return ctrl.plan_resolver_options_live([_workload(w) for w in args.workload], _options(args.option))
+    return ctrl.plan_nodelocal(
         proxy_mode=args.proxy_mode,
         cluster_domain=args.cluster_domain,
         local_ip=args.local_ip,
@@ -157,40 +166,21 @@ def _build_plan(args: argparse.Namespace, kube: Kube) -> Plan:
     )
 
 
-def _build_undo(args: argparse.Namespace, kube: Kube, audit: AuditLog) -> Plan:
-    from dnsfleet.mitigate import resolver_options  # the rules (pandas): only when used
-
+def _build_undo(args: argparse.Namespace, ctrl: Controller) -> Plan:
     if args.mitigation == "nodelocal":
-        return nodelocal.plan_undo_nodelocal(kube)
+        return ctrl.plan_undo_nodelocal()
     if not args.workload:
         raise MitigationError("give at least one --workload NS/KIND/NAME to undo")
-    plans = []
-    for w in args.workload:
-        ref = _workload(w)
-        rec = audit.last_applied(kube.cluster, ref.as_dict(), resolver_options.MITIGATION)
-        plans.append(resolver_options.plan_undo_resolver_options(kube, ref, rec))
-    merged = plans[0]
-    for p in plans[1:]:
-        merged.changes += p.changes
-        merged.notes += [n for n in p.notes if n not in merged.notes]
-    return merged
+    return ctrl.plan_undo_resolver_options([_workload(w) for w in args.workload])
 
 
 def _kernel_plan(args: argparse.Namespace, out: TextIO) -> int:
     from dnsfleet.engine import analyze
-
-    if args.snapshot:
-        from dnsfleet.snapshot import load
-
-        snap = load(args.snapshot)
-    else:
-        from dnsfleet.demo import demo_snapshot
-
-        snap = demo_snapshot()
-        out.write("# no --snapshot given: using the demo fleet\n")
-    a = analyze(snap)
     from dnsfleet.mitigate import kernel as kernel_mod  # pandas: only for this command
 
+    if not args.snapshot:
+        out.write("# no --snapshot given: using the demo fleet\n")
+    a = analyze(load_snapshot(args.snapshot))
     plan = kernel_mod.upgrade_plan(a.nodes, a.dns_service)
     data = kernel_mod.upgrade_plan_csv(plan)
     if args.csv:
@@ -206,29 +196,26 @@ def run_mitigate(args: argparse.Namespace, out: TextIO | None = None) -> int:
     out = out or sys.stdout
     try:
         return _run(args, out)
-    except MitigationError as e:
+    except (*FAILURES, SnapshotError) as e:
         sys.stderr.write(f"dnsfleet mitigate: {e}\n")
-        return 2
-    except Exception as e:  # SnapshotError and friends carry one-line messages too
-        if type(e).__name__ in ("SnapshotError", "MappingError"):
-            sys.stderr.write(f"dnsfleet mitigate: {e}\n")
-            return 2
-        raise
+        return EXIT_USAGE
 
 
 def _run(args: argparse.Namespace, out: TextIO) -> int:
     if args.step == "plan" and args.mitigation == "kernel":
         return _kernel_plan(args, out)
-    if args.step != "plan" and not args.dry_run:
+    ctrl = _controller(args)
+    if args.step != "plan" and not args.dry_run and ctrl.refusal(args.confirm or "") is not None:
         # Refuse before touching the cluster: no plan is worth building if it cannot be applied.
-        if not writes_enabled(args.allow_writes):
+        if not ctrl.decision.may_write:
             raise MitigationError("writes are disabled: add --allow-writes or set DNSFLEET_ALLOW_WRITES=1")
-        if (args.confirm or "").strip() != (args.context or ""):
-            raise MitigationError(f"type the cluster name to confirm: --confirm {args.context}")
-    kube = _kube(args)
-    audit = AuditLog(args.audit_log)
-    plan = _build_undo(args, kube, audit) if args.step == "undo" else _build_plan(args, kube)
-    check_permissions(kube, plan)
+        raise MitigationError(f"type the cluster name to confirm: --confirm {args.context}")
+    with ctrl:
+        return _steps(args, ctrl, out)
+
+
+def _steps(args: argparse.Namespace, ctrl: Controller, out: TextIO) -> int:
+    plan = _build_undo(args, ctrl) if args.step == "undo" else _build_plan(args, ctrl)
     print_plan(plan, out)
     if args.step == "plan" and getattr(args, "yaml", None) and args.mitigation == "nodelocal":
         Path(args.yaml).write_text(
@@ -241,22 +228,19 @@ def _run(args: argparse.Namespace, out: TextIO) -> int:
     if not allowed and args.step != "plan":
         for r in reasons:
             out.write(f"! {r}\n")
-    checked = dry_run(kube, plan)
+    checked = ctrl.dry_run(plan)
     print_results("server-side dry run", checked, out)
     if args.step == "plan" or args.dry_run:
         return 0 if all(r.ok or r.status == "blocked" for r in checked) else 1
-    exclude_failed(plan, checked)
-    if not plan.actionable:
-        out.write("nothing to apply\n")
-        return 1
-    results = apply(
-        kube,
+    results = ctrl.apply(
         plan,
-        allow_writes=args.allow_writes,
-        confirm=args.confirm or "",
-        audit=audit,
+        checked,
+        args.confirm or "",
         progress=lambda i, n, r: out.write(f"[{i}/{n}] {r.ref.label()}: {r.status}\n"),
     )
+    if not results:
+        out.write("nothing to apply\n")
+        return 1
     print_results("apply", results, out)
-    out.write(f"audit log: {audit.path}\n")
+    out.write(f"audit log: {ctrl.audit.path}\n")
     return 0 if all(r.ok for r in results) else 1

@@ -7,23 +7,14 @@ Progress goes to stderr (a bar on a terminal, one line per cluster otherwise); r
 from __future__ import annotations
 
 import argparse
-import csv
-import io
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import Any, TextIO
 
-import orjson
-
+from dnsfleet.cli.output import EXIT_USAGE, add_output_args, fail_on, render, snapshot_summary, summary_frame
 from dnsfleet.collect import ConfigError, PromSource, scan
 from dnsfleet.perf import gc_paused
 from dnsfleet.snapshot import save
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-LEVEL_RANK = {"low": 1, "medium": 2, "high": 3}
-SUMMARY_COLUMNS = ("cluster", "status", "level", "score", "nodes", "pods", "exposed_pods", "reason", "why")
 
 
 def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -53,10 +44,7 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--metrics-window", metavar="S", type=float, default=3600.0, help="rate window, s (3600)")
     p.add_argument("--no-scrape", action="store_true", help="without Prometheus, do not scrape CoreDNS pods")
     p.add_argument("--out", metavar="FILE", help="save the snapshot (gzip when it ends in .gz)")
-    p.add_argument("-o", "--output", choices=("table", "json", "csv"), default="table", help="summary format")
-    p.add_argument(
-        "--fail-on", choices=("high", "medium", "low"), help="exit 1 if a cluster is at/above this"
-    )
+    add_output_args(p)
     p.add_argument("--timeout", metavar="S", type=float, default=10.0, help="per-request timeout, s (10)")
     p.add_argument("--workers", metavar="N", type=int, default=8, help="clusters scanned at once (8)")
     p.set_defaults(func=run_scan)
@@ -122,64 +110,6 @@ def _prom_source(args: argparse.Namespace) -> PromSource | None:
         raise ConfigError(str(e)) from None
 
 
-def summary_frame(clusters: pd.DataFrame) -> pd.DataFrame:
-    cols = [c for c in SUMMARY_COLUMNS if c in clusters.columns]
-    return clusters[cols].reset_index(drop=True)
-
-
-def snapshot_summary(snap: dict[str, Any]) -> pd.DataFrame:
-    """The summary straight from the snapshot, without scores (used when scoring is unavailable)."""
-    import pandas as pd
-
-    rows = [
-        {
-            "cluster": c["name"],
-            "status": c.get("status"),
-            "level": "unknown",
-            "score": None,
-            "nodes": None if c.get("nodes") is None else len(c["nodes"]),
-            "pods": None if c.get("pods") is None else len(c["pods"]),
-            "exposed_pods": None,
-            "reason": c.get("reason"),
-            "why": None,
-        }
-        for c in snap.get("clusters") or []
-    ]
-    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
-
-
-def render_table(df: pd.DataFrame) -> str:
-    import pandas as pd
-
-    def cell(v: Any, col: str) -> str:
-        if v is None or v is pd.NA or (isinstance(v, float) and v != v):
-            return "-"
-        if col == "score":
-            return f"{float(v):.0f}"
-        text = " ".join(str(v).split())
-        return text if len(text) <= 70 else text[:69] + "…"
-
-    cols = list(df.columns)
-    rows = [[cell(v, c) for v, c in zip(r, cols, strict=True)] for r in df.itertuples(index=False)]
-    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
-    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()]
-    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
-    return "\n".join(lines) + "\n"
-
-
-def render_json(df: pd.DataFrame) -> str:
-    records = []
-    for r in df.astype(object).where(df.notna(), None).to_dict(orient="records"):
-        records.append({k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()})
-    return orjson.dumps(records, option=orjson.OPT_INDENT_2).decode() + "\n"
-
-
-def render_csv(df: pd.DataFrame) -> str:
-    buf = io.StringIO()
-    df.to_csv(buf, index=False, quoting=csv.QUOTE_MINIMAL)
-    return buf.getvalue()
-
-
 def run_scan(args: argparse.Namespace, stdout: TextIO | None = None, stderr: TextIO | None = None) -> int:
     """Run ``dnsfleet scan``; returns the exit code."""
     with gc_paused():  # every pod row lives until the end: nothing for the cyclic GC to find
@@ -207,13 +137,13 @@ def _run_scan(args: argparse.Namespace, stdout: TextIO | None, stderr: TextIO | 
         )
     except ConfigError as e:
         err.write(f"dnsfleet scan: {e}\n")
-        return 2
+        return EXIT_USAGE
     if args.out:
         try:
             path = save(snap, args.out)
         except OSError as e:
             err.write(f"dnsfleet scan: cannot write {args.out}: {e.strerror}\n")
-            return 2
+            return EXIT_USAGE
         err.write(f"snapshot written to {path}\n")
     # Imported after the collection (pandas, pyarrow: ~0.3 s): the collection needs neither, and
     # importing them in a thread during it gains nothing on a CPU-bound scan.
@@ -224,29 +154,6 @@ def _run_scan(args: argparse.Namespace, stdout: TextIO | None, stderr: TextIO | 
     except Exception as e:  # scoring must not hide the scan result; say why in one line
         err.write(f"dnsfleet scan: scoring failed ({type(e).__name__}: {' '.join(str(e).split())[:160]})\n")
         df = snapshot_summary(snap)
-    render = {"table": render_table, "json": render_json, "csv": render_csv}[args.output]
-    out.write(render(df))
+    out.write(render(df, args.output))
     out.flush()
-    if args.fail_on:
-        threshold = LEVEL_RANK[args.fail_on]
-        hits = [
-            f"{c} ({lvl})"
-            for c, lvl in zip(df["cluster"], df["level"], strict=True)
-            if LEVEL_RANK.get(str(lvl), 0) >= threshold
-        ]
-        if hits:
-            err.write(f"clusters at or above {args.fail_on}: {', '.join(hits)}\n")
-            return 1
-    return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Stand-alone entry (``python -m dnsfleet.collect.cli_scan``) until the main CLI wires ``scan`` in."""
-    parser = argparse.ArgumentParser(prog="dnsfleet")
-    add_scan_parser(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(argv)
-    return int(args.func(args))
-
-
-if __name__ == "__main__":
-    sys.exit(main())
+    return fail_on(df, args.fail_on, err)

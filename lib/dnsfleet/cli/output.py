@@ -1,0 +1,133 @@
+"""What the command line prints about clusters: one summary, one renderer, one ``--fail-on``.
+
+``render(df, fmt)`` writes a cluster summary as a table (for people), JSON (for scripts) or CSV (through
+the report's CSV writer, so spreadsheets get the same formula-safe cells as ``dnsfleet report``).
+``fail_on`` is the CI exit code: 1 when a cluster's level is at or above the threshold (``unknown``
+never is), with the clusters named on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+# Risk levels, lowest first (the values of the clusters frame's ``level``; ``unknown`` ranks below all).
+LEVEL_ORDER = {"low": 0, "medium": 1, "high": 2}
+FORMATS = ("table", "json", "csv")
+SUMMARY_COLUMNS = (
+    "cluster",
+    "status",
+    "level",
+    "score",
+    "nodes",
+    "pods",
+    "exposed_pods",
+    "unknown_pods",
+    "reason",
+    "why",
+)
+EXIT_OK, EXIT_FAIL_ON, EXIT_USAGE = 0, 1, 2
+CELL_WIDTH = 70
+
+
+class CliError(Exception):
+    """A user-facing error: printed as one line, exit code 2."""
+
+
+def add_output_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-o", "--output", choices=FORMATS, default="table", help="output format")
+    p.add_argument(
+        "--fail-on",
+        choices=tuple(LEVEL_ORDER),
+        default=None,
+        help="exit 1 when any cluster's risk level is at or above this level (for CI)",
+    )
+
+
+def summary_frame(clusters: pd.DataFrame) -> pd.DataFrame:
+    """The summary columns of a clusters frame (ranked as it is)."""
+    cols = [c for c in SUMMARY_COLUMNS if c in clusters.columns]
+    return clusters[cols].reset_index(drop=True)
+
+
+def snapshot_summary(snap: dict[str, Any]) -> pd.DataFrame:
+    """The summary straight from the snapshot, without scores (used when scoring is unavailable)."""
+    import pandas as pd
+
+    rows = [
+        {
+            "cluster": c["name"],
+            "status": c.get("status"),
+            "level": "unknown",
+            "score": None,
+            "nodes": None if c.get("nodes") is None else len(c["nodes"]),
+            "pods": None if c.get("pods") is None else len(c["pods"]),
+            "exposed_pods": None,
+            "unknown_pods": None,
+            "reason": c.get("reason"),
+            "why": None,
+        }
+        for c in snap.get("clusters") or []
+    ]
+    return pd.DataFrame(rows, columns=list(SUMMARY_COLUMNS))
+
+
+def render(df: pd.DataFrame, fmt: str, *, numbered: bool = False) -> str:
+    """``df`` as ``table`` (``numbered``: a leading rank column), ``json`` or ``csv``."""
+    if fmt == "json":
+        return render_json(df)
+    if fmt == "csv":
+        from dnsfleet.report import to_csv_bytes
+
+        return to_csv_bytes(df).decode("utf-8-sig")
+    return render_table(df, numbered=numbered)
+
+
+def render_table(df: pd.DataFrame, *, numbered: bool = False) -> str:
+    import pandas as pd
+
+    def cell(v: Any, col: str) -> str:
+        if v is None or v is pd.NA or (isinstance(v, float) and v != v):
+            return "-"
+        if col == "score":
+            return f"{float(v):.0f}"
+        text = " ".join(str(v).split())
+        return text if len(text) <= CELL_WIDTH else text[: CELL_WIDTH - 1] + "…"
+
+    cols = list(df.columns)
+    rows = [[cell(v, c) for v, c in zip(r, cols, strict=True)] for r in df.itertuples(index=False)]
+    if numbered:
+        cols = ["#", *cols]
+        rows = [[str(i), *r] for i, r in enumerate(rows, start=1)]
+    widths = [max([len(c)] + [len(r[i]) for r in rows]) for i, c in enumerate(cols)]
+    lines = ["  ".join(c.upper().ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()]
+    lines += ["  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)).rstrip() for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def render_json(df: pd.DataFrame) -> str:
+    import orjson
+
+    records = []
+    for r in df.astype(object).where(df.notna(), None).to_dict(orient="records"):
+        records.append({k: (v.item() if hasattr(v, "item") else v) for k, v in r.items()})
+    return orjson.dumps(records, option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+def fail_on(df: pd.DataFrame, threshold: str | None, err: TextIO) -> int:
+    """``EXIT_FAIL_ON`` when a cluster is at or above ``threshold`` (named on ``err``), else ``EXIT_OK``."""
+    if not threshold:
+        return EXIT_OK
+    rank = LEVEL_ORDER[threshold]
+    hits = [
+        f"{c} ({lvl})"
+        for c, lvl in zip(df["cluster"], df["level"], strict=True)
+        if LEVEL_ORDER.get(str(lvl), -1) >= rank
+    ]
+    if hits:
+        err.write(f"clusters at or above {threshold}: {', '.join(hits)}\n")
+        return EXIT_FAIL_ON
+    return EXIT_OK
