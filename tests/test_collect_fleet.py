@@ -24,6 +24,7 @@ from dnsfleet import kube as K
 from dnsfleet.collect import PromSource, scan, scan_cluster
 from dnsfleet.collect import cluster as CS
 from dnsfleet.engine import analyze
+from dnsfleet.kube.refs import pod_proxy_path
 from dnsfleet.snapshot import dumps, loads, new_snapshot
 from tests.fleet import coredns as D
 from tests.fleet import spec as S
@@ -286,7 +287,7 @@ def test_scrape_buckets_through_the_pod_proxy_match_the_queries_sent(fleet):
     target = K.resolve_targets(fleet.kubeconfig, ["aks-legacy"])[0]
     api = K.Api(K.new_api_client(target, 10), 10)
     text = api.get_bytes(
-        K.proxy_path("kube-system", pod.pod, SC.METRICS_PORT, "metrics"), accept="text/plain"
+        pod_proxy_path("kube-system", pod.pod, SC.METRICS_PORT, "metrics"), accept="text/plain"
     )
     s = SC.parse_exposition(text.decode())
     want = D.expected_scrape(spec)
