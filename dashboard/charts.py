@@ -28,6 +28,7 @@ STATE_COLORS: dict[str, str] = {
     "open": LEVEL_COLORS["high"],
     "fixed": LEVEL_COLORS["low"],
     "unknown": LEVEL_COLORS["unknown"],
+    "not applicable": "#c5cae9",  # Windows nodes: no netfilter, the races do not apply
 }
 RACES: dict[str, str] = {
     "race1": "Race 1: matching conntracks",
@@ -217,8 +218,10 @@ def race_status_bars(nodes: pd.DataFrame) -> go.Figure:
         return empty_figure(title, "No nodes in the selection.")
     fig = go.Figure()
     names = list(RACES.values())
-    for state in ("open", "unknown", "fixed"):
+    for state in ("open", "unknown", "fixed", "not applicable"):
         counts = [int((nodes[col].fillna("unknown") == state).sum()) for col in RACES]
+        if state == "not applicable" and not any(counts):
+            continue
         fig.add_bar(
             x=names,
             y=counts,
@@ -234,11 +237,13 @@ def race_status_bars(nodes: pd.DataFrame) -> go.Figure:
 
 def kernel_verdict(nodes: pd.DataFrame) -> pd.Series:
     """Per node: 'open' if race 1, 2 or 3 is open on its kernel, else 'unknown' if any of them is unknown,
-    else 'fixed'. (The NFQUEUE path is left out: it matters only with an NFQUEUE agent.)"""
+    else 'fixed'; 'not applicable' when none applies (Windows). (The NFQUEUE path is left out: it matters
+    only with an NFQUEUE agent.)"""
     states = nodes[list(CORE_RACES)].fillna("unknown")
     any_open = (states == "open").any(axis=1)
     any_unknown = (states == "unknown").any(axis=1)
     out = pd.Series("fixed", index=nodes.index, dtype="string")
+    out[(states == "not applicable").all(axis=1)] = "not applicable"
     out[any_unknown] = "unknown"
     out[any_open] = "open"
     return out
@@ -278,7 +283,7 @@ def kernel_bars(nodes: pd.DataFrame, top: int = 25) -> go.Figure:
         title += f" (top {top} of {len(agg)} kernels)"
         agg = agg.head(top)
     fig = go.Figure()
-    for state in ("open", "unknown", "fixed"):
+    for state in ("open", "unknown", "fixed", "not applicable"):
         part = agg[agg["verdict"] == state]
         if part.empty:
             continue
@@ -286,9 +291,12 @@ def kernel_bars(nodes: pd.DataFrame, top: int = 25) -> go.Figure:
             y=part.index.tolist(),
             x=part["nodes"].tolist(),
             orientation="h",
-            name={"open": "race 1, 2 or 3 open", "unknown": "fix status unknown", "fixed": "races 1-3 fixed"}[
-                state
-            ],
+            name={
+                "open": "race 1, 2 or 3 open",
+                "unknown": "fix status unknown",
+                "fixed": "races 1-3 fixed",
+                "not applicable": "not applicable (Windows)",
+            }[state],
             marker_color=STATE_COLORS[state],
             customdata=part[["clusters", "distro", "open_races"]].astype(str).to_numpy(),
             hovertemplate="<b>%{y}</b><br>%{x} nodes in %{customdata[0]} clusters<br>"
