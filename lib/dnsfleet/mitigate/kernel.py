@@ -85,11 +85,15 @@ def upgrade_plan(nodes: pd.DataFrame, dns_service: pd.DataFrame | None = None) -
         if not open_races and not unknown:
             continue
         listed = open_races or unknown
-        target = kernel_target(open_races + unknown, kernel or None, os_image or None)
+        # The target closes what is open; what is only unknown gets its own advice in the note.
+        target = kernel_target(open_races or unknown, kernel or None, os_image or None)
         why = classify(kernel or None, os_image or None).decisions
         if open_races:
             action = "upgrade"
-            note = f"also unknown: {', '.join(RACE_NAMES[r] for r in unknown)}" if unknown else ""
+            note = ""
+            if unknown:
+                also = kernel_target(unknown, kernel or None, os_image or None).text
+                note = f"also unknown: {', '.join(RACE_NAMES[r] for r in unknown)}: {also}"
         else:
             action = "verify"
             note = "no public source decides these races for this kernel (K8): verify, or move to the target"
