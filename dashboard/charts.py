@@ -28,7 +28,7 @@ STATE_COLORS: dict[str, str] = {
     "open": LEVEL_COLORS["high"],
     "fixed": LEVEL_COLORS["low"],
     "unknown": LEVEL_COLORS["unknown"],
-    "not applicable": "#c5cae9",  # Windows nodes: no netfilter, the races do not apply
+    "not applicable": LEVEL_COLORS["low"],  # Windows nodes: no netfilter, no risk from the races
 }
 RACES: dict[str, str] = {
     "race1": "Race 1: matching conntracks",

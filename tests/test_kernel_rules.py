@@ -389,3 +389,17 @@ def test_property_newer_ubuntu_abi_never_reopens_a_race(
     newer = classify(f"{major}.{minor}.0-{abi + 1}-{flavour}", "Ubuntu")
     for race in RACES:
         assert order[getattr(newer, race)] >= order[getattr(older, race)]
+
+
+def test_dashboard_reads_windows_as_not_applicable() -> None:
+    from dashboard import charts
+
+    nodes = _nodes(
+        [
+            ("c", "win-0", "win", "10.0.20348.2340", "Windows Server 2022 Datacenter", 0.0),
+            ("c", "lin-0", "p1", "4.15.0-55-generic", "Ubuntu 18.04.2 LTS", 90.0),
+        ]
+    ).assign(distro=["windows", "ubuntu"])
+    assert list(charts.kernel_verdict(nodes)) == [NOT_APPLICABLE, OPEN]
+    names = {t.name for t in charts.kernel_bars(nodes).data}
+    assert "not applicable (Windows)" in names
