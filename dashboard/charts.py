@@ -29,6 +29,7 @@ STATE_COLORS: dict[str, str] = {
     "open": LEVEL_COLORS["high"],
     "fixed": LEVEL_COLORS["low"],
     "unknown": LEVEL_COLORS["unknown"],
+    "not applicable": LEVEL_COLORS["low"],  # Windows nodes: no netfilter, no risk from the races
 }
 RACES: dict[str, str] = {
     "race1": "Race 1: matching conntracks",
@@ -216,8 +217,10 @@ def race_status_bars(nodes: pd.DataFrame) -> go.Figure:
         return empty_figure(title, "No nodes in the selection.")
     fig = go.Figure()
     names = list(RACES.values())
-    for state in ("open", "unknown", "fixed"):
+    for state in ("open", "unknown", "fixed", "not applicable"):
         counts = [int((nodes[col].fillna("unknown") == state).sum()) for col in RACES]
+        if state == "not applicable" and not any(counts):
+            continue
         fig.add_bar(
             x=names,
             y=counts,
@@ -265,7 +268,7 @@ def kernel_bars(nodes: pd.DataFrame, top: int = 25) -> go.Figure:
         title += f" (top {top} of {len(agg)} kernels)"
         agg = agg.head(top)
     fig = go.Figure()
-    for state in ("open", "unknown", "fixed"):
+    for state in ("open", "unknown", "fixed", "not applicable"):
         part = agg[agg["verdict"] == state]
         if part.empty:
             continue
@@ -273,9 +276,12 @@ def kernel_bars(nodes: pd.DataFrame, top: int = 25) -> go.Figure:
             y=part.index.tolist(),
             x=part["nodes"].tolist(),
             orientation="h",
-            name={"open": "race 1, 2 or 3 open", "unknown": "fix status unknown", "fixed": "races 1-3 fixed"}[
-                state
-            ],
+            name={
+                "open": "race 1, 2 or 3 open",
+                "unknown": "fix status unknown",
+                "fixed": "races 1-3 fixed",
+                "not applicable": "not applicable (Windows)",
+            }[state],
             marker_color=STATE_COLORS[state],
             customdata=part[["clusters", "distro", "open_races"]].astype(str).to_numpy(),
             hovertemplate="<b>%{y}</b><br>%{x} nodes in %{customdata[0]} clusters<br>"

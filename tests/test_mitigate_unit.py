@@ -275,8 +275,9 @@ def test_upgrade_plan_orders_riskiest_pool_first_and_skips_fixed_nodes():
     c1 = plan[plan.cluster == "c1"]
     assert list(c1.node) == ["legacy-0", "legacy-1", "mid-0"]  # new-0 is fixed: not listed
     assert list(c1.drain_order) == [1, 2, 3]
-    assert c1.iloc[0].minimum_kernel == "5.6"  # race 3 needs mainline 5.6; races 1-2 come with it
-    assert "race 1: 4.15.0-1030 (ubuntu-azure)" in c1.iloc[0].per_race
+    # The target speaks the node's distro and track (kernel_targets.csv), never a bare mainline number.
+    assert c1.iloc[0].target.startswith("Ubuntu linux-azure")
+    assert "race 1: open (K1: ubuntu-azure" in c1.iloc[0].per_race and c1.iloc[0].target_source
     assert "NFQUEUE" not in c1.iloc[0].open_races  # no NFQUEUE agent: K6 does not apply
     c2 = plan[plan.cluster == "c2"].set_index("node")
     assert "one-ep" not in c2.index  # race 3 needs >= 2 endpoints (K4)
@@ -288,7 +289,7 @@ def test_upgrade_plan_orders_riskiest_pool_first_and_skips_fixed_nodes():
 def test_upgrade_plan_counts_nfqueue_only_with_an_agent():
     dns = pd.DataFrame([{"cluster": "c1", "ready_endpoints": 2, "nfqueue_agent": True}])
     plan = K.upgrade_plan(_nodes()[lambda d: d.node == "new-0"], dns)
-    assert list(plan.minimum_kernel) == ["6.12"]
+    assert len(plan) == 1 and "6.12" in plan.iloc[0].target and "Debian" in plan.iloc[0].target
 
 
 def test_upgrade_plan_on_demo_fleet():

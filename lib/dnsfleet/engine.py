@@ -12,6 +12,7 @@ from dnsfleet import schema
 from dnsfleet.frames import Frames, build_frames
 from dnsfleet.recommend import recommendations
 from dnsfleet.risk import PTS, aggregate, node_exposure, placements_scored
+from dnsfleet.rules import resolver as resolver_rules
 from dnsfleet.rules.resolver import ImageRule
 
 
@@ -114,7 +115,7 @@ def _workload_risk(frames: Frames, p: pd.DataFrame) -> pd.DataFrame:
     pair = wl["sends_parallel_pair"].fillna("unknown")
     opts = wl["dns_options"].fillna("")
     ignored = opts.str.extract(r"(single-request-reopen|single-request|use-vc|no-aaaa)", expand=False)
-    stall = wl["stall_s"].astype("Float64").round(1).astype("string").fillna("?")
+    cost = resolver_rules.cost_phrase(res, wl["stall_s"])  # the modelled cost of a lost query
     kernel_t = np.where(
         k_open > 0,
         _fmt_int(k_open) + " of " + _fmt_int(pods) + " pods run on nodes with conntrack races open (K1-K3)",
@@ -124,7 +125,7 @@ def _workload_risk(frames: Frames, p: pd.DataFrame) -> pd.DataFrame:
             + " of "
             + _fmt_int(pods)
             + " pods run on nodes whose kernel fix status is unknown (K8)",
-            "the races are fixed on every node its pods run on (K1-K3)",
+            "the races are fixed (or not applicable: Windows) on every node its pods run on (K1-K3)",
         ),
     )
     resolver_t = np.select(
@@ -143,12 +144,14 @@ def _workload_risk(frames: Frames, p: pd.DataFrame) -> pd.DataFrame:
             "image " + img + " → musl: " + ignored.fillna("") + " is ignored, A+AAAA still race (R5)",
             "image "
             + img
-            + " → musl: A+AAAA sent in parallel from one socket; dnsConfig options cannot stop it (R5)",
+            + " → musl: A+AAAA sent in parallel from one socket; dnsConfig options cannot stop it; "
+            + cost
+            + " (R5)",
             "image "
             + img
-            + " → glibc without single-request-reopen/use-vc: A+AAAA race on one socket, a lost query costs "
-            + stall
-            + " s (R1)",
+            + " → glibc without single-request-reopen/use-vc: A+AAAA race on one socket, "
+            + cost
+            + " (R1)",
             "image " + img + " → glibc with " + opts + ": A and AAAA no longer race (R2/R3)",
             "image " + img + " → glibc with " + opts + ": no-aaaa needs glibc >= 2.36, the image's glibc "
             "version is not known (R4)",
@@ -219,7 +222,11 @@ def _node_risk(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame) -> pd.DataFram
         np.where(
             np.isnan(kg),
             kv + " (" + nodes["distro"].fillna("unknown") + "): fix status unknown (K8)",
-            kv + ": races fixed",
+            np.where(
+                nodes["race1"].to_numpy() == "not applicable",
+                kv + ": not applicable (Windows node: no netfilter conntrack)",
+                kv + ": races fixed",
+            ),
         ),
     )
     nodes["service_path_text"] = np.select(
@@ -303,7 +310,9 @@ def _cluster_risk(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame) -> pd.DataF
             parts.append(
                 f"{int(ep)} ready kube-dns endpoint(s): race 3 {'can' if ep >= 2 else 'cannot'} occur (K4)"
             )
-        texts["kernel"].append("; ".join(parts[:3]) or "races fixed on every node (K1-K3)")
+        texts["kernel"].append(
+            "; ".join(parts[:3]) or "races fixed (or not applicable: Windows) on every node (K1-K3)"
+        )
         texts["service_path"].append(str(notes.get(c) or "service path unknown"))
         t = (
             f"{int(pair_pods.get(c, 0))} of {int(pods_all.get(c, 0))} pods send A+AAAA in parallel from one "
@@ -362,7 +371,7 @@ def _cluster_risk(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame) -> pd.DataF
 
 def _zero_reason(row: pd.Series, kernel_all_fixed: bool | None, path_all_bypassed: bool | None) -> str:
     if kernel_all_fixed:
-        return "the races are fixed on every node (K1-K3)"
+        return "the races are fixed (or not applicable: Windows) on every node (K1-K3)"
     if path_all_bypassed:
         return str(row["service_path_text"])
     return str(row["resolver_text"])

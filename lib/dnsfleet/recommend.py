@@ -18,7 +18,7 @@ import pandas as pd
 
 from dnsfleet import schema
 from dnsfleet.frames import Frames
-from dnsfleet.rules import kernel as kernel_rules
+from dnsfleet.rules.kernel import kernel_target
 from dnsfleet.rules.resolver import option_honoured
 
 CODES = {
@@ -176,14 +176,6 @@ def _nodelocal_recs(frames: Frames, p: pd.DataFrame, wl: pd.DataFrame) -> pd.Dat
     return pd.DataFrame(rows)
 
 
-def _target(mins: set[str | None]) -> str:
-    """One kernel that closes every open race: the highest mainline fix, else the track's backports."""
-    plain = [m for m in mins if m and "(" not in m]
-    if plain:
-        return max(plain, key=lambda v: kernel_rules.parse_version(v) or ())
-    return " and ".join(sorted(m for m in mins if m))
-
-
 def _kernel_recs(p: pd.DataFrame, nx: pd.DataFrame, wl: pd.DataFrame) -> pd.DataFrame:
     pods_total = p.groupby("cluster")["pods"].sum()
     per_node = (
@@ -196,12 +188,12 @@ def _kernel_recs(p: pd.DataFrame, nx: pd.DataFrame, wl: pd.DataFrame) -> pd.Data
     nodes["pool"] = nodes["pool"].fillna("(no pool)")
     keys = nodes[["kernel_version", "os_image", "open_races"]].astype("object").fillna("")
     nodes["mkey"] = list(zip(keys["kernel_version"], keys["os_image"], keys["open_races"], strict=True))
-    mins = {
+    labels = {"1": "race1", "2": "race2", "3": "race3", "NFQUEUE": "nfqueue"}
+    mins = {  # the target in the words of the node's distro and track (mitigate.kernel, with its source)
         key: {
-            m
-            for race, label in (("race1", "1"), ("race2", "2"), ("race3", "3"))
-            if label in key[2].split(",")
-            and (m := kernel_rules.minimum_fixed(race, key[0] or None, key[1] or None))
+            kernel_target(
+                [labels[x] for x in key[2].split(",") if x in labels], key[0] or None, key[1] or None
+            ).text
         }
         for key in set(nodes["mkey"])
     }
@@ -222,7 +214,7 @@ def _kernel_recs(p: pd.DataFrame, nx: pd.DataFrame, wl: pd.DataFrame) -> pd.Data
                 "scope": "node_pool",
                 "target": f"{cluster}/{pool}",
                 "mitigation": "kernel-upgrade",
-                "action": f"upgrade {r['n']} node(s) of pool {pool} from {r['kernels']} to at least {_target(need)}",
+                "action": f"upgrade {r['n']} node(s) of pool {pool} from {r['kernels']} to: {'; '.join(sorted(need))}",
                 "risk_removed": round(removed, 1),
                 "pods": int(r["pods"]),
                 "rule": "K1, K2, K3",

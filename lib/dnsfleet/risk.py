@@ -15,7 +15,7 @@ is *unknown* when any gate is unknown, *exposed* when all are 1.
 |---------------|--------|----------------------------------------------------------------------|
 | kernel        | 30     | 30 if race 1/2 (or NFQUEUE) open, 18 if only race 3 open              |
 | service_path  | 20     | 20 when DNS is DNAT'd through conntrack                               |
-| resolver      | 25     | 25 x min(1, stall_s / 5): what one lost query costs                   |
+| resolver      | 25     | 25 x rules.resolver.loss_factor: what lost queries cost the resolver  |
 | ndots         | 10     | 10 x min(ndots, 5) / 5 for cluster-DNS users: search-list expansions  |
 | query_rate    | 5      | 5 x min(1, log10(1 + CoreDNS q/s) / 4)                                |
 | evidence      | 10     | insert_failed grew on the node: 10 (kernel >= 5.10 or drop grew), else 4 |
@@ -42,6 +42,7 @@ from pandas.api.extensions import ExtensionArray, ExtensionDtype
 
 from dnsfleet import schema
 from dnsfleet.frames import Frames
+from dnsfleet.rules import resolver as resolver_rules
 
 if TYPE_CHECKING:
     from pandas._typing import ArrayLike
@@ -311,7 +312,8 @@ def placements_scored(frames: Frames, nx: pd.DataFrame | None = None) -> pd.Data
         * W_KERNEL
         * np.where(np.isnan(kg), 1.0, p["kernel_weight"].astype("float64").fillna(1.0)),
         "service_path_pts": live * W_PATH,
-        "resolver_pts": live * W_RESOLVER * np.minimum(1.0, stall / 5.0),
+        # What a lost query costs per resolver, not the timeout alone (rules.resolver.lost_query_cost).
+        "resolver_pts": live * W_RESOLVER * resolver_rules.loss_factor(p["resolver"], stall),
         "ndots_pts": live
         * W_NDOTS
         * np.where(np.isnan(ndots), 0.0, np.minimum(np.nan_to_num(ndots), 5.0) / 5.0),

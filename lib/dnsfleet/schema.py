@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import pandas as pd
 
 # Values of the status columns.
-RACE_STATES = ("fixed", "open", "unknown")
+RACE_STATES = ("fixed", "open", "unknown", "not applicable")
 LEVELS = ("high", "medium", "low", "unknown")
 RESOLVERS = ("glibc", "musl", "go", "go-cgo", "c-ares", "jvm", "unknown")
 PROXY_MODES = ("iptables", "ipvs", "nftables", "none", "unknown")
@@ -68,10 +68,10 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         ("kernel_version", S, "status.nodeInfo.kernelVersion"),
         ("distro", S, "kernel family recognised from osImage + kernelVersion (ubuntu, amzn2, cos...)"),
         ("kernel_base", S, "upstream base version parsed from the kernel string, e.g. 5.10.215"),
-        ("race1", S, "race 1 (clash for matching conntracks): fixed | open | unknown"),
-        ("race2", S, "race 2 (same-origin NAT clash): fixed | open | unknown"),
-        ("race3", S, "race 3 (clashing entries with different DNAT endpoints): fixed | open | unknown"),
-        ("nfqueue", S, "NFQUEUE clash path (< 6.12): fixed | open | unknown"),
+        ("race1", S, "race 1 (clash for matching conntracks): fixed | open | unknown | not applicable"),
+        ("race2", S, "race 2 (same-origin NAT clash): fixed | open | unknown | not applicable"),
+        ("race3", S, "race 3 (different DNAT endpoints): fixed | open | unknown | not applicable"),
+        ("nfqueue", S, "NFQUEUE clash path (< 6.12): fixed | open | unknown | not applicable"),
         ("counters_exact", B, "kernel >= 5.10: insert_failed counts only unresolved clashes (K7)"),
         ("kernel_source", S, "sources of the classification (rule ids and fact-sheet sections)"),
         ("ready", B, "Ready condition"),

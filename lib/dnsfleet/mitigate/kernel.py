@@ -1,10 +1,15 @@
 """Mitigation 3: kernel upgrades. They cannot be done through the Kubernetes API, so dnsfleet writes a
-node upgrade plan: per node its pool, current kernel, the races still open, the minimum kernel that
-closes them (from the kernel fix table, ``dnsfleet.rules.kernel.minimum_fixed``) and a drain order.
+node upgrade plan: per node its pool, current kernel, the races still open (or unknown), the target
+that closes them for the node's own distro and track (``rules/data/kernel_targets.csv``, every row with
+its public source: "Ubuntu 18.04 generic >= 4.15.0-58", "AL2: AMI v20200312 or later / AL2023",
+"RHEL 8: no public source; verify with a probe or move to RHEL 9"; never a bare mainline number) and a
+drain order.
 
-Which races count on a node (rules K3/K4, K6): race 3 only when the cluster has more than one ready
+Which nodes are in the plan (rules K3/K4, K6, P3): race 3 only when the cluster has more than one ready
 kube-dns endpoint (or the count is unknown); the NFQUEUE path only when an NFQUEUE-based agent is on the
-DNS path. An unrecognised kernel is listed as "verify" with the mainline version that closes races 1-3.
+DNS path; clusters whose DNS goes through Cilium socket-LB (no netfilter DNAT on the DNS path) and
+Windows nodes (verdict "not applicable") are left out. Open races -> "upgrade"; only unknown ones ->
+"verify".
 
 Drain order: pools with the highest node risk first; inside a pool, the riskiest node first; one node at
 a time per pool so capacity and PodDisruptionBudgets hold.
@@ -18,7 +23,9 @@ from typing import Any
 
 import pandas as pd
 
-from dnsfleet.rules.kernel import minimum_fixed, parse_version
+from dnsfleet.rules.kernel import NOT_APPLICABLE, OPEN, UNKNOWN, Target, classify, kernel_target
+
+__all__ = ["COLUMNS", "Target", "kernel_target", "upgrade_plan", "upgrade_plan_csv"]
 
 COLUMNS = (
     "cluster",
@@ -28,7 +35,8 @@ COLUMNS = (
     "os_image",
     "current_kernel",
     "open_races",
-    "minimum_kernel",
+    "target",
+    "target_source",
     "per_race",
     "action",
     "note",
@@ -50,16 +58,11 @@ def _relevant(race: str, dns: dict[str, Any]) -> bool:
     return True
 
 
-def _max_version(versions: list[str]) -> str:
-    """The highest of several fix versions; a vendor-track entry ("4.15.0-1030 (ubuntu-azure)") and a
-    mainline one cannot be compared, so mainline (any kernel at or above it) wins."""
-    mainline = [v for v in versions if "(" not in v]
-    pool = mainline or versions
-
-    def key(v: str) -> tuple[int, ...]:
-        return parse_version(v.split(" ")[0].replace("-", ".")) or ()
-
-    return max(pool, key=key)
+def _why(race: str, state: str, decisions: dict) -> str:
+    d = decisions.get(race)
+    if d is None or d.verdict != state:
+        return f"{RACE_NAMES[race]}: {state}"
+    return f"{RACE_NAMES[race]}: {state} ({d.rule}: {d.detail})"
 
 
 def upgrade_plan(nodes: pd.DataFrame, dns_service: pd.DataFrame | None = None) -> pd.DataFrame:
@@ -71,19 +74,29 @@ def upgrade_plan(nodes: pd.DataFrame, dns_service: pd.DataFrame | None = None) -
     for _, n in nodes.iterrows():
         cluster = _s(n.get("cluster"))
         dns = dns_by_cluster.get(cluster, {})
+        if _s(dns.get("path")) == "socket-lb":
+            continue  # P3: DNS to the Service never meets netfilter DNAT; a kernel upgrade changes nothing
         kernel, os_image = _s(n.get("kernel_version")), _s(n.get("os_image"))
-        states = {r: _s(n.get(r)) or "unknown" for r in RACE_NAMES}
-        open_races = [r for r, st in states.items() if st == "open" and _relevant(r, dns)]
-        unknown = [r for r, st in states.items() if st == "unknown" and _relevant(r, dns) and r != "nfqueue"]
+        states = {r: _s(n.get(r)) or UNKNOWN for r in RACE_NAMES}
+        if all(st == NOT_APPLICABLE for st in states.values()):
+            continue  # Windows: no netfilter conntrack (K8)
+        open_races = [r for r, st in states.items() if st == OPEN and _relevant(r, dns)]
+        unknown = [r for r, st in states.items() if st == UNKNOWN and _relevant(r, dns)]
         if not open_races and not unknown:
             continue
+        listed = open_races or unknown
+        # The target closes what is open; what is only unknown gets its own advice in the note.
+        target = kernel_target(open_races or unknown, kernel or None, os_image or None)
+        why = classify(kernel or None, os_image or None).decisions
         if open_races:
-            per = {r: minimum_fixed(r, kernel, os_image) or "" for r in open_races}
-            action, note = "upgrade", ""
+            action = "upgrade"
+            note = ""
+            if unknown:
+                also = kernel_target(unknown, kernel or None, os_image or None).text
+                note = f"also unknown: {', '.join(RACE_NAMES[r] for r in unknown)}: {also}"
         else:
-            per = {r: minimum_fixed(r, None) or "" for r in unknown}
             action = "verify"
-            note = "kernel not recognised (K8): check its backports; the mainline version closes the races"
+            note = "no public source decides these races for this kernel (K8): verify, or move to the target"
         score = n.get("score")
         rows.append(
             {
@@ -92,9 +105,10 @@ def upgrade_plan(nodes: pd.DataFrame, dns_service: pd.DataFrame | None = None) -
                 "node": _s(n.get("node")),
                 "os_image": os_image,
                 "current_kernel": kernel,
-                "open_races": ", ".join(RACE_NAMES[r] for r in (open_races or unknown)),
-                "minimum_kernel": _max_version([v for v in per.values() if v]),
-                "per_race": "; ".join(f"{RACE_NAMES[r]}: {v}" for r, v in per.items()),
+                "open_races": ", ".join(RACE_NAMES[r] for r in listed),
+                "target": target.text,
+                "target_source": target.source,
+                "per_race": "; ".join(_why(r, states[r], why) for r in open_races + unknown),
                 "action": action,
                 "note": note,
                 "_score": float(score) if score is not None and not pd.isna(score) else 0.0,

@@ -1,16 +1,19 @@
-"""Kernel rules K1-K8: is each conntrack race fixed, open or unknown on a node?
+"""Kernel rules K0-K8: is each conntrack race fixed, open, unknown or not applicable on a node?
 
-The decisions are data (``data/kernel_fixes.csv``, ``data/distros.csv``, each row with its source in
-``dns-race-facts.md``); this module only parses kernel strings and applies the table:
+The decisions are data (``data/kernel_fixes.csv``: per race, track and branch a version interval and
+its verdict with the public source; ``data/distros.csv``: which tracks a distro family reads). This
+module parses kernel strings and applies the table, in this order:
 
-1. Recognise the kernel family from ``status.nodeInfo.kernelVersion`` and ``osImage`` (K8). An
-   unrecognised or unparsable kernel is ``unknown`` for every race, never ``fixed``.
-2. Base version >= the mainline fix -> ``fixed`` (the fix is in the base).
-3. Else a row for the kernel's own track and branch (a vendor ABI like ``4.15.0-1030`` for linux-azure,
-   or a stable sublevel like ``4.14.173``) decides: at or above it -> ``fixed``, below -> ``open``.
-   Stable rows apply only to families whose x.y.z follows upstream stable (``distros.csv``); where the
-   sublevel is hidden (Ubuntu, Debian, RHEL) a stable row cannot be checked -> ``unknown``.
-4. Else ``open``: rules K1-K3 say "fixed iff ... otherwise open".
+1. Windows (``osImage`` says Windows, or an NT build ``10.0.NNNNN``): *not applicable*, no netfilter.
+2. No leading ``x.y[.z]``: *unknown* for every race (K8).
+3. K0: the leading ``x.y[.z]`` is the upstream series the vendor forked from; a race whose mainline
+   fix is at or below it is *fixed*, whatever the distro or suffix.
+4. Below the mainline fix, the first row of the node's own tracks (its vendor track such as
+   ``ubuntu-azure`` or ``amzn2``, then the family's shared tracks from ``distros.csv``: ``stable``
+   where the ``x.y.z`` is the upstream stable sublevel, ``upstream`` where the kernel carries no known
+   vendor backport of the fix) whose branch and version interval contain the kernel decides. A row
+   says *fixed*, *open* or *unknown*, and every row carries its public source.
+5. No row: *unknown*. "open" is only ever a sourced row, never the version alone (K0, K8).
 """
 
 from __future__ import annotations
@@ -22,18 +25,39 @@ from functools import lru_cache
 from importlib import resources
 
 RACES = ("race1", "race2", "race3", "nfqueue")
+FIXED, OPEN, UNKNOWN, NOT_APPLICABLE = "fixed", "open", "unknown", "not applicable"
+VERDICTS = (FIXED, OPEN, UNKNOWN, NOT_APPLICABLE)
 Version = tuple[int, ...]
+_MAX_LEN = 256
 
 
 @dataclass(frozen=True)
 class FixRow:
+    """One row of ``kernel_fixes.csv``: kernels of ``track``/``branch`` in [start, end) get ``verdict``."""
+
     race: str
     track: str
     branch: str
-    fixed_in: str
+    start: str
+    end: str
+    verdict: str
     confidence: str
     rule: str
     source: str
+
+    def contains(self, key: Version) -> bool:
+        lo, hi = parse_version(self.start), parse_version(self.end)
+        return (lo is None or _at_least(key, lo)) and (hi is None or not _at_least(key, hi))
+
+    @property
+    def interval(self) -> str:
+        if self.start and self.end:
+            return f"{self.start} <= kernel < {self.end}"
+        if self.start:
+            return f">= {self.start}"
+        if self.end:
+            return f"< {self.end}"
+        return "every version"
 
 
 @dataclass(frozen=True)
@@ -41,27 +65,52 @@ class KernelInfo:
     """A parsed kernel string."""
 
     raw: str
-    distro: str | None  # None: not recognised
+    distro: str | None  # family in distros.csv; None: no leading x.y
     base: Version | None  # upstream x.y.z
-    track: str | None  # fix-table track: mainline, ubuntu, ubuntu-azure, ...
-    abi: Version | None  # vendor ABI version compared against track rows, e.g. (4, 15, 0, 1030)
-    sublevel_is_stable: bool = False
+    track: str | None  # the node's own track in the fix table, e.g. ubuntu-azure, amzn2
+    key: Version | None  # what rows of the node's own track compare: (4, 15, 0, 1030), (4, 14, 171, 105, 231)
+    flavour: str | None = None  # Ubuntu/Debian flavour, e.g. azure, kvm, cloud-amd64
 
     @property
     def base_str(self) -> str | None:
         return ".".join(map(str, self.base)) if self.base else None
 
+    @property
+    def branch(self) -> str | None:
+        return f"{self.base[0]}.{self.base[1]}" if self.base else None
+
+
+@dataclass(frozen=True)
+class Decision:
+    """Why one race got its verdict: the rule, the row's public source and a one-line reading."""
+
+    verdict: str
+    rule: str
+    source: str
+    detail: str
+    confidence: str = ""
+
+    def as_dict(self) -> dict[str, str]:
+        return {
+            "verdict": self.verdict,
+            "rule": self.rule,
+            "source": self.source,
+            "detail": self.detail,
+            "confidence": self.confidence,
+        }
+
 
 @dataclass
 class Classification:
-    race1: str = "unknown"
-    race2: str = "unknown"
-    race3: str = "unknown"
-    nfqueue: str = "unknown"
+    race1: str = UNKNOWN
+    race2: str = UNKNOWN
+    race3: str = UNKNOWN
+    nfqueue: str = UNKNOWN
     distro: str | None = None
     base: str | None = None
     counters_exact: bool | None = None
     source: list[str] = field(default_factory=list)
+    decisions: dict[str, Decision] = field(default_factory=dict)
 
     def as_dict(self) -> dict:
         return {
@@ -72,6 +121,7 @@ class Classification:
             "race3": self.race3,
             "nfqueue": self.nfqueue,
             "counters_exact": self.counters_exact,
+            "decided_by": {race: d.as_dict() for race, d in self.decisions.items()},
             "source": list(self.source),
         }
 
@@ -83,7 +133,22 @@ def _read_csv(name: str) -> list[dict[str, str]]:
 
 @lru_cache(maxsize=1)
 def fix_table() -> tuple[FixRow, ...]:
-    return tuple(FixRow(**row) for row in _read_csv("kernel_fixes.csv"))
+    rows = []
+    for r in _read_csv("kernel_fixes.csv"):
+        rows.append(
+            FixRow(
+                race=r["race"],
+                track=r["track"],
+                branch=r["branch"],
+                start=r["from"],
+                end=r["to"],
+                verdict=r["verdict"],
+                confidence=r["confidence"],
+                rule=r["rule"],
+                source=r["source"],
+            )
+        )
+    return tuple(rows)
 
 
 @lru_cache(maxsize=1)
@@ -91,81 +156,15 @@ def distro_table() -> dict[str, dict[str, str]]:
     return {row["distro"]: row for row in _read_csv("distros.csv")}
 
 
-def parse_version(text: str) -> Version | None:
-    """'4.15.0-1030' -> (4, 15, 0, 1030); '5.6' -> (5, 6). None if not numeric."""
-    parts = re.split(r"[.-]", text.strip())
+def parse_version(text: str | None) -> Version | None:
+    """'4.15.0-1030' -> (4, 15, 0, 1030); '4.14.171-105.231' -> (4, 14, 171, 105, 231); None if empty
+    or not numeric."""
+    parts = re.split(r"[.-]", (text or "").strip())
     try:
-        return tuple(int(p) for p in parts if p != "")
+        v = tuple(int(p) for p in parts if p != "")
     except ValueError:
         return None
-
-
-_UBUNTU = re.compile(r"^(\d+)\.(\d+)\.(\d+)-(\d+)(?:\.\d+)?-([a-z][a-z0-9-]*)$")
-_EL = re.compile(r"^(\d+)\.(\d+)\.(\d+)-[\d.]+\.(?:el\d+[_\d]*|el\d+uek)(?:\.[a-z0-9_]+)?$")
-_AMZN = re.compile(r"^(\d+)\.(\d+)\.(\d+)-[\d.]+\.amzn(?:2|2023)(?:\.[a-z0-9_]+)?$")
-_DEBIAN = re.compile(r"^(\d+)\.(\d+)\.0-(\d+)-(?:cloud-|rt-)?(amd64|arm64|686-pae|armmp|rpi)$")
-_COS = re.compile(r"^(\d+)\.(\d+)\.(\d+)\+$")
-_FLATCAR = re.compile(r"^(\d+)\.(\d+)\.(\d+)-flatcar$")
-_TALOS = re.compile(r"^(\d+)\.(\d+)\.(\d+)-talos$")
-_RPI = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:-v[78]l?\+|-v8-16k\+|\+rpt-rpi-[a-z0-9-]+|-v7\+|\+)$")
-_MARINER = re.compile(r"^(\d+)\.(\d+)\.(\d+)(?:\.\d+)?-\d+\.(?:cm\d|azl\d)$")
-_FEDORA = re.compile(r"^(\d+)\.(\d+)\.(\d+)-\d+\.fc\d+(?:\.[a-z0-9_]+)?$")
-_SUSE = re.compile(r"^(\d+)\.(\d+)\.(\d+)-[\d.]+-(default|azure|cloud)$")
-_OPENEULER = re.compile(r"^(\d+)\.(\d+)\.(\d+)-[\d.]+\.oe\d+(?:\.[a-z0-9_]+)?$")
-_PLAIN = re.compile(r"^(\d+)\.(\d+)\.(\d+)$")
-_MAX_LEN = 256
-
-
-def _v(m: re.Match, n: int = 3) -> Version:
-    return tuple(int(m.group(i)) for i in range(1, n + 1))
-
-
-def parse_kernel(kernel_version: str | None, os_image: str | None = None) -> KernelInfo:
-    """Recognise a ``nodeInfo.kernelVersion`` (with ``osImage``). Never raises."""
-    raw = (kernel_version or "").strip()
-    osi = (os_image or "").lower()
-    unknown = KernelInfo(raw=raw, distro=None, base=None, track=None, abi=None)
-    if not raw or len(raw) > _MAX_LEN or "windows" in osi:
-        return unknown
-
-    def info(distro: str, base: Version, track: str | None = None, abi: Version | None = None) -> KernelInfo:
-        stable = distro_table().get(distro, {}).get("sublevel_is_stable") == "yes"
-        return KernelInfo(raw, distro, base, track or distro, abi or base, stable)
-
-    if m := _UBUNTU.match(raw):
-        base = _v(m)
-        flavour = m.group(5)
-        abi = (*base, int(m.group(4)))
-        if "debian" in osi and flavour in ("amd64", "arm64", "cloud-amd64", "cloud-arm64"):
-            return info("debian", base, "debian", abi)
-        if flavour in ("generic", "lowlatency", "virtual", "kvm"):
-            return info("ubuntu", base, "ubuntu", abi)
-        return info("ubuntu", base, f"ubuntu-{flavour}", abi)
-    if m := _EL.match(raw):
-        return info("el", _v(m))
-    if m := _AMZN.match(raw):
-        return info("amzn", _v(m))
-    if m := _DEBIAN.match(raw):
-        return info("debian", (int(m.group(1)), int(m.group(2)), 0), "debian")
-    if m := _OPENEULER.match(raw):
-        return info("openeuler", _v(m))
-    if m := _MARINER.match(raw):
-        return info("mariner", _v(m))
-    if m := _FEDORA.match(raw):
-        return info("fedora", _v(m))
-    if m := _SUSE.match(raw):
-        return info("suse", _v(m))
-    if m := _FLATCAR.match(raw):
-        return info("flatcar", _v(m))
-    if m := _TALOS.match(raw):
-        return info("talos", _v(m))
-    if (m := _COS.match(raw)) and ("container-optimized" in osi or "cos" in osi.split()):
-        return info("cos", _v(m))
-    if (m := _RPI.match(raw)) and ("raspbian" in osi or "debian" in osi or "raspberry" in osi):
-        return info("raspberrypi", _v(m))
-    if (m := _PLAIN.match(raw)) and "bottlerocket" in osi:
-        return info("bottlerocket", _v(m))
-    return unknown
+    return v or None
 
 
 def _at_least(v: Version, w: Version) -> bool:
@@ -173,34 +172,145 @@ def _at_least(v: Version, w: Version) -> bool:
     return v + (0,) * (n - len(v)) >= w + (0,) * (n - len(w))
 
 
-def classify_race(k: KernelInfo, race: str) -> tuple[str, list[str]]:
-    """(state, sources) for one race on a parsed kernel."""
-    if k.distro is None or k.base is None:
-        return "unknown", [f"K8: kernel {k.raw!r} with this OS image is not a recognised kernel family"]
+_LEAD = re.compile(r"^(\d{1,4})\.(\d{1,4})(?:\.(\d{1,6}))?")
+_WINDOWS = re.compile(r"^10\.0\.\d{4,5}(?:\.\d+)?$")
+# Ubuntu x.y.0-ABI-flavour; Debian x.y.0-ABI-flavour and backports x.y.0-0.debNN.ABI / -0.bpo.ABI.
+_ABI = re.compile(r"^(\d+)\.(\d+)\.(\d+)-(?:0\.(deb\d+|bpo)\.)?(\d+)(?:\.\d+)?-([a-z][a-z0-9-]*)$")
+_DEBIAN_FLAVOURS = re.compile(
+    r"^(?:cloud-|rt-)?(?:amd64|arm64|686|686-pae|armmp|armmp-lpae|marvell|rpi|4kc-malta|5kc-malta"
+    r"|octeon|loongson-3|powerpc64le|s390x|mips64r2el|riscv64)$"
+)
+# Ubuntu flavours that share the master kernel's ABI numbering (LP#1836816 applies to them).
+_UBUNTU_MASTER = {"generic", "lowlatency", "generic-lpae", "generic-64k", "virtual"}
+# SUSE x.y.z-build-flavour: "-default" is SUSE's alone; other flavours need SUSE's dotted build number
+# (Ubuntu's "-azure" ABI is one integer).
+_SUSE = re.compile(
+    r"^\d+\.\d+\.\d+-(?:[\d.]+-default|\d+(?:\.\d+)+-(?:azure|gcp|kvmsmall|rt|64kb|preempt|vanilla))$"
+)
+_AMZN = re.compile(r"^(\d+\.\d+\.\d+-[\d.]+)\.(amzn2023|amzn2)\b")
+_SUFFIXES = (
+    (re.compile(r"\.el\d+"), "el"),
+    (re.compile(r"\.(?:cm\d|azl\d|m2)(?:\.|$)"), "mariner"),
+    (re.compile(r"\.ph\d"), "photon"),
+    (re.compile(r"\.al\d"), "alinux"),
+    (re.compile(r"\.oe\d"), "openeuler"),
+    (re.compile(r"\.fc\d"), "fedora"),
+    (re.compile(r"-flatcar$"), "flatcar"),
+    (re.compile(r"-talos$"), "talos"),
+    (re.compile(r"(?:-v[678]l?\+|-v8-16k\+|\+rpt-rpi-|-v7\+)"), "raspberrypi"),
+)
+_OS_FAMILIES = (
+    ("container-optimized", "cos"),
+    ("bottlerocket", "bottlerocket"),
+    ("nixos", "nixos"),
+    ("flatcar", "flatcar"),
+    ("talos", "talos"),
+    ("photon", "photon"),
+    ("mariner", "mariner"),
+    ("azure linux", "mariner"),
+    ("suse", "suse"),
+    ("sles", "suse"),
+    ("red hat", "el"),
+    ("centos", "el"),
+    ("rocky", "el"),
+    ("almalinux", "el"),
+    ("oracle linux", "el"),
+)
+
+
+def parse_kernel(kernel_version: str | None, os_image: str | None = None) -> KernelInfo:
+    """Recognise a ``nodeInfo.kernelVersion`` (with ``osImage``). Never raises."""
+    raw = (kernel_version or "").strip()
+    osi = (os_image or "").lower()
+    if "windows" in osi or _WINDOWS.match(raw):
+        return KernelInfo(raw, "windows", None, "windows", None)
+    lead = _LEAD.match(raw) if len(raw) <= _MAX_LEN else None
+    if lead is None:
+        return KernelInfo(raw, None, None, None, None)
+    base = (int(lead.group(1)), int(lead.group(2)), int(lead.group(3) or 0))
+
+    def info(distro: str, track: str | None = None, key: Version | None = None, flavour: str | None = None):
+        return KernelInfo(raw, distro, base, track or distro, key or base, flavour)
+
+    if m := _AMZN.match(raw):
+        return info(m.group(2), m.group(2), parse_version(m.group(1)))
+    if _SUSE.match(raw) or (("suse" in osi or "sles" in osi) and "-" in raw):
+        return info("suse")
+    if m := _ABI.match(raw):
+        abi, flavour, backport = int(m.group(5)), m.group(6), m.group(4)
+        if backport or _DEBIAN_FLAVOURS.match(flavour) or "debian" in osi:
+            return info("debian", "debian", (*base, abi), flavour)
+        if base[2] == 0 or "ubuntu" in osi:
+            track = "ubuntu-generic" if flavour in _UBUNTU_MASTER else f"ubuntu-{flavour}"
+            return info("ubuntu", track, (*base, abi), flavour)
+    for rx, distro in _SUFFIXES:
+        if rx.search(raw):
+            return info(distro)
+    for needle, distro in _OS_FAMILIES:
+        if needle in osi:
+            return info(distro)
+    return info("linux")
+
+
+def _tracks(k: KernelInfo) -> list[str]:
+    """The node's own track first, then the family's shared tracks (distros.csv)."""
+    shared = (distro_table().get(k.distro or "", {}).get("tracks") or "").split()
+    return [t for t in dict.fromkeys([k.track or "", *shared]) if t]
+
+
+def _key_for(k: KernelInfo, track: str) -> Version | None:
+    """Vendor tracks compare the vendor key (ABI, build); shared tracks compare the upstream base."""
+    return k.key if track == k.track else k.base
+
+
+def decide(k: KernelInfo, race: str) -> Decision:
+    """The verdict for one race on a parsed kernel, with the rule and source that decided it."""
+    if k.distro == "windows":
+        src = distro_table()["windows"]["source"]
+        return Decision(
+            NOT_APPLICABLE, "K8", src, "Windows node: no netfilter conntrack, the race model does not apply"
+        )
+    if k.base is None or k.distro is None:
+        return Decision(
+            UNKNOWN,
+            "K8",
+            "no parseable x.y",
+            f"kernel {k.raw[:60]!r} has no leading x.y: nothing can be decided",
+        )
     rows = [r for r in fix_table() if r.race == race]
     mainline = next(r for r in rows if r.track == "mainline")
-    fix = parse_version(mainline.fixed_in) or ()
+    fix = parse_version(mainline.start) or ()
     if _at_least(k.base, fix):
-        return "fixed", [f"{mainline.rule}: base {k.base_str} >= {mainline.fixed_in} ({mainline.source})"]
-    branch = f"{k.base[0]}.{k.base[1]}"
-    for r in rows:
-        if r.track == k.track and r.branch == branch and k.abi is not None:
-            want = parse_version(r.fixed_in) or ()
-            state = "fixed" if _at_least(k.abi, want) else "open"
-            cmp = ">=" if state == "fixed" else "<"
-            return state, [f"{r.rule}: {k.track} {k.raw} {cmp} {r.fixed_in} [{r.confidence}] ({r.source})"]
-    stable = [r for r in rows if r.track == "stable" and r.branch == branch]
-    if stable:
-        r = stable[0]
-        if not k.sublevel_is_stable:
-            return "unknown", [
-                f"{r.rule}: {branch}.y has the fix from {r.fixed_in}, but a {k.distro} kernel string does not "
-                f"show its stable sublevel (K8)"
-            ]
-        state = "fixed" if _at_least(k.base, parse_version(r.fixed_in) or ()) else "open"
-        cmp = ">=" if state == "fixed" else "<"
-        return state, [f"{r.rule}: {k.base_str} {cmp} {r.fixed_in} [{r.confidence}] ({r.source})"]
-    return "open", [f"{mainline.rule}: {k.raw} is below {mainline.fixed_in} with no known backport"]
+        return Decision(
+            FIXED,
+            "K0",
+            mainline.source,
+            f"base {k.base_str} >= mainline fix {mainline.start}",
+            mainline.confidence,
+        )
+    for track in _tracks(k):
+        key = _key_for(k, track)
+        for r in rows:
+            if r.track != track or (r.branch and r.branch != k.branch) or key is None:
+                continue
+            if r.contains(key):
+                shown = k.raw if track == k.track else k.base_str
+                return Decision(
+                    r.verdict, r.rule, r.source, f"{track} {shown}: {r.interval} -> {r.verdict}", r.confidence
+                )
+    return Decision(
+        UNKNOWN,
+        "K8",
+        mainline.source,
+        f"{k.distro} {k.raw}: below the mainline fix {mainline.start} and no sourced row for "
+        f"{k.track} {k.branch}: unknown, not open",
+    )
+
+
+def classify_race(k: KernelInfo, race: str) -> tuple[str, list[str]]:
+    """(verdict, [reason]) for one race on a parsed kernel."""
+    d = decide(k, race)
+    return d.verdict, [f"{race}: {d.rule} {d.detail} ({d.source})"]
 
 
 def classify(kernel_version: str | None, os_image: str | None = None) -> Classification:
@@ -208,23 +318,57 @@ def classify(kernel_version: str | None, os_image: str | None = None) -> Classif
     k = parse_kernel(kernel_version, os_image)
     c = Classification(distro=k.distro, base=k.base_str)
     for race in RACES:
-        state, src = classify_race(k, race)
-        setattr(c, race, state)
-        c.source += [s for s in src if s not in c.source]
-    if k.base is not None:
+        d = decide(k, race)
+        setattr(c, race, d.verdict)
+        c.decisions[race] = d
+        c.source.append(f"{race}: {d.rule} {d.detail} ({d.source})")
+    if k.base is not None and k.distro != "windows":
         c.counters_exact = _at_least(k.base, (5, 10))  # K7: bc92470413f3 in ~v5.10 (§1.4)
     return c
 
 
 def minimum_fixed(race: str, kernel_version: str | None, os_image: str | None = None) -> str | None:
-    """The lowest kernel on the node's own track that closes ``race`` (for upgrade plans)."""
+    """The lowest kernel on the node's own track that closes ``race``: a sourced "fixed" row of its
+    vendor track ("4.15.0-1030 (ubuntu-azure)"), else the mainline fix. None on Windows."""
     k = parse_kernel(kernel_version, os_image)
+    if k.distro == "windows":
+        return None
     rows = [r for r in fix_table() if r.race == race]
     if k.base is not None:
-        branch = f"{k.base[0]}.{k.base[1]}"
-        for r in rows:
-            if r.track == k.track and r.branch == branch:
-                return f"{r.fixed_in} ({k.track})"
-            if r.track == "stable" and r.branch == branch and k.sublevel_is_stable:
-                return r.fixed_in
-    return next(r.fixed_in for r in rows if r.track == "mainline")
+        for track in _tracks(k):
+            for r in rows:
+                if r.track == track and r.branch == k.branch and r.verdict == FIXED and r.start:
+                    return r.start if track == "stable" else f"{r.start} ({track})"
+    return next(r.start for r in rows if r.track == "mainline")
+
+
+@dataclass(frozen=True)
+class Target:
+    """What to move a node to, in the words of its distro and track, and the public source."""
+
+    text: str
+    source: str
+
+
+@lru_cache(maxsize=1)
+def target_table() -> tuple[dict[str, str], ...]:
+    return tuple(_read_csv("kernel_targets.csv"))
+
+
+def kernel_target(
+    races: list[str] | tuple[str, ...], kernel: str | None, os_image: str | None = None
+) -> Target:
+    """The target that closes ``races`` on this node: the first row of ``kernel_targets.csv`` for the
+    node's distro (then any distro), track and branch that covers every race asked for."""
+    k = parse_kernel(kernel, os_image)
+    need = set(races)
+    name = distro_table().get(k.distro or "", {}).get("name") or "this distro"
+    for row in target_table():
+        if row["distro"] not in (k.distro, "*"):
+            continue
+        if (row["track"] and row["track"] != k.track) or (row["branch"] and row["branch"] != k.branch):
+            continue
+        if need <= set(row["races"].split()):
+            text = row["target"].format(flavour=k.flavour or "", name=name)
+            return Target(text, row["source"])
+    raise LookupError(f"kernel_targets.csv has no catch-all row for {sorted(need)}")

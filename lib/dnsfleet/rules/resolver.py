@@ -1,11 +1,21 @@
 """Resolver rules R1-R11: which resolver a workload uses and what its dnsConfig options do.
 
 Data with sources: ``data/resolvers.csv`` (does the resolver send a same-socket parallel A+AAAA pair,
-defaults, what a lost query costs), ``data/resolver_options.csv`` (which options each resolver honours
+defaults, what a lost query costs and whether the resolver adapts after one), ``data/resolver_options.csv`` (which options each resolver honours
 and whether an option removes the pair), ``data/images.csv`` (image reference -> resolver).
 
 Inference order for a workload: the pod annotation ``dnsfleet.io/resolver``; a user mapping file
 (image pattern -> resolver); the image rules; else ``unknown``.
+
+What a lost query costs (``lost_query_cost``, vectorised as ``loss_factor``/``cost_phrase`` for the
+risk model): one race hit stalls the lookup for ``stall_s`` (glibc: ``timeout``; musl: the retry
+interval ``timeout/attempts``). What happens next differs: glibc switches that resolver state to
+sequential A/AAAA after the timeout (``after_loss = sequential``), so later lookups on it no longer race;
+musl keeps sending the pair (``parallel``) and pays the stall at every hit. The model counts the
+seconds one resolver state loses to its first two race hits (the smallest horizon where adaptation
+shows): glibc ``stall + 0``, musl ``stall + stall``, unknown adaptation ``stall + stall`` (worst case);
+the risk factor is that over ``REFERENCE_S`` (glibc's default 5 s), capped at 1. With the defaults glibc
+(5 s once) and musl (2.5 s twice) cost the same 5 s: neither is scored above the other by its timeout.
 """
 
 from __future__ import annotations
@@ -17,10 +27,15 @@ from functools import lru_cache
 from importlib import resources
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
+
 from dnsfleet.schema import RESOLVERS
 from dnsfleet.snapshot import RESOLVER_ANNOTATION
 
 ANNOTATION = RESOLVER_ANNOTATION
+REFERENCE_S = 5.0  # glibc's default first stall (RES_TIMEOUT): the cost the factor is measured against
+HORIZON_HITS = 2  # race hits on one resolver state the cost is counted over
 
 
 @dataclass(frozen=True)
@@ -120,3 +135,69 @@ def infer_resolver(
         if rule.pattern.search(img):
             return rule.resolver, rule.rule
     return "unknown", "unknown"
+
+
+@dataclass(frozen=True)
+class LossCost:
+    """What one lost query costs a resolver, as modelled from its data row."""
+
+    resolver: str
+    stall_s: float | None  # seconds the lookup waits after one race hit
+    after_loss: str  # sequential | parallel | separate-sockets | unknown
+    horizon_s: float | None  # seconds one resolver state loses to its first HORIZON_HITS hits
+    factor: float  # 0..1: horizon_s / REFERENCE_S, capped; 1 (worst case) when the stall is unknown
+    text: str
+
+
+def _later_hits(after_loss: str) -> int:
+    """How many of the later HORIZON_HITS - 1 hits still stall: none once the resolver went sequential."""
+    return 0 if after_loss in ("sequential", "separate-sockets") else HORIZON_HITS - 1
+
+
+def lost_query_cost(resolver: str, stall_s: float | None) -> LossCost:
+    """The modelled cost of a lost query for ``resolver`` with a stall of ``stall_s`` seconds."""
+    row = resolver_table().get(resolver) or resolver_table()["unknown"]
+    after = row["after_loss"]
+    if stall_s is None or stall_s != stall_s:
+        return LossCost(
+            resolver, None, after, None, 1.0, f"stall unknown: counted as the worst case ({row['rule']})"
+        )
+    horizon = stall_s * (1 + _later_hits(after))
+    factor = min(1.0, horizon / REFERENCE_S)
+    text = (
+        f"a lost query costs {stall_s:.1f} s {row['cost_note']}; {horizon:.1f} s over the first "
+        f"{HORIZON_HITS} race hits ({row['rule']})"
+    )
+    return LossCost(resolver, stall_s, after, horizon, factor, text)
+
+
+@lru_cache(maxsize=1)
+def _adapting() -> tuple[str, ...]:
+    return tuple(r for r, row in resolver_table().items() if _later_hits(row["after_loss"]) == 0)
+
+
+def loss_factor(resolver: pd.Series, stall_s: np.ndarray) -> np.ndarray:
+    """``lost_query_cost(r, s).factor`` for columns of resolvers and stalls (NaN stall: worst case 1)."""
+    stall = np.asarray(stall_s, dtype="float64")
+    later = np.where(resolver.isin(_adapting()).to_numpy(dtype=bool), 0.0, HORIZON_HITS - 1.0)
+    factor = np.minimum(1.0, stall * (1.0 + later) / REFERENCE_S)
+    return np.where(np.isnan(stall), 1.0, factor)
+
+
+def cost_phrase(resolver: pd.Series, stall_s: pd.Series) -> pd.Series:
+    """``lost_query_cost(r, s).text`` without the rule id, for columns ("?" where the stall is unknown)."""
+    notes = {r: row["cost_note"] for r, row in resolver_table().items()}
+    later = np.where(resolver.isin(_adapting()).to_numpy(dtype=bool), 0.0, HORIZON_HITS - 1.0)
+    stall = stall_s.astype("float64")
+    horizon = pd.Series(stall.to_numpy() * (1.0 + later), index=stall_s.index)
+    fmt = lambda v: v.round(1).astype("string").fillna("?")  # noqa: E731
+    note = resolver.map(notes).fillna(notes["unknown"]).astype("string")
+    return (
+        "a lost query costs "
+        + fmt(stall)
+        + " s "
+        + note
+        + "; "
+        + fmt(horizon)
+        + f" s over the first {HORIZON_HITS} race hits"
+    )
