@@ -11,7 +11,7 @@ import streamlit as st
 
 from dashboard import charts, views
 
-LEVEL_BADGE = {"high": "red", "medium": "orange", "low": "green", "unknown": "gray"}
+LEVEL_BADGE = {"high": "red", "medium": "orange", "low": "green", "unknown": "gray", "n/a": "gray"}
 
 # --- column config (one definition per column name, used by every table) ---------------------------
 
@@ -19,7 +19,9 @@ _CC = st.column_config
 COLUMNS: dict[str, Any] = {
     "cluster": _CC.TextColumn("Cluster", pinned=True),
     "open": _CC.LinkColumn("Open", display_text="details ↗", help="Open the cluster page (deep link)"),
-    "level": _CC.TextColumn("Level", help="high | medium | low | unknown (inputs missing)"),
+    "level": _CC.TextColumn(
+        "Level", help="high | medium | low | unknown (inputs missing) | n/a (does not use cluster DNS)"
+    ),
     "score": _CC.ProgressColumn("Risk score", min_value=0, max_value=100, format="%.0f", help="0-100 points"),
     "max_score": _CC.ProgressColumn("Worst node score", min_value=0, max_value=100, format="%.0f"),
     "status": _CC.TextColumn("Scan", help="ok | partial (some resources unreadable) | failed"),
