@@ -32,6 +32,8 @@ COLUMNS: dict[str, Any] = {
     "pods": _CC.NumberColumn("Pods", format="localized"),
     "exposed_pods": _CC.NumberColumn("Exposed pods", format="localized"),
     "exposed_share": _CC.ProgressColumn("Exposed share", min_value=0, max_value=1, format="percent"),
+    "unknown_pods": _CC.NumberColumn("Unknown pods", format="localized", help="not decided: inputs missing"),
+    "unknown_resolve": _CC.TextColumn("What would resolve the unknown", width="medium"),
     "exposure": _CC.ProgressColumn("Exposed share", min_value=0, max_value=1, format="percent"),
     "server_version": _CC.TextColumn("Kubernetes"),
     "collected_at": _CC.DatetimeColumn("Scanned (UTC)", format="YYYY-MM-DD HH:mm"),

@@ -118,6 +118,8 @@ def cluster_table(clusters: pd.DataFrame) -> pd.DataFrame:
             "pods": df["pods"],
             "exposed_pods": df["exposed_pods"],
             "exposed_share": (df["exposed_pods"].astype("Float64") / pods.where(pods > 0)),
+            "unknown_pods": df["unknown_pods"],
+            "unknown_resolve": df["unknown_resolve"].fillna("") if "unknown_resolve" in df.columns else "",
             "server_version": df["server_version"],
             "collected_at": df["collected_at"],
         }

@@ -16,7 +16,7 @@ import pandas as pd
 
 from dnsfleet import schema
 from dnsfleet.frames import Frames, build_frames
-from dnsfleet.recommend import not_this_race, recommendations
+from dnsfleet.recommend import PRIORITY, not_this_race, recommendations
 from dnsfleet.risk import PTS, aggregate, node_exposure, placements_scored
 from dnsfleet.rules.resolver import ImageRule
 
@@ -133,7 +133,10 @@ def _recommended_fix(wl: pd.DataFrame, recs: pd.DataFrame) -> pd.Series:
         return pd.Series(pd.NA, index=wl.index, dtype="string")
     own = recs[(recs["scope"] == "workload") & (recs.get("finding_type", "mitigation") == "mitigation")]
     top = (
-        own.sort_values(["risk_removed", "finding_id"], ascending=[False, True], na_position="last")
+        own.assign(_prio=own["mitigation"].map(PRIORITY).fillna(9))
+        .sort_values(
+            ["risk_removed", "_prio", "finding_id"], ascending=[False, True, True], na_position="last"
+        )
         .drop_duplicates("target")
         .set_index("target")["mitigation"]
     )

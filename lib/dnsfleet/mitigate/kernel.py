@@ -2,8 +2,8 @@
 node upgrade plan: per node its pool, current kernel, the races still open, the minimum kernel that
 closes them (from the kernel fix table, ``dnsfleet.rules.kernel.minimum_fixed``) and a drain order.
 
-Which races count on a node (rules K3/K4, K6): race 3 only when the cluster has more than one ready
-kube-dns endpoint (or the count is unknown); the NFQUEUE path only when an NFQUEUE-based agent is on the
+Which races count on a node (rules K3/K4, K6, decided in ``rules.path``): race 3 only when the cluster
+has two or more ready kube-dns endpoints (or the count is unknown); the NFQUEUE path only when an NFQUEUE-based agent is on the
 DNS path. An unrecognised kernel is listed as "verify" with the mainline version that closes races 1-3.
 
 Drain order: pools with the highest node risk first; inside a pool, the riskiest node first; one node at
@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from dnsfleet.rules import path as path_rules
 from dnsfleet.rules.kernel import minimum_fixed, parse_version
 
 COLUMNS = (
@@ -41,12 +42,11 @@ def _s(v: Any) -> str:
 
 
 def _relevant(race: str, dns: dict[str, Any]) -> bool:
+    """K4 and K6 as ``rules.path`` decides them; an unknown endpoint count keeps race 3 in the plan."""
     if race == "race3":
-        eps = dns.get("ready_endpoints")
-        return eps is None or pd.isna(eps) or int(eps) != 1
+        return path_rules.race3_relevant(dns.get("ready_endpoints")) is not False
     if race == "nfqueue":
-        agent = dns.get("nfqueue_agent")
-        return agent is not None and not pd.isna(agent) and bool(agent)
+        return bool(path_rules.nfqueue_relevant(dns.get("nfqueue_agent")))
     return True
 
 

@@ -26,6 +26,7 @@ from typing import Any
 from dnsfleet.mitigate.kube import FIELD_MANAGER, Kube, KubeError, MitigationError, ObjectRef
 from dnsfleet.mitigate.objects import clean, project, to_yaml_documents
 from dnsfleet.mitigate.plan import Change, Plan, Skip
+from dnsfleet.rules import path as path_rules
 
 MITIGATION = "nodelocal-dnscache"
 NAMESPACE = "kube-system"
@@ -307,7 +308,8 @@ def cni_caveats(cni: str | None) -> list[str]:
 
 def detect_proxy_mode(kube: Kube) -> str | None:
     """kube-proxy mode from ConfigMap ``kube-proxy`` (kubeadm, key config.conf) or ``kube-proxy-config``
-    (EKS); an empty mode is iptables (D5). None when neither ConfigMap is readable."""
+    (EKS), read by ``rules.path.proxy_mode_from_config`` (D5: an empty mode is iptables). None when
+    neither ConfigMap is readable or holds a KubeProxyConfiguration."""
     import yaml
 
     for name in ("kube-proxy", "kube-proxy-config"):
@@ -323,7 +325,7 @@ def detect_proxy_mode(kube: Kube) -> str | None:
             except yaml.YAMLError:
                 continue
             if isinstance(doc, dict) and doc.get("kind") == "KubeProxyConfiguration":
-                return str(doc.get("mode") or "iptables").lower()
+                return path_rules.proxy_mode_from_config(text)
     return None
 
 
