@@ -255,6 +255,7 @@ def _node_risk(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame) -> tuple[pd.Da
     for c in ["exposed_pods", "unknown_pods"]:
         nodes[c] = nodes[c].fillna(0)
     d6 = x["d6"].reindex(key).fillna(False).to_numpy(dtype=bool)
+    ipvs = x["ipvs_unknown"].reindex(key).fillna(False).to_numpy(dtype=bool)
     flat = x["flat_long"].reindex(key).fillna(False).to_numpy(dtype=bool)
     inc = x["insert_failed_increase"].reindex(key).to_numpy()
     exact = nodes["counters_exact"].astype("boolean").fillna(False).to_numpy(dtype=bool)
@@ -262,7 +263,9 @@ def _node_risk(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame) -> tuple[pd.Da
     racing = racing.reindex(key).fillna(0).astype("int64")
     r = pd.DataFrame(index=nodes.index)
     r["kernel_code"] = np.select(
-        [d6, kg == 1, np.isnan(kg)], ["D6-NODE", "NODE-OPEN", "NODE-UNKNOWN"], default="NODE-FIXED"
+        [d6, kg == 1, np.isnan(kg) & ipvs, np.isnan(kg)],
+        ["D6-NODE", "NODE-OPEN", "NODE-IPVS", "NODE-UNKNOWN"],
+        default="NODE-FIXED",
     )
     r["service_path_code"] = np.select(
         [pg == 0, pg == 1], ["PATH-NODE-BYPASS", "PATH-NODE-DNAT"], default="PATH-NODE-UNKNOWN"
@@ -306,7 +309,9 @@ def _cluster_risk(
         kgroups.setdefault(c, []).append(
             ("NODES-OPEN", {"count": cnt, "nodes": n_nodes[c], "kernel": kv, "races": races})
         )
-    unk_nodes = nx[nx["kernel_gate"].isna()]
+    unk_all = nx[nx["kernel_gate"].isna()]
+    ipvs_unk = unk_all[unk_all["ipvs_unknown"]].groupby("cluster").size().to_dict()
+    unk_nodes = unk_all[~unk_all["ipvs_unknown"]]
     k_unknown = unk_nodes.groupby("cluster").size().to_dict()
     unk_kernels = unk_nodes.groupby("cluster")["kernel_version"].agg(
         lambda s: ", ".join(sorted(s.fillna("?").astype(str).unique())[:3])
@@ -373,6 +378,8 @@ def _cluster_risk(
         if d6_count.get(c):
             k.append(("D6", {"count": d6_count[c], "increase": int(d6_inc.get(c, 0))}))
         k += kgroups.get(c, [])
+        if ipvs_unk.get(c, 0):
+            k.append(("IPVS-RACE3", {"count": int(ipvs_unk[c]), "nodes": nn}))
         if k_unknown.get(c, 0):
             k.append(("NODES-UNKNOWN", {"count": int(k_unknown[c]), "nodes": nn}))
         ep = endpoints.get(c)
@@ -380,8 +387,6 @@ def _cluster_risk(
             k.append(("K4-ONE", {"exposes": int(one_ep[c])}))
         elif ep is not None and not pd.isna(ep):
             k.append(("K4", {"endpoints": int(ep), "can": "can" if ep >= 2 else "cannot"}))
-        if modes.get(c) == "ipvs" and (nx[nx["cluster"] == c]["race3"] == "fixed").any():
-            k.append(("IPVS-RACE3", {}))
         if not k or all(code in ("K4",) for code, _ in k):
             k.insert(0, ("KERNEL-FIXED-ALL", {}))
         rr["kernel"] = k[:3]

@@ -100,6 +100,7 @@ def node_exposure(frames: Frames) -> pd.DataFrame:
     n = n.merge(d, on="cluster", how="left")
     r3 = path_rules.effective_race3(n["race3"], n["kube_proxy_mode"])
     n["race3_path"] = r3
+    n["ipvs_unknown"] = ((n["race3"] == "fixed") & (r3 == "unknown")).fillna(False).to_numpy(dtype=bool)
     r3_rel = path_rules.race3_relevance(n["ready_endpoints"])
     nfq_rel = n["nfqueue_agent"].astype("boolean")
     agent = _tri(nfq_rel == True, nfq_rel == False)  # noqa: E712
