@@ -230,3 +230,27 @@ def test_workload_fix_is_decided_once_in_the_assessment() -> None:
         t.to_dict()
         == a.workloads.set_index(a.workloads["kind"] + "/" + a.workloads["name"])["recommended_fix"].to_dict()
     )
+
+
+def test_mitigations_page_asks_for_the_kube_proxy_mode_when_it_is_unknown(monkeypatch, tmp_path) -> None:
+    """The demo's cilium-edge has no kube-proxy: the NodeLocal form must not preselect iptables."""
+    from pathlib import Path
+
+    import streamlit as st
+    from streamlit.testing.v1 import AppTest
+
+    for k in ("DNSFLEET_ALLOW_WRITES", "DNSFLEET_KUBECONFIG", "KUBECONFIG", "DNSFLEET_SNAPSHOT"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("DNSFLEET_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+    st.cache_data.clear()
+    app = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
+    at = AppTest.from_file(app, default_timeout=60)
+    at.run()
+    at.switch_page("../pages/mitigations.py").run()
+    at.selectbox(key="mit.cluster").set_value("cilium-edge").run()
+    at.radio(key="mit.kind").set_value("NodeLocal DNSCache").run()
+    assert not at.exception
+    assert at.selectbox(key="mit.mode").value is None
+    assert "Download rendered YAML" not in [d.proto.label for d in at.get("download_button")]
+    assert any("Choose the kube-proxy mode" in i.value for i in at.info)
+    st.cache_data.clear()
