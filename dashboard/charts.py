@@ -23,6 +23,7 @@ LEVEL_COLORS: dict[str, str] = {
     "medium": "#f0a202",
     "low": "#2ca02c",
     "unknown": "#9e9e9e",
+    "n/a": "#d9dce3",  # no pod uses cluster DNS (D8): not scored
 }
 # Race fix states use the level colours: an open race is the "high" colour, a fixed one the "low" colour.
 STATE_COLORS: dict[str, str] = {

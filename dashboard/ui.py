@@ -11,7 +11,7 @@ import streamlit as st
 
 from dashboard import charts, views
 
-LEVEL_BADGE = {"high": "red", "medium": "orange", "low": "green", "unknown": "gray"}
+LEVEL_BADGE = {"high": "red", "medium": "orange", "low": "green", "unknown": "gray", "n/a": "gray"}
 
 # --- column config (one definition per column name, used by every table) ---------------------------
 
@@ -19,7 +19,9 @@ _CC = st.column_config
 COLUMNS: dict[str, Any] = {
     "cluster": _CC.TextColumn("Cluster", pinned=True),
     "open": _CC.LinkColumn("Open", display_text="details ↗", help="Open the cluster page (deep link)"),
-    "level": _CC.TextColumn("Level", help="high | medium | low | unknown (inputs missing)"),
+    "level": _CC.TextColumn(
+        "Level", help="high | medium | low | unknown (inputs missing) | n/a (does not use cluster DNS)"
+    ),
     "score": _CC.ProgressColumn("Risk score", min_value=0, max_value=100, format="%.0f", help="0-100 points"),
     "max_score": _CC.ProgressColumn("Worst node score", min_value=0, max_value=100, format="%.0f"),
     "status": _CC.TextColumn("Scan", help="ok | partial (some resources unreadable) | failed"),
@@ -30,6 +32,8 @@ COLUMNS: dict[str, Any] = {
     "pods": _CC.NumberColumn("Pods", format="localized"),
     "exposed_pods": _CC.NumberColumn("Exposed pods", format="localized"),
     "exposed_share": _CC.ProgressColumn("Exposed share", min_value=0, max_value=1, format="percent"),
+    "unknown_pods": _CC.NumberColumn("Unknown pods", format="localized", help="not decided: inputs missing"),
+    "unknown_resolve": _CC.TextColumn("What would resolve the unknown", width="medium"),
     "exposure": _CC.ProgressColumn("Exposed share", min_value=0, max_value=1, format="percent"),
     "server_version": _CC.TextColumn("Kubernetes"),
     "collected_at": _CC.DatetimeColumn("Scanned (UTC)", format="YYYY-MM-DD HH:mm"),

@@ -73,7 +73,10 @@ def cluster_url(cluster: str) -> str:
 
 
 def by_risk(df: pd.DataFrame) -> pd.DataFrame:
-    """Highest score first, unscored rows last, then by the first text key column for stable order."""
+    """Highest score first, unscored rows last, then by the first text key column for stable order.
+    Clusters follow the engine's ``rank`` (known exposure before unknown-only risk)."""
+    if "rank" in df.columns:
+        return df.sort_values(["rank", "cluster"], na_position="last")
     keys = [c for c in ("cluster", "namespace", "name", "node") if c in df.columns]
     return df.sort_values(["score", *keys], ascending=[False] + [True] * len(keys), na_position="last")
 
@@ -115,6 +118,8 @@ def cluster_table(clusters: pd.DataFrame) -> pd.DataFrame:
             "pods": df["pods"],
             "exposed_pods": df["exposed_pods"],
             "exposed_share": (df["exposed_pods"].astype("Float64") / pods.where(pods > 0)),
+            "unknown_pods": df["unknown_pods"],
+            "unknown_resolve": df["unknown_resolve"].fillna("") if "unknown_resolve" in df.columns else "",
             "server_version": df["server_version"],
             "collected_at": df["collected_at"],
         }
@@ -257,14 +262,8 @@ def conntrack_summary(conntrack: pd.DataFrame) -> pd.DataFrame:
 # --- workloads ------------------------------------------------------------------------------------
 
 
-def workload_table(workloads: pd.DataFrame, recommendations: pd.DataFrame) -> pd.DataFrame:
-    """Workloads with their top recommended fix, highest risk first."""
-    recs = recommendations[recommendations["scope"] == "workload"]
-    top = (
-        recs.sort_values("risk_removed", ascending=False, na_position="last")
-        .drop_duplicates("target")
-        .set_index("target")["mitigation"]
-    )
+def workload_table(workloads: pd.DataFrame) -> pd.DataFrame:
+    """Workloads with their recommended fix (decided once, by the engine), highest risk first."""
     df = by_risk(workloads)
     pods = df["pods"].astype("Float64")
     return pd.DataFrame(
@@ -283,7 +282,7 @@ def workload_table(workloads: pd.DataFrame, recommendations: pd.DataFrame) -> pd
             "dns_options": df["dns_options"],
             "ndots": df["ndots"],
             "stall_s": df["stall_s"],
-            "recommended_fix": df["workload_id"].map(top).astype("string"),
+            "recommended_fix": df["recommended_fix"].astype("string"),
             "why": df["why"],
             "workload_id": df["workload_id"],
         }

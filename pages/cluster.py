@@ -30,13 +30,22 @@ if row["status"] == "partial":
 
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Risk score", "n/a" if pd.isna(row["score"]) else f"{row['score']:.0f} / 100")
-c2.metric("Pods exposed", f"{ui.fmt_int(row['exposed_pods'])} of {ui.fmt_int(row['pods'])}")
+c2.metric(
+    "Pods exposed",
+    f"{ui.fmt_int(row['exposed_pods'])} of {ui.fmt_int(row['applicable_pods'])}",
+    help=f"{ui.fmt_int(row['unknown_pods'])} more unknown; of {ui.fmt_int(row['pods'])} pods, "
+    f"{ui.fmt_int(row['applicable_pods'])} use cluster DNS (D8)",
+)
 c3.metric("Nodes", ui.fmt_int(row["nodes"]))
 c4.metric("Kubernetes", row["server_version"] if pd.notna(row["server_version"]) else "unknown")
 
 st.subheader("Why")
 for reason in str(row["why"] if pd.notna(row["why"]) else "no reasons recorded").split("; "):
     st.markdown(f"- {reason}")
+if pd.notna(row["findings"]) and row["findings"]:
+    st.warning(f"**Finding (D7):** {row['findings']}")
+if pd.notna(row["unknown_resolve"]) and row["unknown_resolve"]:
+    st.info(f"**Unknown:** {row['unknown_resolve']}")
 
 left, right = st.columns([3, 2])
 with left:

@@ -169,8 +169,9 @@ elif kind == "NodeLocal DNSCache":
     mode = n1.selectbox(
         "kube-proxy mode",
         modes,
-        index=modes.index(detected) if detected in modes else 0,
+        index=modes.index(detected) if detected in modes else None,  # unknown: ask, never assume iptables
         key="mit.mode",
+        placeholder="choose: mode not detected",
         help=f"detected: {detected}",
         on_change=_reset,
     )
@@ -180,17 +181,23 @@ elif kind == "NodeLocal DNSCache":
     )
     local_ip = n4.text_input("Link-local IP", nodelocal.DEFAULT_LOCAL_IP, key="mit.local")
     if detected not in modes:
-        st.warning(f"kube-proxy mode here is **{detected}**: NodeLocal DNSCache manifests assume kube-proxy.")
+        st.warning(
+            f"kube-proxy mode here is **{detected}**: read it (ConfigMap kube-system/kube-proxy, or "
+            "GET :10249/proxyMode on a node) and choose it above; NodeLocal DNSCache manifests assume kube-proxy."
+        )
     present = dns_row.get("nodelocal")
     if present is not None and not pd.isna(present) and bool(present):
         st.info(
             "NodeLocal DNSCache is already present in this cluster; dnsfleet will not take its objects over."
         )
-    try:
-        rendered = nodelocal.render(cluster_ip, mode, cluster_domain=domain, local_ip=local_ip)
-    except MitigationError as e:
-        rendered = None
-        st.error(f"Cannot render: {e}")
+    rendered = None
+    if mode is None:
+        st.info("Choose the kube-proxy mode to render the manifests.")
+    else:
+        try:
+            rendered = nodelocal.render(cluster_ip, mode, cluster_domain=domain, local_ip=local_ip)
+        except MitigationError as e:
+            st.error(f"Cannot render: {e}")
     if rendered:
         st.download_button(
             "Download rendered YAML",
@@ -200,12 +207,12 @@ elif kind == "NodeLocal DNSCache":
             key="mit.yaml",
         )
     st.markdown("**Outside the API**")
-    for step in nodelocal.outside_api_steps(mode, local_ip):
+    for step in nodelocal.outside_api_steps(mode or "", local_ip):
         st.markdown(f"- {step}")
     st.markdown("**CNI caveats**")
     for cav in nodelocal.cni_caveats(_text(dns_row.get("cni"), "unknown")):
         st.markdown(f"- {cav}")
-    reason = plan_reason or (None if rendered else "fix the inputs above")
+    reason = plan_reason or (None if rendered else "choose the mode and fix the inputs above")
     if st.button("Plan", key="mit.plan_btn", disabled=reason is not None, help=reason, type="primary"):
         _reset()
         ss[K_PLAN] = _run(

@@ -64,6 +64,8 @@ event = ui.table(
         "nodes",
         "pods",
         "exposed_pods",
+        "unknown_pods",
+        "unknown_resolve",
         "server_version",
         "collected_at",
     ],

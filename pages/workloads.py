@@ -40,7 +40,7 @@ ui.chart(charts.workload_treemap(wl), key="treemap")
 
 st.subheader("Workloads, highest risk first")
 ui.table(
-    views.workload_table(wl, a.recommendations),
+    views.workload_table(wl),
     [
         "cluster",
         "namespace",

@@ -91,9 +91,19 @@ def test_scan_reads_every_cluster_as_seeded(fleet, live):
         assert d["coredns_replicas"] == e["coredns_replicas"]
         assert d["kube_proxy_mode"] == e["proxy_mode"]
         assert "kubernetes cluster.local" in d["corefile"]
-        assert d["nodelocal_ip"] == e["nodelocal_ip"]
-        assert d["nodelocal_nodes"] == (e["nodelocal_nodes"] if e["nodelocal"] else [])
-        assert d["nfqueue_agent"] is False
+        # Facts, not decisions (rules/path.py decides from them).
+        facts = {f["name"]: f for f in d["daemonset_facts"]}
+        assert sorted(facts) == d["daemonsets"]
+        spec = fleet.clusters[ctx].spec
+        assert facts[spec.cni_daemonset]["ready_nodes"] == sorted(e["node_names"])
+        if e["nodelocal"]:
+            nl = facts[spec.nodelocal_name]
+            assert nl["ready_nodes"] == e["nodelocal_nodes"] and "-localip" in nl["flags"]
+            assert nl["localip"].split(",")[0] == e["nodelocal_ip"]
+            assert d["configmap_facts"][spec.nodelocal_name]["link_local"] == e["nodelocal_ip"]
+        assert d["configmap_facts"]["coredns"]["keys"] == ["Corefile"]
+        assert d["service_ip_families"] == ["IPv4"]
+        assert "nodelocal_nodes" not in d and "nfqueue_agent" not in d
 
 
 def test_protobuf_and_json_reads_give_the_same_cluster(fleet):

@@ -466,3 +466,39 @@ def test_protobuf_continue_token_is_read_from_the_list_header() -> None:
     assert proto.continue_token(body) == ""
     with pytest.raises(proto.ProtoDecodeError):
         proto.continue_token(proto.MAGIC + b"\x12\xff")  # a length running past the end
+
+
+def test_dns_facts_keep_flag_names_not_values() -> None:
+    from dnsfleet.collect import dnsfacts
+
+    ds = {
+        "metadata": {
+            "name": "dns-cache-node-local-dns",
+            "labels": {"app.kubernetes.io/name": "node-local-dns"},
+        },
+        "spec": {
+            "template": {
+                "spec": {
+                    "containers": [
+                        {
+                            "image": "registry.k8s.io/dns/k8s-dns-node-cache:1.26.4",
+                            "args": ["-localip", "169.254.20.10,10.0.0.10", "-conf", "/etc/Corefile"],
+                        },
+                        {"image": "sidecar:1", "args": ["--token=hunter2", "--password", "s3cret"]},
+                    ],
+                    "volumes": [
+                        {"name": "c", "configMap": {"name": "dns-cache-node-local-dns"}},
+                        {"name": "x"},
+                    ],
+                }
+            }
+        },
+    }
+    f = dnsfacts.project_daemonset(ds)
+    assert f["flags"] == ["-localip", "-conf", "--token", "--password"]
+    assert f["localip"] == "169.254.20.10,10.0.0.10" and f["configmaps"] == ["dns-cache-node-local-dns"]
+    assert "hunter2" not in repr(f) and "s3cret" not in repr(f)
+    assert dnsfacts.project_daemonset({"spec": "junk"})["images"] == []
+    cm = dnsfacts.configmap_fact({"Corefile": "bind 169.254.25.10 10.0.0.10", "other": "x"})
+    assert cm == {"keys": ["Corefile", "other"], "link_local": "169.254.25.10"}
+    assert dnsfacts.configmap_fact(None) == {"keys": [], "link_local": None}

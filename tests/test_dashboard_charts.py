@@ -18,7 +18,10 @@ from dnsfleet.verdicts import kernel_verdict
 
 
 def frame(name: str, rows: list[dict], risk: bool = False) -> pd.DataFrame:
-    return schema.conform(pd.DataFrame(rows), name, schema.RISK_COLUMNS if risk else ())
+    extra = (
+        schema.RISK_COLUMNS + (schema.WORKLOAD_RISK_COLUMNS if name == "workloads" else ()) if risk else ()
+    )
+    return schema.conform(pd.DataFrame(rows), name, extra)
 
 
 def clusters(n: int = 4) -> pd.DataFrame:
@@ -67,7 +70,7 @@ def nodes() -> pd.DataFrame:
 
 def test_one_colour_per_level_and_race_states_reuse_them():
     assert set(charts.LEVEL_COLORS) == set(schema.LEVELS)
-    assert len(set(charts.LEVEL_COLORS.values())) == 4
+    assert len(set(charts.LEVEL_COLORS.values())) == len(schema.LEVELS)
     assert {
         "open": charts.LEVEL_COLORS["high"],
         "fixed": charts.LEVEL_COLORS["low"],
@@ -234,26 +237,19 @@ def test_pool_summary_counts_nodes_ready_and_open():
     assert p.loc[("b", "(no pool label)"), "nodes_open"] == 0  # NFQUEUE alone is not "a race open"
 
 
-def test_workload_table_joins_the_top_recommendation():
+def test_workload_table_shows_the_engines_recommended_fix():
     wl = frame(
         "workloads",
         [
             {"cluster": "a", "namespace": "ns", "kind": "Deployment", "name": "api", "workload_id": "a/ns/Deployment/api",
-             "pods": 4, "exposed_pods": 2, "score": 50.0, "level": "medium"},
+             "pods": 4, "exposed_pods": 2, "score": 50.0, "level": "medium",
+             "recommended_fix": "single-request-reopen"},
             {"cluster": "a", "namespace": "ns", "kind": "Job", "name": "j", "workload_id": "a/ns/Job/j",
              "pods": 0, "exposed_pods": 0, "score": 0.0, "level": "low"},
         ],
         risk=True,
     )  # fmt: skip
-    recs = frame(
-        "recommendations",
-        [
-            {"cluster": "a", "scope": "workload", "target": "a/ns/Deployment/api", "mitigation": "use-vc", "risk_removed": 1.0},
-            {"cluster": "a", "scope": "workload", "target": "a/ns/Deployment/api", "mitigation": "single-request-reopen",
-             "risk_removed": 5.0},
-        ],
-    )  # fmt: skip
-    t = views.workload_table(wl, recs)
+    t = views.workload_table(wl)
     assert list(t["owner"]) == ["Deployment/api", "Job/j"]
     assert t["recommended_fix"].iloc[0] == "single-request-reopen"
     assert pd.isna(t["recommended_fix"].iloc[1])
@@ -305,7 +301,7 @@ def big() -> Big:
         "workload_id": [f"w{i}" for i in range(n_wl)], "pods": pods, "exposed_pods": pods // 2,
         "score": rng.uniform(0, 100, n_wl), "level": levels[rng.integers(0, 4, n_wl)], "resolver": "glibc",
     })  # fmt: skip
-    wl = schema.conform(wl, "workloads", schema.RISK_COLUMNS)
+    wl = schema.conform(wl, "workloads", schema.RISK_COLUMNS + schema.WORKLOAD_RISK_COLUMNS)
     ts = pd.date_range("2026-11-25", periods=180, freq="min", tz="UTC")
     cs = pd.DataFrame({
         "cluster": np.repeat(cl_names, len(ts)), "ts": np.tile(ts, n_cl), "metric": "qps",
@@ -348,7 +344,7 @@ def test_figures_stay_small_at_100k_pods(big):
             children[parent] += v
     assert all(values[p] == total for p, total in children.items())
     assert sum(v for p, v in zip(tm.parents, tm.values, strict=True) if not p) == 100_000
-    assert len(views.cap(views.workload_table(big.workloads, big.recommendations)).frame) == views.TABLE_LIMIT
+    assert len(views.cap(views.workload_table(big.workloads)).frame) == views.TABLE_LIMIT
 
 
 def test_a_cluster_keeps_its_colour_across_charts():

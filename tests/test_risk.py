@@ -120,8 +120,12 @@ def test_nodelocal_protects_only_nodes_where_it_runs() -> None:
 
 def test_host_network_cluster_first_does_not_use_cluster_dns() -> None:
     c = cluster(pods=[pod("h", "n1", "debian:12", host_network=True)])
-    w = wl(analyze(snapshot(c)), "h")
-    assert not w["uses_cluster_dns"] and w["level"] == "unknown"
+    a = analyze(snapshot(c))
+    w = wl(a, "h")
+    # D8: not applicable, neither unknown nor scored, and never recommended anything.
+    assert not w["uses_cluster_dns"] and w["level"] == "n/a" and pd.isna(w["score"])
+    assert "(D8)" in w["why"] and w["unknown_pods"] == 0
+    assert a.clusters.iloc[0]["level"] == "n/a" and a.recommendations.empty
     c = cluster(pods=[pod("h", "n1", "debian:12", host_network=True, dns_policy="ClusterFirstWithHostNet")])
     assert wl(analyze(snapshot(c)), "h")["level"] == "high"
 

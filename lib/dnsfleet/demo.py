@@ -12,7 +12,13 @@ Clusters (kernel strings are real-world forms):
 - ``cilium-edge``: Ubuntu 20.04 ``5.4.0-150-generic`` (race 3 open), but Cilium kube-proxy replacement with
   socket-LB takes DNS off the netfilter path.
 - ``aks-nodelocal-neu``: Ubuntu 20.04 ``5.4.0-1109-azure`` (race 3 open) with NodeLocal DNSCache, which is
-  not ready on one node: only that node's pods are exposed.
+  not ready on one node: only that node's pods are exposed. Its conntrack counters stay flat while
+  CoreDNS answers 3 % SERVFAIL: the D7 "probably not this race" finding.
+
+Every cluster also runs its kube-system DaemonSets (kube-proxy, CNI agents, node-local-dns) as
+``hostNetwork`` pods on every node: they do not use cluster DNS (D8) and are not scored. The ``dns``
+part carries the facts a collector records (DaemonSets with labels, images, flags and ready nodes,
+ConfigMap keys, the kube-dns Service's IP families).
 - ``eks-dr-usw2``: a cluster whose scan failed (unreachable), to show how failures look.
 """
 
@@ -101,6 +107,7 @@ class DemoCluster:
     nodelocal_missing: int = 0
     conntrack: bool = True
     insert_failed_per_node: float = 0.0
+    servfail_share: float | None = None  # None: a small random share
     failed: str | None = None
 
 
@@ -203,6 +210,7 @@ CLUSTERS = (
         1100.0,
         "agentpool",
         nodelocal_missing=1,
+        servfail_share=0.03,
     ),
     DemoCluster(
         "eks-dr-usw2",
@@ -326,7 +334,61 @@ def _pods(c: DemoCluster, nodes: list[dict], rng: random.Random) -> tuple[list[d
                 "resolver_annotation": "go",
             }
         )
+    # The kube-system DaemonSets: one hostNetwork pod per node (node-local-dns: not on the missing ones).
+    for ds in c.daemonsets:
+        for i, node in enumerate(_ds_nodes(c, names, ds)):
+            pods.append(
+                {
+                    "namespace": "kube-system",
+                    "name": f"{ds}-{i:04d}",
+                    "node": node,
+                    "owner_kind": "DaemonSet",
+                    "owner_name": ds,
+                    "phase": "Running",
+                    "host_network": True,
+                    "dns_policy": "Default" if ds == "node-local-dns" else "ClusterFirst",
+                    "dns_config": None,
+                    "images": [_ds_image(ds)],
+                    "resolver_annotation": None,
+                }
+            )
     return pods, owners
+
+
+DS_IMAGES = {
+    "kube-proxy": "registry.k8s.io/kube-proxy:v1.29.4",
+    "node-local-dns": "registry.k8s.io/dns/k8s-dns-node-cache:1.26.4",
+    "cilium": "quay.io/cilium/cilium:v1.15.6",
+    "calico-node": "docker.io/calico/node:v3.27.3",
+    "aws-node": "602401143452.dkr.ecr.us-east-1.amazonaws.com/amazon-k8s-cni:v1.18.1",
+}
+
+
+def _ds_image(ds: str) -> str:
+    return DS_IMAGES.get(ds, f"registry.example.com/kube-system/{ds}:1.0")
+
+
+def _ds_nodes(c: DemoCluster, names: list[str], ds: str) -> list[str]:
+    return names[c.nodelocal_missing :] if ds == "node-local-dns" else names
+
+
+def _daemonset_facts(c: DemoCluster, names: list[str]) -> list[dict]:
+    """What the collector records per kube-system DaemonSet."""
+    out = []
+    for ds in c.daemonsets:
+        nodelocal = ds == "node-local-dns"
+        out.append(
+            {
+                "name": ds,
+                "labels": {"k8s-app": ds},
+                "images": [_ds_image(ds)],
+                "flags": ["-localip", "-conf", "-upstreamsvc"] if nodelocal else [],
+                "localip": "169.254.20.10,10.0.0.10" if nodelocal else None,
+                "configmaps": ["node-local-dns"] if nodelocal else [],
+                "ready_nodes": _ds_nodes(c, names, ds),
+            }
+        )
+    return out
 
 
 def _series(rng: random.Random, base: float, noise: float, n: int) -> list[float]:
@@ -340,6 +402,8 @@ def _metrics(c: DemoCluster, nodes: list[dict], rng: random.Random) -> dict:
     start = END_EPOCH - WINDOW_S
     qps = _series(rng, c.qps, c.qps * 0.05, n)
     nx_share, sf_share = 0.08 + rng.random() * 0.1, 0.002 + rng.random() * 0.004
+    if c.servfail_share is not None:
+        sf_share = c.servfail_share
     metrics: dict[str, Any] = {
         "source": "demo",
         "window_s": WINDOW_S,
@@ -422,9 +486,12 @@ def _cluster(c: DemoCluster, rng: random.Random) -> dict:
         }
     nodes = _nodes(c, rng)
     pods, owners = _pods(c, nodes, rng)
-    nl_nodes = None
+    names = [n["name"] for n in nodes]
+    configmaps = {"coredns": {"keys": ["Corefile"], "link_local": None}}
+    if c.proxy_mode:
+        configmaps["kube-proxy"] = {"keys": ["config.conf", "kubeconfig.conf"], "link_local": None}
     if "node-local-dns" in c.daemonsets:
-        nl_nodes = [n["name"] for n in nodes[c.nodelocal_missing :]]
+        configmaps["node-local-dns"] = {"keys": ["Corefile"], "link_local": "169.254.20.10"}
     return {
         "name": c.name,
         "provider": c.provider,
@@ -444,12 +511,12 @@ def _cluster(c: DemoCluster, rng: random.Random) -> dict:
             "corefile": COREFILE,
             "kube_proxy_mode": c.proxy_mode,
             "kube_proxy_present": "kube-proxy" in c.daemonsets,
+            "service_ip_families": ["IPv4"],
             "daemonsets": list(c.daemonsets),
+            "daemonset_facts": _daemonset_facts(c, names),
+            "configmap_facts": configmaps,
             "cilium_config": c.cilium,
             "calico_bpf": False if "calico-node" in c.daemonsets else None,
-            "nodelocal_ip": "169.254.20.10" if nl_nodes is not None else None,
-            "nodelocal_nodes": nl_nodes,
-            "nfqueue_agent": None,
         },
         "metrics": _metrics(c, nodes, rng),
     }

@@ -7,7 +7,6 @@ settings once per pod. Unknown inputs stay NA.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Iterable
 from dataclasses import dataclass, fields
 from typing import Any
@@ -17,6 +16,7 @@ import pandas as pd
 
 from dnsfleet import schema
 from dnsfleet.rules import kernel as kernel_rules
+from dnsfleet.rules import path as path_rules
 from dnsfleet.rules import resolver as resolver_rules
 
 POOL_LABELS = (
@@ -28,17 +28,6 @@ POOL_LABELS = (
     "cloud.google.com/gke-nodepool",
     "node.kubernetes.io/pool",
     "pool",
-)
-NFQUEUE_AGENTS = re.compile(r"kube-network-policies", re.IGNORECASE)
-CNI_DAEMONSETS = (
-    ("cilium", re.compile(r"^cilium$")),
-    ("calico", re.compile(r"^calico-node$")),
-    ("aws-vpc-cni", re.compile(r"^aws-node$")),
-    ("azure-cni", re.compile(r"^(azure-cns|azure-ip-masq-agent|azure-npm)")),
-    ("flannel", re.compile(r"flannel")),
-    ("weave", re.compile(r"^weave-net$")),
-    ("gke", re.compile(r"^(netd|gke-metadata-server)$")),
-    ("antrea", re.compile(r"^antrea-agent$")),
 )
 
 
@@ -111,8 +100,9 @@ def _cluster_rows(c: dict[str, Any], mapping: tuple, acc: _Acc) -> None:
     name = c["name"]
     dns = c.get("dns") or {}
     metrics = c.get("metrics") or {}
-    node_rows = _nodes(name, c.get("nodes") or [], dns)
-    wl_rows, pl_rows = _workloads(name, c.get("pods") or [], c.get("owners") or {}, dns, mapping)
+    decided = path_rules.decide(c)
+    node_rows = _nodes(name, c.get("nodes") or [], decided)
+    wl_rows, pl_rows = _workloads(name, c.get("pods") or [], c.get("owners") or {}, dns, decided, mapping)
     pods_per_node: dict[str, int] = {}
     for r in pl_rows:
         if r["node"] is not None:
@@ -123,7 +113,7 @@ def _cluster_rows(c: dict[str, Any], mapping: tuple, acc: _Acc) -> None:
     acc.rows["clusters"].append(
         {
             "cluster": name,
-            "provider": c.get("provider") or _provider(c),
+            "provider": decided.provider,
             "status": c.get("status") or "ok",
             "reason": c.get("reason"),
             "missing": ",".join(c.get("missing") or []) or None,
@@ -137,22 +127,9 @@ def _cluster_rows(c: dict[str, Any], mapping: tuple, acc: _Acc) -> None:
     acc.rows["nodes"] += node_rows
     acc.rows["workloads"] += wl_rows
     acc.rows["placements"] += pl_rows
-    acc.rows["dns_service"].append(_dns_service(name, dns, c))
+    acc.rows["dns_service"].append(_dns_service(name, dns, c, decided))
     acc.rows["coredns_metrics"].append(_coredns(name, metrics, acc))
     acc.rows["conntrack"] += _conntrack(name, metrics, [n.get("name") for n in c.get("nodes") or []], acc)
-
-
-def _provider(c: dict[str, Any]) -> str:
-    for n in c.get("nodes") or []:
-        labels = n.get("labels") or {}
-        kv = (n.get("kernel_version") or "").lower()
-        if "kubernetes.azure.com/agentpool" in labels or "agentpool" in labels or kv.endswith("-azure"):
-            return "aks"
-        if "eks.amazonaws.com/nodegroup" in labels or "amzn" in kv:
-            return "eks"
-        if "cloud.google.com/gke-nodepool" in labels or kv.endswith("-gke"):
-            return "gke"
-    return "unknown" if not c.get("nodes") else "other"
 
 
 @dataclass(frozen=True)
@@ -177,11 +154,8 @@ def _classify_cached(cache: dict, kv: str | None, osi: str | None) -> _K:
     return cache[key]
 
 
-def _nodes(cluster: str, nodes: list[dict], dns: dict) -> list[dict[str, Any]]:
+def _nodes(cluster: str, nodes: list[dict], decided: path_rules.ClusterPath) -> list[dict[str, Any]]:
     cache: dict = {}
-    nl_nodes = dns.get("nodelocal_nodes")
-    nl_set = set(nl_nodes) if isinstance(nl_nodes, list) else None
-    nl_present = _nodelocal_present(dns)
     rows = []
     for n in nodes:
         labels = n.get("labels") or {}
@@ -190,12 +164,7 @@ def _nodes(cluster: str, nodes: list[dict], dns: dict) -> list[dict[str, Any]]:
         itype = labels.get("node.kubernetes.io/instance-type") or labels.get(
             "beta.kubernetes.io/instance-type"
         )
-        if nl_present is False:
-            nl_ready = False
-        elif nl_set is not None:
-            nl_ready = n["name"] in nl_set
-        else:
-            nl_ready = None
+        nl_ready = path_rules.node_nodelocal_ready(decided.nodelocal, n["name"])
         rows.append(
             {
                 "cluster": cluster,
@@ -254,19 +223,14 @@ def _num(v: Any) -> float | None:
 def _workload_dns(
     pod: dict, resolver: str, cluster_ip: str | None, nodelocal_ip: str | None
 ) -> dict[str, Any]:
+    """The workload's effective DNS settings; who uses cluster DNS is rule D8 (``rules.path``)."""
     policy = pod.get("dns_policy") or "ClusterFirst"
     host_net = bool(pod.get("host_network"))
     cfg = pod.get("dns_config") or {}
     options = cfg.get("options") or []
     nameservers = [str(x) for x in cfg.get("nameservers") or []]
     opts = {str(o.get("name")): o.get("value") for o in options if isinstance(o, dict) and o.get("name")}
-    if policy == "ClusterFirstWithHostNet" or (policy == "ClusterFirst" and not host_net):
-        uses_cluster = True
-    elif policy == "None":
-        local = {x for x in (cluster_ip, nodelocal_ip) if x}
-        uses_cluster = bool(local & set(nameservers)) if local else None
-    else:  # Default, or ClusterFirst on hostNetwork (P5)
-        uses_cluster = False
+    uses_cluster, via = path_rules.uses_cluster_dns(policy, host_net, nameservers, cluster_ip, nodelocal_ip)
     rt = resolver_rules.resolver_table().get(resolver, {})
     ndots = _num(opts.get("ndots")) if "ndots" in opts else (5.0 if uses_cluster else None)
     timeout = _num(opts.get("timeout")) if "timeout" in opts else _num(rt.get("default_timeout_s"))
@@ -288,6 +252,7 @@ def _workload_dns(
         "dns_policy": policy,
         "host_network": host_net,
         "uses_cluster_dns": uses_cluster,
+        "dns_via": via,
         "dns_options": _opt_str(options),
         "nameservers": ",".join(nameservers) or None,
         "ndots": None if ndots is None else int(min(ndots, 15)),
@@ -299,9 +264,10 @@ def _workload_dns(
 
 
 def _workloads(
-    cluster: str, pods: list[dict], owners: dict, dns: dict, mapping: tuple
+    cluster: str, pods: list[dict], owners: dict, dns: dict, decided: path_rules.ClusterPath, mapping: tuple
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    cluster_ip, nl_ip = dns.get("service_ip"), dns.get("nodelocal_ip")
+    cluster_ip = dns.get("service_ip")
+    nl_ip = decided.nodelocal.ip if decided.nodelocal.present else None
     first: dict[str, dict] = {}
     counts: dict[str, int] = {}
     images: dict[str, dict[tuple, None]] = {}  # distinct image lists per workload, first seen first
@@ -357,19 +323,6 @@ def _workloads(
     return rows, pl
 
 
-def _nodelocal_present(dns: dict) -> bool | None:
-    ds = dns.get("daemonsets")
-    if not isinstance(ds, list):
-        return None
-    return any(d == "node-local-dns" or d == "nodelocaldns" for d in ds)
-
-
-def _truthy(v: Any) -> bool | None:
-    if v is None:
-        return None
-    return str(v).strip().lower() in ("true", "strict", "1", "yes", "enabled")
-
-
 def _corefile_plugins(corefile: str | None) -> tuple[str | None, str | None]:
     if not corefile:
         return None, None
@@ -390,33 +343,11 @@ def _corefile_plugins(corefile: str | None) -> tuple[str | None, str | None]:
     return ",".join(plugins) or None, domain
 
 
-def _dns_service(cluster: str, dns: dict, c: dict) -> dict[str, Any]:
-    daemonsets = dns.get("daemonsets") if isinstance(dns.get("daemonsets"), list) else None
-    cni = None
-    if daemonsets is not None:
-        cni = next((n for n, rx in CNI_DAEMONSETS if any(rx.search(d) for d in daemonsets)), "other")
-    mode = dns.get("kube_proxy_mode")
-    if mode is None and dns.get("kube_proxy_present") is False:
-        mode = "none"
-    cilium = dns.get("cilium_config") if isinstance(dns.get("cilium_config"), dict) else None
-    kpr = _truthy(cilium.get("kube-proxy-replacement")) if cilium else None
-    hostns_only = _truthy(cilium.get("bpf-lb-sock-hostns-only")) if cilium else None
-    if cni == "cilium" and kpr:
-        ebpf = "cilium-tc" if hostns_only else "cilium-socket-lb"
-    elif dns.get("calico_bpf"):
-        ebpf = "calico-ebpf"
-    elif daemonsets is None:
-        ebpf = "unknown"
-    else:
-        ebpf = "none"
-    nodelocal = _nodelocal_present(dns)
-    nfq = dns.get("nfqueue_agent")
-    if nfq is None and daemonsets is not None:
-        nfq = any(NFQUEUE_AGENTS.search(d) for d in daemonsets)
-    path, note = _path(mode, ebpf, nodelocal)
+def _dns_service(cluster: str, dns: dict, c: dict, d: path_rules.ClusterPath) -> dict[str, Any]:
     plugins, domain = _corefile_plugins(dns.get("corefile"))
     if c.get("status") == "failed":
-        return {"cluster": cluster, "path": "unknown", "path_note": "cluster could not be scanned"}
+        return {"cluster": cluster, "path": "unknown", "path_code": d.code}
+    nl = d.nodelocal
     return {
         "cluster": cluster,
         "cluster_ip": dns.get("service_ip"),
@@ -426,48 +357,17 @@ def _dns_service(cluster: str, dns: dict, c: dict) -> dict[str, Any]:
         "coredns_replicas": dns.get("coredns_replicas"),
         "corefile_plugins": plugins,
         "cluster_domain": domain or ("cluster.local" if dns.get("corefile") else None),
-        "kube_proxy_mode": mode or "unknown",
-        "cni": cni or "unknown",
-        "ebpf_service_lb": ebpf,
-        "nodelocal": nodelocal,
-        "nodelocal_ip": dns.get("nodelocal_ip") if nodelocal else None,
-        "nfqueue_agent": nfq,
-        "path": path,
-        "path_note": note,
+        "kube_proxy_mode": d.kube_proxy_mode,
+        "cni": d.cni,
+        "ebpf_service_lb": d.ebpf_service_lb,
+        "nodelocal": nl.present,
+        "nodelocal_how": nl.how,
+        "nodelocal_ip": nl.ip if nl.present else None,
+        "nfqueue_agent": d.nfqueue_agent,
+        "ipv4_only": d.ipv4_only,
+        "path": d.path,
+        "path_code": d.code,
     }
-
-
-def _path(mode: str | None, ebpf: str, nodelocal: bool | None) -> tuple[str, str]:
-    if ebpf == "cilium-socket-lb":
-        return (
-            "socket-lb",
-            "Cilium socket-LB connects the pod's socket to a backend: no netfilter DNAT [I] (P3)",
-        )
-    if ebpf == "cilium-tc":
-        return (
-            "unknown",
-            "Cilium socketLB.hostNamespaceOnly: pods use the tc load balancer, behaviour unknown (P3)",
-        )
-    if ebpf == "calico-ebpf":
-        return "unknown", "Calico eBPF balances UDP per packet; whether it races is unknown (P4)"
-    if mode in ("iptables", "nftables", "ipvs"):
-        if nodelocal and mode != "ipvs":
-            return "nodelocal", (
-                f"kube-proxy {mode} with NodeLocal DNSCache: pods reach the cache without DNAT (NOTRACK) "
-                "on nodes where it runs (P2)"
-            )
-        if nodelocal:
-            return "unknown", (
-                "kube-proxy ipvs with NodeLocal DNSCache: it helps only if kubelet clusterDNS is the link-local "
-                "IP, which the API does not show (P2)"
-            )
-        return (
-            "netfilter-dnat",
-            f"kube-proxy {mode}: DNS to the kube-dns ClusterIP is DNAT'd through conntrack (P1)",
-        )
-    if mode == "none":
-        return "unknown", "no kube-proxy and no known eBPF replacement: service path unknown"
-    return "unknown", "kube-proxy mode could not be read"
 
 
 def _coredns(cluster: str, metrics: dict, acc: _Acc) -> dict[str, Any]:

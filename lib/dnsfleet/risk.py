@@ -42,6 +42,7 @@ from pandas.api.extensions import ExtensionArray, ExtensionDtype
 
 from dnsfleet import schema
 from dnsfleet.frames import Frames
+from dnsfleet.rules import path as path_rules
 from dnsfleet.rules import resolver as resolver_rules
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ if TYPE_CHECKING:
 
 W_KERNEL, W_PATH, W_RESOLVER, W_NDOTS, W_RATE, W_EVIDENCE = 30.0, 20.0, 25.0, 10.0, 5.0, 10.0
 RACE3_ONLY = 0.6
+LONG_WINDOW_S = 3600.0  # D7: flat counters mean something only over at least an hour of DNS traffic
 HIGH, MEDIUM = 60.0, 35.0
 PTS = [f"{f}_pts" for f in schema.FACTOR_NAMES]
 
@@ -71,7 +73,12 @@ def _tri(mask_yes: pd.Series, mask_no: pd.Series) -> np.ndarray:
 
 
 def node_exposure(frames: Frames) -> pd.DataFrame:
-    """Per node: kernel gate and weight, path gate, evidence, with texts."""
+    """Per node: kernel gate and weight, node-level path gate, evidence (D1, D6, D7), with flags.
+
+    Race 3 counts only with two or more ready kube-dns endpoints (K4) and reads *unknown* under IPVS on
+    a kernel that fixes it in mainline (``rules.path.effective_race3``). D6: on kernel >= 5.10 a growing
+    ``insert_failed`` or ``drop`` opens the kernel gate whatever the table says.
+    """
     n = frames.nodes[
         [
             "cluster",
@@ -88,49 +95,64 @@ def node_exposure(frames: Frames) -> pd.DataFrame:
             "pool",
         ]
     ].copy()
-    d = frames.dns_service[["cluster", "ready_endpoints", "nfqueue_agent", "path", "path_note"]]
+    d = frames.dns_service[
+        ["cluster", "ready_endpoints", "nfqueue_agent", "path", "path_code", "kube_proxy_mode"]
+    ]
     n = n.merge(d, on="cluster", how="left")
-    ep = n["ready_endpoints"].astype("Float64")
-    r3_rel = _tri(ep >= 2, ep < 2)
-    agent = _tri(n["nfqueue_agent"] == True, n["nfqueue_agent"] == False)  # noqa: E712
+    r3 = path_rules.effective_race3(n["race3"], n["kube_proxy_mode"])
+    n["race3_path"] = r3
+    n["ipvs_unknown"] = ((n["race3"] == "fixed") & (r3 == "unknown")).fillna(False).to_numpy(dtype=bool)
+    r3_rel = path_rules.race3_relevance(n["ready_endpoints"])
+    nfq_rel = n["nfqueue_agent"].astype("boolean")
+    agent = _tri(nfq_rel == True, nfq_rel == False)  # noqa: E712
     r12_open = ((n["race1"] == "open") | (n["race2"] == "open")).to_numpy(dtype=bool)
-    r3_open = (n["race3"] == "open").to_numpy(dtype=bool)
+    r3_open = (r3 == "open").fillna(False).to_numpy(dtype=bool)
     nfq_open = (n["nfqueue"] == "open").to_numpy(dtype=bool)
-    opened = r12_open | (r3_open & (r3_rel == 1)) | (nfq_open & (agent == 1))
-    unk = (
-        (n["race1"] == "unknown").to_numpy(dtype=bool)
-        | (n["race2"] == "unknown").to_numpy(dtype=bool)
-        | ((n["race3"] == "unknown").to_numpy(dtype=bool) & (r3_rel != 0))
-        | (r3_open & np.isnan(r3_rel))
-        | ((n["nfqueue"] == "unknown").to_numpy(dtype=bool) & (agent == 1))
-        | (nfq_open & np.isnan(agent))
-    )
-    n["kernel_gate"] = np.where(opened, 1.0, np.where(unk, np.nan, 0.0))
-    n["kernel_weight"] = np.where(
-        r12_open | (nfq_open & (agent == 1)), 1.0, np.where(opened, RACE3_ONLY, 1.0)
-    )
-    nl = n["nodelocal_ready"]
-    path = n["path"].fillna("unknown")
-    n["path_gate"] = np.select(
-        [
-            path == "netfilter-dnat",
-            path == "socket-lb",
-            (path == "nodelocal") & (nl == True),  # noqa: E712
-            (path == "nodelocal") & (nl == False),  # noqa: E712
-        ],
-        [1.0, 0.0, 0.0, 1.0],
-        default=np.nan,
-    )
     ct = frames.conntrack.set_index(["cluster", "node"])
     key = pd.MultiIndex.from_frame(n[["cluster", "node"]])
     inc = ct["insert_failed_increase"].reindex(key).astype("float64").to_numpy()
     drop = ct["drop_increase"].reindex(key).astype("float64").to_numpy()
-    exact = n["counters_exact"].astype("boolean").fillna(False).to_numpy(dtype=bool)
-    grew = np.nan_to_num(inc) > 0
-    strong = grew & (exact | (np.nan_to_num(drop) > 0))
-    n["evidence"] = np.where(strong, 1.0, np.where(grew, 0.4, 0.0))
+    window = ct["window_s"].reindex(key).astype("float64").to_numpy()
+    exact_b = n["counters_exact"].astype("boolean")
+    exact = exact_b.fillna(False).to_numpy(dtype=bool)
+    old_kernel = (exact_b == False).fillna(False).to_numpy(dtype=bool)  # noqa: E712
+    inc_grew = np.nan_to_num(inc) > 0
+    drop_grew = np.nan_to_num(drop) > 0
+    strong = (inc_grew & exact) | drop_grew
+    d6 = exact & (inc_grew | drop_grew)
+    opened = r12_open | (r3_open & (r3_rel == 1)) | (nfq_open & (agent == 1))
+    unk = (
+        (n["race1"] == "unknown").to_numpy(dtype=bool)
+        | (n["race2"] == "unknown").to_numpy(dtype=bool)
+        | ((r3 == "unknown").fillna(True).to_numpy(dtype=bool) & (r3_rel != 0))
+        | (r3_open & np.isnan(r3_rel))
+        | ((n["nfqueue"] == "unknown").to_numpy(dtype=bool) & (agent == 1))
+        | (nfq_open & np.isnan(agent))
+    )
+    n["kernel_gate"] = np.where(opened | d6, 1.0, np.where(unk, np.nan, 0.0))
+    n["kernel_weight"] = np.where(
+        r12_open | (nfq_open & (agent == 1)) | d6, 1.0, np.where(opened, RACE3_ONLY, 1.0)
+    )
+    n["d6"] = d6 & ~opened
+    # K4: race 3 is what is left open, and one endpoint keeps it from triggering.
+    n["race3_one_endpoint"] = (
+        (r3_open & (n["ready_endpoints"].astype("Float64") == 1).fillna(False).to_numpy(dtype=bool))
+        & ~opened
+        & ~unk
+        & ~d6
+    )
+    n["path_gate"] = path_rules.placement_path_gate(
+        n["path"], n["path_code"], n["nodelocal_ready"], pd.Series("cluster-ip", index=n.index)
+    )
+    n["evidence"] = np.where(strong, 1.0, np.where(inc_grew, 0.4, 0.0))
     n["insert_failed_increase"] = inc
+    n["drop_increase"] = drop
     n["ct_available"] = ~np.isnan(inc)
+    # D7: a kernel < 5.10 whose insert_failed and drop stayed flat over a long window.
+    n["flat_long"] = (
+        old_kernel & ~np.isnan(inc) & ~inc_grew & ~drop_grew & (np.nan_to_num(window) >= LONG_WINDOW_S)
+    )
+    n["window_s"] = window
     n["open_races"] = _open_races_text(n, r3_rel, agent)
     return n
 
@@ -140,10 +162,10 @@ def _open_races_text(n: pd.DataFrame, r3_rel: np.ndarray, agent: np.ndarray) -> 
     for col, label, rel in (
         ("race1", "1", None),
         ("race2", "2", None),
-        ("race3", "3", r3_rel),
+        ("race3_path", "3", r3_rel),
         ("nfqueue", "NFQUEUE", agent),
     ):
-        is_open = (n[col] == "open").to_numpy(dtype=bool)
+        is_open = (n[col] == "open").fillna(False).to_numpy(dtype=bool)
         if rel is not None:
             is_open = is_open & (rel != 0)
         parts.append(np.where(is_open, label, ""))
@@ -276,15 +298,39 @@ def _left_join(left: pd.DataFrame, right: pd.DataFrame, on: list[str]) -> pd.Dat
 
 
 def placements_scored(frames: Frames, nx: pd.DataFrame | None = None) -> pd.DataFrame:
-    """Placements with gates, factor points, score and exposure flags (``nx``: ``node_exposure``)."""
+    """Placements with gates, factor points, score and exposure flags (``nx``: ``node_exposure``).
+
+    Placements of workloads that do not use cluster DNS (D8) are *not applicable*: ``applicable`` is
+    False, their points are 0 and their score NA, and ``aggregate`` leaves them out of every weight.
+    """
     nx = node_exposure(frames) if nx is None else nx
     w = frames.workloads[
-        ["workload_id", "resolver", "sends_parallel_pair", "uses_cluster_dns", "stall_s", "ndots"]
+        [
+            "workload_id",
+            "resolver",
+            "sends_parallel_pair",
+            "uses_cluster_dns",
+            "dns_via",
+            "stall_s",
+            "ndots",
+        ]
     ]
     p = _left_join(frames.placements, w, ["workload_id"])
     p = _left_join(
         p,
-        nx[["cluster", "node", "kernel_gate", "kernel_weight", "path_gate", "evidence"]],
+        nx[
+            [
+                "cluster",
+                "node",
+                "kernel_gate",
+                "kernel_weight",
+                "evidence",
+                "path",
+                "path_code",
+                "nodelocal_ready",
+                "race3_one_endpoint",
+            ]
+        ],
         ["cluster", "node"],
     )
     qps = frames.coredns_metrics.set_index("cluster")["qps"].astype("float64")
@@ -296,15 +342,16 @@ def placements_scored(frames: Frames, nx: pd.DataFrame | None = None) -> pd.Data
     else:
         cols["qps"] = _take(qps, at, bool((at < 0).any())).astype("float64", copy=False)
     cluster_dns = p["uses_cluster_dns"].astype("boolean")
-    cols["path_gate"] = np.where(
-        cluster_dns.fillna(False).to_numpy(dtype=bool), p["path_gate"].astype("float64"), np.nan
-    )
+    applicable = ~(cluster_dns == False).fillna(False).to_numpy(dtype=bool)  # noqa: E712
+    uses = (cluster_dns == True).fillna(False).to_numpy(dtype=bool)  # noqa: E712
+    pg_all = path_rules.placement_path_gate(p["path"], p["path_code"], p["nodelocal_ready"], p["dns_via"])
+    cols["path_gate"] = np.where(uses, pg_all, np.nan)
     cols["resolver_gate"] = _tri(p["sends_parallel_pair"] == "yes", p["sends_parallel_pair"] == "no")
     kg = p["kernel_gate"].astype("float64").to_numpy()
     pg, rg = cols["path_gate"], cols["resolver_gate"]
     zero = (kg == 0) | (pg == 0) | (rg == 0)
-    unknown = ~zero & (np.isnan(kg) | np.isnan(pg) | np.isnan(rg))
-    live = (~zero).astype("float64")
+    unknown = ~zero & (np.isnan(kg) | np.isnan(pg) | np.isnan(rg)) & applicable
+    live = (~zero & applicable).astype("float64")
     stall = p["stall_s"].astype("float64").fillna(5.0).to_numpy()
     ndots = p["ndots"].astype("float64").to_numpy()
     pts = {
@@ -324,10 +371,15 @@ def placements_scored(frames: Frames, nx: pd.DataFrame | None = None) -> pd.Data
     )
     pts["evidence_pts"] = live * W_EVIDENCE * p["evidence"].astype("float64").fillna(0.0).to_numpy()
     cols.update(pts)
-    cols["score"] = pd.DataFrame({c: pts[c] for c in PTS}, index=p.index, copy=False).sum(axis=1)
-    cols["zero"] = zero
+    score = pd.DataFrame({c: pts[c] for c in PTS}, index=p.index, copy=False).sum(axis=1)
+    cols["score"] = score.where(applicable)
+    cols["zero"] = zero & applicable
     cols["unknown"] = unknown
-    cols["exposed"] = ~zero & ~unknown
+    cols["exposed"] = ~zero & ~unknown & applicable
+    cols["applicable"] = applicable
+    # K4: pods that one more CoreDNS endpoint would expose (only race 3 open, one endpoint).
+    blocked = p["race3_one_endpoint"].astype("boolean").fillna(False).to_numpy(dtype=bool)
+    cols["race3_one_endpoint"] = blocked & applicable & (pg != 0) & (rg != 0)
     return pd.DataFrame(cols, index=p.index, copy=False)
 
 
@@ -421,7 +473,12 @@ def aggregate(p: pd.DataFrame, by: list[str], quantile: float | None = None) -> 
     With ``quantile`` (clusters use 0.9) the score is the average of the pod-weighted mean (how many
     pods, how badly) and the pod-weighted quantile of placement scores (what the worst-off tenth of
     pods face). Factor points stay pod-weighted means. Otherwise the score is the pod-weighted mean.
+    Placements that are not applicable (D8) are left out: a group with none applicable has no row.
     """
+    if "applicable" in p.columns:
+        keep = p["applicable"].to_numpy(dtype=bool)
+        if not keep.all():
+            p = p[keep]
     grouped = _group_ids(p[by]) if len(p) else None
     if grouped is None:
         return _aggregate_by_keys(p, by, quantile)

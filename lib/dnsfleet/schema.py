@@ -29,7 +29,7 @@ import pandas as pd
 
 # Values of the status columns.
 RACE_STATES = ("fixed", "open", "unknown", "not applicable")
-LEVELS = ("high", "medium", "low", "unknown")
+LEVELS = ("high", "medium", "low", "unknown", "n/a")
 RESOLVERS = ("glibc", "musl", "go", "go-cgo", "c-ares", "jvm", "unknown")
 PROXY_MODES = ("iptables", "ipvs", "nftables", "none", "unknown")
 
@@ -100,7 +100,12 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         ("resolver_source", S, "annotation | mapping | image rule id | unknown"),
         ("dns_policy", S, "ClusterFirst | ClusterFirstWithHostNet | Default | None"),
         ("host_network", B, "pods use the host network"),
-        ("uses_cluster_dns", B, "queries go to the cluster DNS service (dnsPolicy + hostNetwork, §3)"),
+        (
+            "uses_cluster_dns",
+            B,
+            "queries go to the cluster DNS service (D8: dnsPolicy, hostNetwork, nameservers); False = not applicable",
+        ),
+        ("dns_via", S, "cluster-ip | link-local (NodeLocal DNSCache IP named by dnsPolicy None) | NA"),
         ("dns_options", S, "pod dnsConfig.options as name[:value], comma-separated"),
         ("nameservers", S, "pod dnsConfig.nameservers, comma-separated"),
         ("ndots", INT, "effective ndots (dnsConfig option, else 5 for cluster DNS)"),
@@ -125,12 +130,19 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         ("cluster_domain", S, "cluster domain (Corefile kubernetes plugin zone), default cluster.local"),
         ("kube_proxy_mode", S, "iptables | ipvs | nftables | none (replaced) | unknown"),
         ("cni", S, "cilium | calico | flannel | weave | aws-vpc-cni | azure-cni | gke | other | unknown"),
-        ("ebpf_service_lb", S, "cilium-socket-lb | cilium-tc | calico-ebpf | none | unknown (P3/P4)"),
-        ("nodelocal", B, "NodeLocal DNSCache DaemonSet present"),
+        (
+            "ebpf_service_lb",
+            S,
+            "cilium-socket-lb | cilium-tc | cilium-no-socket-lb | calico-ebpf | none | unknown (P3/P4)",
+        ),
+        ("nodelocal", B, "NodeLocal DNSCache present (image, -localip, ConfigMap, GKE node label or name)"),
+        ("nodelocal_how", S, "what recognised NodeLocal DNSCache"),
         ("nodelocal_ip", S, "NodeLocal DNSCache link-local IP"),
         ("nfqueue_agent", B, "an NFQUEUE-based policy agent is on the DNS path (K6)"),
+        ("ipv4_only", B, "the kube-dns Service is IPv4 only (spec.ipFamilies); NA: not known"),
         ("path", S, "netfilter-dnat | nodelocal | socket-lb | unknown: how pod DNS reaches CoreDNS"),
-        ("path_note", S, "why the path was judged so"),
+        ("path_code", S, "reason code of the path decision (rules/data/codes.csv)"),
+        ("path_note", S, "why the path was judged so (rendered from path_code)"),
     ),
     "coredns_metrics": _cols(
         ("cluster", S, "cluster name"),
@@ -175,18 +187,21 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
         ("key", S, "node name or workload_id; the cluster name for cluster scope"),
         ("factor", S, "kernel | service_path | resolver | ndots | query_rate | evidence | gate"),
         ("points", F, "contribution to the 0-100 score"),
+        ("code", S, "reason code (rules/data/codes.csv)"),
         ("text", S, "plain-language reason, e.g. '3 of 4 nodes run 4.15.0-1029-azure: races 1-3 open'"),
-        ("rule", S, "rule ids (K1..K8, P1..P5, R1..R11, D1..D5) behind it"),
+        ("rule", S, "rule ids (K0..K8, P1..P5, R1..R11, D1..D8) behind it"),
     ),
     "recommendations": _cols(
         ("finding_id", S, "stable id: DNSF-<mitigation>-<hash of cluster/target>"),
         ("cluster", S, "cluster name"),
+        ("finding_type", S, "mitigation | not-this-race (D7: flat counters, look elsewhere)"),
         ("scope", S, "cluster | workload | node_pool"),
         ("target", S, "workload_id, node pool or cluster name"),
         (
             "mitigation",
             S,
-            "single-request-reopen | use-vc | nodelocal-dnscache | kernel-upgrade | lower-ndots",
+            "single-request-reopen | no-aaaa | godebug-netdns-go | nodelocal-dnscache | kernel-upgrade | "
+            "lower-ndots | not-this-race",
         ),
         ("action", S, "what to do, in plain words"),
         ("risk_removed", F, "points of the cluster score this removes (pod-weighted), the ranking key"),
@@ -198,8 +213,8 @@ SCHEMAS: dict[str, tuple[Column, ...]] = {
 
 # Risk columns appended to clusters / nodes / workloads by the risk model.
 RISK_COLUMNS = _cols(
-    ("score", F, "risk score 0-100 (worst case where inputs are unknown)"),
-    ("level", S, "high | medium | low | unknown"),
+    ("score", F, "risk score 0-100 (worst case where inputs are unknown); NA when not applicable (D8)"),
+    ("level", S, "high | medium | low | unknown | n/a (no pod uses cluster DNS, D8)"),
     ("why", S, "the top reasons, plain language, '; '-separated"),
     ("exposed_pods", INT, "pods whose DNS path is exposed (all gate conditions true)"),
     ("unknown_pods", INT, "pods with at least one unknown gate condition"),
@@ -212,6 +227,12 @@ RISK_COLUMNS = _cols(
 )
 WORKLOAD_RISK_COLUMNS = _cols(
     ("recommended_fix", S, "the mitigation that would work for this workload (see recommendations)"),
+)
+CLUSTER_RISK_COLUMNS = _cols(
+    ("rank", INT, "1 = act first: clusters with known exposed pods, then unknown-only ones, by score"),
+    ("applicable_pods", INT, "pods that use cluster DNS (D8); only these are scored"),
+    ("unknown_resolve", S, "what would turn the unknown pods into a verdict"),
+    ("findings", S, "other findings, e.g. D7 'probably not this race'"),
 )
 FACTOR_NAMES = ("kernel", "service_path", "resolver", "ndots", "query_rate", "evidence")
 
@@ -251,6 +272,7 @@ def describe_markdown() -> str:
         *SCHEMAS.items(),
         ("risk columns (clusters, nodes, workloads)", RISK_COLUMNS),
         ("workloads: risk extras", WORKLOAD_RISK_COLUMNS),
+        ("clusters: risk extras", CLUSTER_RISK_COLUMNS),
     ]
     for name, cols in sections:
         lines += [f"## `{name}`", "", "| column | dtype | meaning |", "|---|---|---|"]

@@ -1,8 +1,10 @@
 """The fleet snapshot: a versioned JSON (optionally gzip) file holding, per cluster, the projected subset
 of API objects and metrics the engine needs. ``docs/snapshot.md`` documents it field by field.
 
-Only what the rules read is stored: no Secrets, no env values, no ConfigMap data other than the Corefile
-and kube-proxy mode, and of annotations only ``dnsfleet.io/resolver``.
+Only what the rules read is stored: no Secrets, no env values, no ConfigMap data other than the Corefile,
+the kube-proxy mode and a NodeLocal link-local IP (other ConfigMaps: names and keys only), container
+flag names but not their values (except node-cache's ``-localip``), and of annotations only
+``dnsfleet.io/resolver``. The collector records facts; ``dnsfleet.rules.path`` decides from them.
 
 Top level::
 
@@ -25,10 +27,17 @@ Cluster::
      "owners": {"ReplicaSet": {"ns/name": ["Deployment", "name"]}, "Job": {"ns/name": ["CronJob", "name"]}},
      "dns": {"service_ip": str | null, "ready_endpoints": int | null, "coredns_version": str | null,
              "coredns_replicas": int | null, "corefile": str | null, "kube_proxy_mode": str | null,
-             "kube_proxy_present": bool | null, "daemonsets": [kube-system DaemonSet names],
-             "cilium_config": {"kube-proxy-replacement": ..., "bpf-lb-sock-hostns-only": ...} | null,
-             "calico_bpf": bool | null, "nodelocal_ip": str | null, "nodelocal_nodes": [node, ...] | null,
-             "nfqueue_agent": bool | null},
+             "kube_proxy_present": bool | null, "service_ip_families": ["IPv4" | "IPv6", ...] | null,
+             "daemonsets": [kube-system DaemonSet names] | null,
+             "daemonset_facts": [{"name", "labels": {..}, "images": [..], "flags": [flag names],
+                                  "localip": str | null, "configmaps": [..],
+                                  "ready_nodes": [node, ...] | null}] | null,
+             "configmap_facts": {name: {"keys": [..], "link_local": str | null}} | null,
+             "cilium_config": {"kube-proxy-replacement": .., "bpf-lb-sock": .., "bpf-lb-sock-hostns-only": ..}
+                              | null,
+             "calico_bpf": bool | null,
+             # written by older collectors, still read: "nodelocal_ip", "nodelocal_nodes", "nfqueue_agent"
+            },
      "metrics": {"source": "prometheus" | "scrape" | "demo" | null, "window_s": float | null, "note": str | null,
                  "coredns": {"qps": .., "p50_ms": .., "p99_ms": .., "share_over_1s": .., "servfail_share": ..,
                              "nxdomain_share": .., "forward_p99_ms": .., "version": str | null} | null,

@@ -10,7 +10,8 @@ Series (every one carries ``cluster="<context>"``):
   family by version: >= 1.11 ``coredns_proxy_request_duration_seconds{proxy_name="forward",to,rcode}``;
   1.7-1.10 ``coredns_forward_requests_total{to}`` + ``coredns_forward_request_duration_seconds{to,rcode}``.
 - Per node when ``spec.conntrack_metrics`` (``job="node-exporter"``, ``instance`` = ``node`` = node name):
-  ``node_nf_conntrack_stat_insert_failed`` (grows by ``insert_failed_per_min`` per node, else flat),
+  ``node_nf_conntrack_stat_insert_failed`` (grows by the pool's, else the cluster's, ``insert_failed_per_min``
+  per node, else flat),
   ``node_nf_conntrack_stat_drop``, ``node_nf_conntrack_entries``, ``node_nf_conntrack_entries_limit``.
   The first node of a growing cluster reboots mid-window (its counters reset to 0): ``increase()``
   must handle it.
@@ -216,9 +217,10 @@ def conntrack_families(spec: S.ClusterSpec, stamps: range) -> dict[str, tuple[st
             "node_nf_conntrack_entries_limit",
         )
     }
-    grows = spec.insert_failed_per_min > 0
     reboot = reset_at(stamps)
     for n in S.nodes(spec):
+        per_min = S.pool_insert_failed(spec, n.pool)
+        grows = per_min > 0
         lab = _labels({"cluster": spec.name, "job": "node-exporter", "instance": n.name, "node": n.name})
         failed = 0.0 if grows else float(3 + n.index % 4)  # flat, but not zero: only increase() tells
         drop = 0.0
@@ -229,8 +231,8 @@ def conntrack_families(spec: S.ClusterSpec, stamps: range) -> dict[str, tuple[st
                     failed = drop = 0.0
                 else:
                     burst = 1.0 + 0.9 * math.sin(t / 420 + n.index)  # bursty but never negative
-                    failed += spec.insert_failed_per_min * burst * (t - prev) / 60
-                    drop += spec.insert_failed_per_min * 0.25 * burst * (t - prev) / 60
+                    failed += per_min * burst * (t - prev) / 60
+                    drop += per_min * 0.25 * burst * (t - prev) / 60
             prev = t
             entries = 6000 + 2500 * _wave(t, n.index) + 40 * n.index
             fam["node_nf_conntrack_stat_insert_failed"][1].append(

@@ -493,7 +493,7 @@ def kube_system_items(spec: S.ClusterSpec) -> list[Item]:
                 "ConfigMap",
                 _obj(
                     "ConfigMap",
-                    _meta("node-local-dns", ks, {"addonmanager.kubernetes.io/mode": "Reconcile"}),
+                    _meta(spec.nodelocal_name, ks, {"addonmanager.kubernetes.io/mode": "Reconcile"}),
                     data={"Corefile": nodelocal_corefile(spec)},
                 ),
             ),
@@ -613,7 +613,7 @@ def _container(spec: S.ClusterSpec, w: S.Workload, c: S.Container) -> dict[str, 
             {"containerPort": 9153, "name": "metrics", "protocol": "TCP"},
         ]
         out.pop("env")
-    elif w.name == "node-local-dns":
+    elif c.image == S.NODE_CACHE_IMAGE:
         local = (
             spec.nodelocal_ip
             if spec.kube_proxy_mode == "ipvs"

@@ -34,6 +34,8 @@ FAKE_SECRET_VALUE = "hunter2-do-not-leak"
 RESOLVER_ANNOTATION = "dnsfleet.io/resolver"
 SERVER_VERSION = "v1.34.4"  # what the built kube-apiserver reports (tests/fleet/build.sh)
 
+NODE_CACHE_IMAGE = "registry.k8s.io/dns/k8s-dns-node-cache:1.26.4"
+
 WORKLOAD_KINDS = ("Deployment", "StatefulSet", "DaemonSet", "CronJob", "Job", "Pod")
 
 
@@ -53,6 +55,7 @@ class NodePool:
     memory: str = "16Gi"
     max_pods: int = 110
     ready: bool = True
+    insert_failed_per_min: float | None = None  # this pool's conntrack growth; None: the cluster's
 
 
 @dataclass(frozen=True)
@@ -112,6 +115,9 @@ class ClusterSpec:
     nodelocal: bool = False
     nodelocal_ip: str = "169.254.20.10"
     nodelocal_missing: int = 0  # the last N nodes have no node-local-dns pod
+    nodelocal_name: str = "node-local-dns"  # DaemonSet + ConfigMap name (a Helm chart prefixes it)
+    nodelocal_labels: tuple[tuple[str, str], ...] = (("k8s-app", "node-local-dns"),)
+    cni_dns_policy: str = "ClusterFirstWithHostNet"  # the CNI agent's dnsPolicy (calico-node: ClusterFirst)
     coredns_dark: int = 0  # the last N ready CoreDNS pods have no CoreDNS behind their IP (scrape fails)
     conntrack_metrics: bool = True  # node-exporter conntrack series exist for every node
     insert_failed_per_min: float = 0.0  # per node; > 0 on the legacy-kernel cluster, 0 = flat
@@ -163,7 +169,7 @@ def system_workloads(spec: ClusterSpec) -> tuple[Workload, ...]:
             spec.cni_daemonset,
             _c(spec.cni_image, spec.cni_daemonset.split("-")[0]),
             host_network=True,
-            dns_policy="ClusterFirstWithHostNet",
+            dns_policy=spec.cni_dns_policy,
             labels=(("k8s-app", spec.cni_daemonset),),
         ),
     ]
@@ -183,11 +189,11 @@ def system_workloads(spec: ClusterSpec) -> tuple[Workload, ...]:
             Workload(
                 "DaemonSet",
                 ks,
-                "node-local-dns",
-                _c("registry.k8s.io/dns/k8s-dns-node-cache:1.26.4", "node-cache"),
+                spec.nodelocal_name,
+                _c(NODE_CACHE_IMAGE, "node-cache"),
                 host_network=True,
                 dns_policy="Default",
-                labels=(("k8s-app", "node-local-dns"),),
+                labels=spec.nodelocal_labels,
                 skip_nodes=spec.nodelocal_missing,
             )
         )
@@ -533,6 +539,116 @@ def small_cluster(name: str = "scratch") -> ClusterSpec:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Evidence clusters (tests/test_evidence_fleet.py): who uses cluster DNS (D8), NodeLocal DNSCache under
+# a chart prefix, conntrack evidence against the kernel table (D6, D7), IPVS on 5.15, Go on alpine.
+
+
+def _ubuntu_pool(name: str, count: int, kernel: str, os_image: str, **kw: Any) -> NodePool:
+    return NodePool(
+        name,
+        count,
+        kernel=kernel,
+        os_image=os_image,
+        runtime="containerd://1.7.12",
+        kubelet=SERVER_VERSION,
+        instance_type="vm-8c32g",
+        zones=("dc2",),
+        label_key="node.kubernetes.io/pool",
+        **kw,
+    )
+
+
+# Only kube-system hostNetwork DaemonSets (kube-proxy, calico-node with its default ClusterFirst,
+# NodeLocal DNSCache installed by a Helm chart under a prefixed name and the chart's labels) plus a
+# hostNetwork node-exporter: no pod uses cluster DNS, so the cluster is not applicable, not unknown.
+DAEMONSETS_ONLY = ClusterSpec(
+    name="daemonsets-only",
+    provider="on-prem",
+    pools=(_ubuntu_pool("workers", 3, "4.15.0-1029-azure", "Ubuntu 18.04.6 LTS"),),
+    service_cidr="10.98.0.0/16",
+    dns_service_ip="10.98.0.10",
+    node_cidr_prefix="127.98.0",
+    pod_prefix="127.99",
+    coredns_image="registry.k8s.io/coredns/coredns:v1.11.1",
+    coredns_version="1.11.1",
+    coredns_replicas=2,
+    coredns_ready=2,
+    kube_proxy="kube-proxy",
+    kube_proxy_mode_literal="iptables",
+    cni="calico",
+    cni_daemonset="calico-node",
+    cni_image="docker.io/calico/node:v3.27.3",
+    cni_dns_policy="ClusterFirst",
+    nodelocal=True,
+    nodelocal_name="dns-cache-node-local-dns",
+    nodelocal_labels=(
+        ("app.kubernetes.io/name", "node-local-dns"),
+        ("app.kubernetes.io/instance", "dns-cache"),
+    ),
+    nodelocal_missing=1,
+    conntrack_metrics=False,
+    qps=20.0,
+    workloads=(
+        Workload(
+            "DaemonSet",
+            "monitoring",
+            "node-exporter",
+            _c("quay.io/prometheus/node-exporter:v1.7.0", "node-exporter"),
+            host_network=True,
+        ),
+    ),
+)
+
+# IPVS; a 5.15 pool whose insert_failed/drop grow (D6: exposed by evidence although the table says
+# fixed), a 5.15 pool with flat counters (IPVS on >= 5.6: race 3 unknown), a busy 5.4 pool with flat
+# counters while CoreDNS answers 3 % SERVFAIL (D7); Go services on alpine, annotated and not.
+EVIDENCE_MIX = ClusterSpec(
+    name="evidence-mix",
+    provider="on-prem",
+    pools=(
+        _ubuntu_pool("dropping", 2, "5.15.0-91-generic", "Ubuntu 22.04.3 LTS", insert_failed_per_min=3.0),
+        _ubuntu_pool("ipvs-new", 2, "5.15.0-91-generic", "Ubuntu 22.04.3 LTS"),
+        _ubuntu_pool("old", 2, "5.4.0-150-generic", "Ubuntu 20.04.6 LTS"),
+    ),
+    service_cidr="10.97.0.0/16",
+    dns_service_ip="10.97.0.10",
+    node_cidr_prefix="127.97.0",
+    pod_prefix="127.96",
+    coredns_image="registry.k8s.io/coredns/coredns:v1.11.1",
+    coredns_version="1.11.1",
+    coredns_replicas=2,
+    coredns_ready=2,
+    kube_proxy="kube-proxy",
+    kube_proxy_mode_literal="ipvs",
+    cni="calico",
+    cni_daemonset="calico-node",
+    cni_image="docker.io/calico/node:v3.27.3",
+    cni_dns_policy="ClusterFirst",
+    conntrack_metrics=True,
+    qps=400.0,
+    servfail_share=0.03,
+    workloads=(
+        Workload("Deployment", "shop", "api-dropping", _c("debian:12-slim"), replicas=2, pool="dropping"),
+        Workload("Deployment", "shop", "api-ipvs", _c("debian:12-slim"), replicas=2, pool="ipvs-new"),
+        Workload("Deployment", "shop", "api-old", _c("debian:12-slim"), replicas=4, pool="old"),
+        Workload("Deployment", "go", "gw-annotated", _c("alpine:3.19"), replicas=2, resolver_annotation="go"),
+        Workload("Deployment", "go", "gw-plain", _c("alpine:3.19"), replicas=2, pool="old"),
+        Workload(
+            "Deployment",
+            "go",
+            "gw-cgo",
+            _c("alpine:3.19"),
+            replicas=2,
+            resolver_annotation="go-cgo",
+            pool="old",
+        ),
+    ),
+)
+
+EVIDENCE_FLEET: tuple[ClusterSpec, ...] = (DAEMONSETS_ONLY, EVIDENCE_MIX)
+
+
+# ---------------------------------------------------------------------------------------------------
 # Derived facts (shared by the seeder, the metrics generator and expected()).
 
 
@@ -757,7 +873,7 @@ def expected(spec: ClusterSpec) -> dict[str, Any]:
         }
     nodelocal_nodes = None
     if spec.nodelocal:
-        nl = next(w for w in system_workloads(spec) if w.name == "node-local-dns")
+        nl = next(w for w in system_workloads(spec) if w.name == spec.nodelocal_name)
         nodelocal_nodes = sorted(p.node for p in workload_pods(spec, nl) if p.node)
     pods_per_node = Counter(p.node for p in pods if p.node)
     pool_of = {n.name: (n.pool.name if n.pool.label_key else n.pool.instance_type) for n in node_list}
@@ -791,9 +907,15 @@ def expected(spec: ClusterSpec) -> dict[str, Any]:
         "nodelocal_ip": spec.nodelocal_ip if spec.nodelocal else None,
         "nodelocal_nodes": nodelocal_nodes,
         "conntrack_metrics": spec.conntrack_metrics,
-        "insert_failed_grows": spec.conntrack_metrics and spec.insert_failed_per_min > 0,
+        "insert_failed_grows": spec.conntrack_metrics
+        and any(pool_insert_failed(spec, p) > 0 for p in spec.pools),
         "qps": spec.qps,
     }
+
+
+def pool_insert_failed(spec: ClusterSpec, pool: NodePool) -> float:
+    """insert_failed growth per minute on each node of ``pool``."""
+    return spec.insert_failed_per_min if pool.insert_failed_per_min is None else pool.insert_failed_per_min
 
 
 def _check(spec: ClusterSpec) -> None:

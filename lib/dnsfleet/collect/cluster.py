@@ -17,12 +17,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dnsfleet.collect import dnsfacts
 from dnsfleet.collect.readers import (
     _controller_ref,
     _d,
     _ds,
     _pod_ready,
-    _s,
     image_version,
     project_node,
     project_pod,
@@ -46,9 +46,6 @@ Progress = Callable[[str, str, str], None]
 
 KUBE_SYSTEM = "kube-system"
 
-# kube-system DaemonSets naming an NFQUEUE-based policy agent (facts §1.2, rule K6).
-NFQUEUE_AGENTS = ("kube-network-policies",)
-NODELOCAL_DAEMONSETS = ("node-local-dns", "nodelocaldns")
 NODELOCAL_CONFIGMAPS = ("node-local-dns", "nodelocaldns")
 _SHARED_POD_FIELDS = ("namespace", "node", "owner_kind", "owner_name", "phase", "dns_policy")
 
@@ -61,9 +58,6 @@ def forbidden_reason(err: ResourceError, resource: str) -> str:
         user, verb, res = m.groups()
         return f'forbidden: user "{user}" cannot {verb} {res}'
     return f"forbidden: cannot read {resource}"
-
-
-_LINK_LOCAL_RE = re.compile(r"\b(169\.254\.\d{1,3}\.\d{1,3})\b")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -220,10 +214,6 @@ class ClusterScan:
             nodes = self._ds_pod_ready_nodes.setdefault(row["owner_name"], set())
             if ready and row["node"]:
                 nodes.add(row["node"])
-        if labels.get("k8s-app") == "node-local-dns":
-            nodes = self._ds_pod_ready_nodes.setdefault("label:node-local-dns", set())
-            if ready and row["node"]:
-                nodes.add(row["node"])
         if (row["name"] or "").startswith("kube-proxy") and row["owner_kind"] in (None, "Node"):
             self._kube_proxy_static = True
 
@@ -261,12 +251,12 @@ class ClusterScan:
             "corefile": None,
             "kube_proxy_mode": None,
             "kube_proxy_present": None,
+            "service_ip_families": None,
             "daemonsets": None,
+            "daemonset_facts": None,
+            "configmap_facts": None,
             "cilium_config": None,
             "calico_bpf": None,
-            "nodelocal_ip": None,
-            "nodelocal_nodes": None,
-            "nfqueue_agent": None,
         }
         ks = f"/api/v1/namespaces/{KUBE_SYSTEM}"
         svc_name = "kube-dns"
@@ -280,6 +270,10 @@ class ClusterScan:
                 svc_name = (svc.get("metadata") or {}).get("name") or svc_name
                 ip = (svc.get("spec") or {}).get("clusterIP")
                 dns["service_ip"] = ip if ip and ip != "None" else None
+                fams = (svc.get("spec") or {}).get("ipFamilies")
+                dns["service_ip_families"] = (
+                    [str(f) for f in fams] if isinstance(fams, list) and fams else None
+                )
             self._done("services")
         except ResourceError as e:
             self._forbidden("services", e)
@@ -314,8 +308,16 @@ class ClusterScan:
 
         daemonsets: list[dict[str, Any]] | None
         try:
-            daemonsets = list_all(self.api, f"{apps}/daemonsets", _project_daemonset, limit=self.page_limit)
+            daemonsets = list_all(
+                self.api, f"{apps}/daemonsets", dnsfacts.project_daemonset, limit=self.page_limit
+            )
+            daemonsets = [d for d in daemonsets if d["name"]]
             dns["daemonsets"] = sorted(d["name"] for d in daemonsets)
+            for d in daemonsets:  # nodes with a ready pod of each DaemonSet (None: pods unreadable)
+                d["ready_nodes"] = (
+                    sorted(self._ds_pod_ready_nodes.get(d["name"], set())) if pods is not None else None
+                )
+            dns["daemonset_facts"] = sorted(daemonsets, key=lambda d: d["name"])
             self._done("daemonsets", f"({len(daemonsets)})")
         except ResourceError as e:
             self._forbidden("daemonsets", e)
@@ -324,7 +326,16 @@ class ClusterScan:
 
         configmaps: dict[str, dict[str, Any] | None] = {}
         cm_ok = True
-        for cm in ("coredns", "kube-proxy", "kube-proxy-config", "cilium-config", *NODELOCAL_CONFIGMAPS):
+        mounted = [c for d in daemonsets or [] for c in d["configmaps"]]
+        wanted = (
+            "coredns",
+            "kube-proxy",
+            "kube-proxy-config",
+            "cilium-config",
+            *NODELOCAL_CONFIGMAPS,
+            *mounted,
+        )
+        for cm in dict.fromkeys(wanted):
             try:
                 doc = self._get_optional("configmaps", f"{ks}/configmaps/{cm}")
             except ResourceError:
@@ -335,10 +346,14 @@ class ClusterScan:
             self._done("configmaps")
             core = configmaps.get("coredns")
             dns["corefile"] = core.get("Corefile") if core else None
+            dns["configmap_facts"] = {
+                name: dnsfacts.configmap_fact(data) for name, data in configmaps.items() if data is not None
+            }
             cilium = configmaps.get("cilium-config")
             if cilium is not None:
                 dns["cilium_config"] = {
-                    k: cilium.get(k) for k in ("kube-proxy-replacement", "bpf-lb-sock-hostns-only")
+                    k: cilium.get(k)
+                    for k in ("kube-proxy-replacement", "bpf-lb-sock", "bpf-lb-sock-hostns-only")
                 }
 
         # kube-proxy: DaemonSet or static pods; mode from config.conf (kubeadm) or kube-proxy-config (EKS).
@@ -351,30 +366,8 @@ class ClusterScan:
                 configmaps.get("kube-proxy"), configmaps.get("kube-proxy-config"), dns["kube_proxy_present"]
             )
 
-        # NodeLocal DNSCache: the DaemonSet, its link-local IP, and the nodes with a ready pod.
-        nodelocal_ds = next((d for d in daemonsets or [] if d["name"] in NODELOCAL_DAEMONSETS), None)
-        if nodelocal_ds is None:
-            nodelocal_ds = next((d for d in daemonsets or [] if d["k8s_app"] == "node-local-dns"), None)
-        if nodelocal_ds is not None:
-            ip = None
-            if cm_ok:
-                for cm in NODELOCAL_CONFIGMAPS:
-                    data = configmaps.get(cm) or {}
-                    m = _LINK_LOCAL_RE.search(data.get("Corefile") or "")
-                    if m:
-                        ip = m.group(1)
-                        break
-            dns["nodelocal_ip"] = ip or nodelocal_ds["localip"]
-            if pods is not None:
-                ready = self._ds_pod_ready_nodes.get(nodelocal_ds["name"], set())
-                ready = ready | self._ds_pod_ready_nodes.get("label:node-local-dns", set())
-                dns["nodelocal_nodes"] = sorted(ready)
-        elif daemonsets is not None and pods is not None:
-            dns["nodelocal_nodes"] = []
-        if daemonsets is not None:
-            dns["nfqueue_agent"] = any(n in names for n in NFQUEUE_AGENTS)
-            if "calico-node" in names:
-                dns["calico_bpf"] = self._calico_bpf()
+        if daemonsets is not None and "calico-node" in names:
+            dns["calico_bpf"] = self._calico_bpf()
         return dns
 
     def _calico_bpf(self) -> bool | None:
@@ -402,23 +395,6 @@ class ClusterScan:
             if val == on:
                 return True
         return False if seen_any else None
-
-
-def _project_daemonset(obj: dict[str, Any]) -> dict[str, Any]:
-    meta = _d(obj.get("metadata"))
-    tmpl = _d(_d(_d(obj.get("spec")).get("template")).get("spec"))
-    localip = None
-    for c in _ds(tmpl.get("containers")):
-        words = [w for key in ("args", "command") if isinstance(c.get(key), list) for w in c[key]]
-        args = " ".join(str(w) for w in words)
-        m = re.search(r"-localip[= ]+([0-9.]+)", args)
-        if m:
-            localip = m.group(1)
-    return {
-        "name": _s(meta.get("name")),
-        "k8s_app": _s(_d(meta.get("labels")).get("k8s-app")),
-        "localip": localip,
-    }
 
 
 def count_ready_endpoints(slices: list[dict[str, Any]]) -> int:

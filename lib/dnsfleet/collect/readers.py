@@ -32,6 +32,7 @@ NODE_LABELS = (
     "kubernetes.io/os",
     "kubernetes.io/arch",
     "node-role.kubernetes.io/control-plane",
+    "addon.gke.io/node-local-dns-ds-ready",  # GKE marks nodes where its NodeLocal DNSCache runs
 )
 
 

@@ -1,4 +1,5 @@
-"""kube-proxy's mode, read from its configuration ConfigMaps: the one place that decides it.
+"""kube-proxy's mode, read from its configuration ConfigMaps: the one place that reads them (the
+document -> mode rule is ``dnsfleet.rules.kubeproxy``).
 
 kubeadm keeps the ``KubeProxyConfiguration`` in ConfigMap ``kube-system/kube-proxy`` (key
 ``config.conf``), EKS in ``kube-system/kube-proxy-config`` (key ``config``); other distributions use
@@ -9,29 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-import yaml
+from dnsfleet.rules.kubeproxy import mode_from_config
 
-MODES = ("iptables", "ipvs", "nftables")
 # (ConfigMap name in kube-system, the key that usually holds the configuration), in the order read.
 CONFIGMAPS = (("kube-proxy", "config.conf"), ("kube-proxy-config", "config"))
-
-
-def kube_proxy_mode_from_config(text: str | None) -> str | None:
-    """Mode from a KubeProxyConfiguration document; an empty mode means iptables (kube-proxy's default
-    on Linux). None when the text is not such a document or names a mode dnsfleet does not know."""
-    if text is None:
-        return None
-    try:
-        doc = yaml.safe_load(text)
-    except (yaml.YAMLError, RecursionError, ValueError):  # hostile nesting, odd scalars: unknown
-        return None
-    if not isinstance(doc, dict):
-        return None
-    mode = doc.get("mode")
-    if mode is None or (isinstance(mode, str) and not mode.strip()):
-        return "iptables"
-    mode = str(mode).strip().lower()
-    return mode if mode in MODES else None
+# the document -> mode rule lives in rules/ (D5); re-exported under the name the readers use
+kube_proxy_mode_from_config = mode_from_config
 
 
 def kube_proxy_mode(

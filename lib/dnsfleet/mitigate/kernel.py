@@ -5,8 +5,8 @@ its public source: "Ubuntu 18.04 generic >= 4.15.0-58", "AL2: AMI v20200312 or l
 "RHEL 8: no public source; verify with a probe or move to RHEL 9"; never a bare mainline number) and a
 drain order.
 
-Which nodes are in the plan (rules K3/K4, K6, P3): race 3 only when the cluster has more than one ready
-kube-dns endpoint (or the count is unknown); the NFQUEUE path only when an NFQUEUE-based agent is on the
+Which nodes are in the plan (rules K3/K4, K6, P3; decided in ``rules.path``): race 3 only when the
+cluster has two or more ready kube-dns endpoints (or the count is unknown); the NFQUEUE path only when an NFQUEUE-based agent is on the
 DNS path; clusters whose DNS goes through Cilium socket-LB (no netfilter DNAT on the DNS path) and
 Windows nodes (verdict "not applicable") are left out. Open races -> "upgrade"; only unknown ones ->
 "verify".
@@ -23,6 +23,7 @@ from typing import Any
 
 import pandas as pd
 
+from dnsfleet.rules import path as path_rules
 from dnsfleet.rules.kernel import NOT_APPLICABLE, OPEN, UNKNOWN, Target, classify, kernel_target
 
 __all__ = ["COLUMNS", "Target", "kernel_target", "upgrade_plan", "upgrade_plan_csv"]
@@ -49,12 +50,11 @@ def _s(v: Any) -> str:
 
 
 def _relevant(race: str, dns: dict[str, Any]) -> bool:
+    """Races that count on a node: decided once, in ``rules.path`` (K3/K4, K6)."""
     if race == "race3":
-        eps = dns.get("ready_endpoints")
-        return eps is None or pd.isna(eps) or int(eps) != 1
+        return path_rules.race3_relevant(dns.get("ready_endpoints")) is not False
     if race == "nfqueue":
-        agent = dns.get("nfqueue_agent")
-        return agent is not None and not pd.isna(agent) and bool(agent)
+        return bool(path_rules.nfqueue_relevant(dns.get("nfqueue_agent")))
     return True
 
 

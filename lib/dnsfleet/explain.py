@@ -1,0 +1,198 @@
+"""Explaining an assessment: the structured reasons ``engine.assemble`` recorded (a code from
+``rules/data/codes.csv`` plus its parameters) rendered into the texts people read: each workload's,
+node's and cluster's ``why``, the per-factor texts of the ``factors`` frame, the DNS path note, what
+would resolve a cluster's unknown pods and its other findings (D7).
+
+Nothing here decides or scores; every sentence comes from a code's message template.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from dnsfleet import schema
+from dnsfleet.rules import codes
+
+if TYPE_CHECKING:
+    from dnsfleet.engine import Assessment
+
+Reason = tuple[str, dict[str, Any]]
+
+
+def message(code: str, params: dict[str, Any]) -> str:
+    """One reason; a ``what_code`` parameter is itself rendered into ``what``."""
+    params = dict(params)
+    if "what_code" in params:
+        params["what"] = codes.message(params.pop("what_code"), **params)
+    return codes.message(code, **params)
+
+
+def explain(a: Assessment) -> Assessment:
+    """The assessment with every text filled in (a new object; the frames are new)."""
+    r = a.reasons
+    dns = path_notes(a.dns_service)
+    wl = explain_workloads(a.workloads, r["workloads"])
+    nodes = explain_nodes(a.nodes, r["nodes"])
+    clusters = explain_clusters(a.clusters, r["clusters"], dns)
+    factors = pd.concat(
+        [
+            _melt_clusters(clusters, r["clusters"]),
+            _melt(nodes, r["nodes"], "node", "node"),
+            _melt(wl, r["workloads"], "workload", "workload_id"),
+        ],
+        ignore_index=True,
+    )
+    from dnsfleet.engine import _clusters_out
+
+    return replace(
+        a,
+        clusters=_clusters_out(clusters),
+        nodes=schema.conform(nodes, "nodes", schema.RISK_COLUMNS),
+        workloads=schema.conform(wl, "workloads", schema.RISK_COLUMNS + schema.WORKLOAD_RISK_COLUMNS),
+        dns_service=schema.conform(dns, "dns_service"),
+        factors=schema.conform(factors, "factors"),
+    )
+
+
+def path_notes(dns_service: pd.DataFrame) -> pd.DataFrame:
+    d = dns_service.copy()
+    d["path_note"] = codes.render(
+        d["path_code"].fillna("P-UNREAD"), {"mode": d["kube_proxy_mode"].fillna("unknown")}
+    )
+    return d
+
+
+def _texts(r: pd.DataFrame, factor: str) -> pd.Series:
+    return codes.render(r[f"{factor}_code"], r)
+
+
+def explain_workloads(wl: pd.DataFrame, r: pd.DataFrame) -> pd.DataFrame:
+    wl = wl.copy()
+    t = {f: _texts(r, f) for f in schema.FACTOR_NAMES}
+    for f, v in t.items():
+        wl[f"{f}_text"] = v
+    exposed_why = t["kernel"] + "; " + t["resolver"] + "; " + t["service_path"]
+    exposed_why = exposed_why + np.where(t["evidence"] != "", "; " + t["evidence"], "")
+    zf = r["zero_factor"]
+    zero_reason = np.select(
+        [zf == "resolver", zf == "kernel", zf == "service_path"],
+        [t["resolver"], t["kernel"], t["service_path"]],
+        default="",
+    )
+    zero = codes.render(
+        pd.Series(np.where(zero_reason != "", "ZERO-WORKLOAD", ""), index=wl.index),
+        {"reason": pd.Series(zero_reason, index=wl.index)},
+    )
+    why = np.where((wl["score"].fillna(0) == 0) & (zero != ""), zero, exposed_why)
+    wl["why"] = np.where(zf == "not_applicable", t["service_path"], why)
+    return wl
+
+
+def explain_nodes(nodes: pd.DataFrame, r: pd.DataFrame) -> pd.DataFrame:
+    nodes = nodes.copy()
+    t = {f: _texts(r, f) for f in schema.FACTOR_NAMES}
+    for f, v in t.items():
+        nodes[f"{f}_text"] = v
+    nodes["why"] = t["kernel"] + "; " + t["service_path"] + "; " + t["evidence"]
+    return nodes
+
+
+def _join(reasons: list[Reason], limit: int | None = None) -> str:
+    items = reasons if limit is None else reasons[:limit]
+    return "; ".join(message(c, p) for c, p in items)
+
+
+def explain_clusters(cl: pd.DataFrame, r: pd.DataFrame, dns_service: pd.DataFrame) -> pd.DataFrame:
+    cl = cl.copy()
+    for f in schema.FACTOR_NAMES:
+        cl[f"{f}_text"] = [_join(x) for x in r[f]]
+    na_text = [_join(x) for x in r["not_applicable"]]
+    cl["resolver_text"] = [
+        t + ("; " + n if n else "") for t, n in zip(cl["resolver_text"], na_text, strict=True)
+    ]
+    unknown = []
+    for pods, res in zip(cl["unknown_pods"], r["unknown_resolve"], strict=True):
+        if pods is None or pd.isna(pods) or not pods or not res:
+            unknown.append(None)
+            continue
+        unknown.append(message("UNKNOWN-RESOLVE", {"pods": int(pods), "what": _join(res)}))
+    cl["unknown_resolve"] = pd.Series(unknown, index=cl.index, dtype="object")
+    cl["findings"] = pd.Series([_join(x) or None for x in r["findings"]], index=cl.index, dtype="object")
+    pts = cl[[f"{f}_pts" for f in schema.FACTOR_NAMES]].fillna(0).to_numpy()
+    order = np.argsort(-pts, axis=1, kind="stable")
+    names = np.array(schema.FACTOR_NAMES)
+    why = []
+    for i, (_, row) in enumerate(cl.iterrows()):
+        if row["status"] == "failed":
+            why.append(
+                message("SCAN-FAILED", {"reason": row["reason"] if pd.notna(row["reason"]) else "no data"})
+            )
+            continue
+        if row["level"] == "n/a":
+            why.append(message("CLUSTER-NA", {}))
+            continue
+        if row.get("score") == 0:
+            zero = r["zero"].iloc[i]
+            reason = row[f"{zero}_text"]
+            if zero == "kernel":
+                reason = (
+                    message("KERNEL-FIXED-ALL", {}) if "K4-ONE" not in str(r["kernel"].iloc[i]) else reason
+                )
+            why.append(message("ZERO-CLUSTER", {"reason": reason}))
+            continue
+        top = [row[f"{names[j]}_text"] for j in order[i][:3] if row[f"{names[j]}_text"]]
+        why.append("; ".join(top))
+    cl["why"] = why
+    return cl
+
+
+def _melt(df: pd.DataFrame, r: pd.DataFrame, scope: str, key: str) -> pd.DataFrame:
+    if not len(df):
+        return pd.DataFrame()
+    out = []
+    for f in schema.FACTOR_NAMES:
+        t = df.get(f"{f}_text")
+        if t is None:
+            continue
+        code = r[f"{f}_code"].astype("string")
+        part = pd.DataFrame(
+            {
+                "cluster": df["cluster"],
+                "key": df[key],
+                "points": df[f"{f}_pts"],
+                "code": code,
+                "text": t,
+            }
+        )
+        part = part[part["text"].fillna("") != ""]
+        part["rule"] = part["code"].map(lambda c: codes.rule(c) if c else "")
+        part["factor"], part["scope"] = f, scope
+        out.append(part)
+    return pd.concat(out, ignore_index=True) if out else pd.DataFrame()
+
+
+def _melt_clusters(cl: pd.DataFrame, r: pd.DataFrame) -> pd.DataFrame:
+    rows = []
+    for i, (_, row) in enumerate(cl.iterrows()):
+        for f in schema.FACTOR_NAMES:
+            text = row[f"{f}_text"]
+            reasons = r[f].iloc[i]
+            if not text or not reasons:
+                continue
+            rows.append(
+                {
+                    "scope": "cluster",
+                    "cluster": row["cluster"],
+                    "key": row["cluster"],
+                    "factor": f,
+                    "points": row[f"{f}_pts"],
+                    "code": reasons[0][0],
+                    "text": text,
+                    "rule": ", ".join(dict.fromkeys(codes.rule(c) for c, _ in reasons)),
+                }
+            )
+    return pd.DataFrame(rows)
