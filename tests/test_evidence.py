@@ -162,7 +162,9 @@ def test_unknown_only_cluster_never_ranks_above_known_exposure() -> None:
     # "known": one exposed glibc pod among many Go pods (low score, but known exposure). distroless/static
     # alone is not proof of Go (static musl binaries use it too), so the Go pods are annotated.
     unk = cluster("unk", pods=[pod(f"u{i}", "n1", "registry.example.com/x:1") for i in range(6)])
-    go = [pod(f"go{i}", "n1", "gcr.io/distroless/static:nonroot", resolver_annotation="go") for i in range(30)]
+    go = [
+        pod(f"go{i}", "n1", "gcr.io/distroless/static:nonroot", resolver_annotation="go") for i in range(30)
+    ]
     known = cluster("known", pods=[pod("g", "n1", "debian:12"), *go])
     a = analyze(snapshot(unk, known))
     c = a.clusters.set_index("cluster")
