@@ -12,6 +12,16 @@ queries not yet answered and
 - accepts every answer and forgets the id it answers (``reply``); an answer is matched by the client's
   address, port and DNS id, since after DNAT it comes from the real server, not from the ClusterIP.
 
+The race window. In the kernel the second packet races only while the first one's conntrack entry is
+unconfirmed: microseconds, which a resolver sending its pair back to back hits only sometimes; on a busy
+machine the sender can even be preempted between the two packets long enough for the first to be answered.
+So the emulator holds the first query of a new flow (a 5-tuple not seen for ``FLOW_TTL``, conntrack's UDP
+timeout) until the second query of that flow arrives (which it drops, releasing the first at once) or
+``HOLD_S`` passes. Every pair sent back to back (within ``HOLD_S``) then loses its second query; a query
+sent only after the answer to the first (``single-request``) never does, and pays the hold once per new
+flow. Each logged query carries ``held_ms``, the time it was held, so a lookup's stall can be told apart
+from the emulator's own delay.
+
 Unanswered ids are forgotten after ``PENDING_TTL`` seconds so a lost answer cannot block a socket forever.
 Packets the kernel does not track (NodeLocal DNSCache's NOTRACK rules) never reach the queue (the lab's
 iptables rule says ``! --ctstate UNTRACKED``), as they cannot race in conntrack.
@@ -31,6 +41,7 @@ import argparse
 import errno
 import ipaddress
 import json
+import select
 import signal
 import socket
 import struct
@@ -50,6 +61,8 @@ NLM_F_REQUEST, NLM_F_ACK = 1, 4
 NLMSG_ERROR = 2
 NLA_TYPE_MASK = 0x3FFF
 PENDING_TTL = 30.0
+HOLD_S = 0.3  # the longest the first query of a new flow waits for its pair
+FLOW_TTL = 30.0  # a 5-tuple unseen this long is a new flow again (nf_conntrack_udp_timeout's default)
 QTYPES = {1: "A", 28: "AAAA", 33: "SRV", 12: "PTR"}
 
 
@@ -101,24 +114,32 @@ def parse_dns(payload: bytes) -> dict[str, Any] | None:
 class Race:
     """The drop decision, apart from the netlink plumbing (so it can be reasoned about on its own)."""
 
-    def __init__(self, ttl: float = PENDING_TTL) -> None:
-        self.ttl = ttl
+    def __init__(self, ttl: float = PENDING_TTL, flow_ttl: float = FLOW_TTL) -> None:
+        self.ttl, self.flow_ttl = ttl, flow_ttl
         self.pending: dict[tuple[str, int, str, int], dict[int, float]] = {}
+        self.last_seen: dict[tuple[str, int, str, int], float] = {}
 
-    def decide(self, p: dict[str, Any], now: float) -> str:
+    def decide(self, p: dict[str, Any], now: float) -> tuple[str, bool]:
+        """(``pass`` | ``drop`` | ``reply``, whether this query opens a new flow)."""
         if p["qr"]:
             for key, ids in self.pending.items():
                 if key[0] == p["dst"] and key[1] == p["dport"]:
                     ids.pop(p["id"], None)
-            return "reply"
-        key = (p["src"], p["sport"], p["dst"], p["dport"])
+            return "reply", False
+        key = flow(p)
         ids = self.pending.setdefault(key, {})
         for qid in [q for q, t in ids.items() if now - t > self.ttl]:
             del ids[qid]
+        new_flow = now - self.last_seen.get(key, -1e18) > self.flow_ttl
+        self.last_seen[key] = now
         if ids:
-            return "drop"
+            return "drop", False
         ids[p["id"]] = now
-        return "pass"
+        return "pass", new_flow
+
+
+def flow(p: dict[str, Any]) -> tuple[str, int, str, int]:
+    return (p["src"], p["sport"], p["dst"], p["dport"])
 
 
 class Queue:
@@ -152,37 +173,65 @@ class Queue:
                     -code, f"nfnetlink_queue config of queue {self.num}: {errno.errorcode.get(-code)}"
                 )
 
-    def packets(self) -> Any:
-        """Yield (packet id, payload) for every queued packet."""
-        while True:
-            data = self.sock.recv(1 << 17)
-            i = 0
-            while i + 16 <= len(data):
-                length, kind = struct.unpack_from("=IH", data, i)
-                if length < 16:
-                    break
-                if kind == (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET:
-                    attrs = _attrs(data[i + 20 : i + length])
-                    if NFQA_PACKET_HDR in attrs:
-                        pid = struct.unpack_from("!I", attrs[NFQA_PACKET_HDR], 0)[0]
-                        yield pid, attrs.get(NFQA_PAYLOAD, b"")
-                i += (length + 3) & ~3
+    def receive(self) -> list[tuple[int, bytes]]:
+        """(packet id, payload) of every packet in one netlink read."""
+        data = self.sock.recv(1 << 17)
+        out = []
+        i = 0
+        while i + 16 <= len(data):
+            length, kind = struct.unpack_from("=IH", data, i)
+            if length < 16:
+                break
+            if kind == (NFNL_SUBSYS_QUEUE << 8) | NFQNL_MSG_PACKET:
+                attrs = _attrs(data[i + 20 : i + length])
+                if NFQA_PACKET_HDR in attrs:
+                    pid = struct.unpack_from("!I", attrs[NFQA_PACKET_HDR], 0)[0]
+                    out.append((pid, attrs.get(NFQA_PAYLOAD, b"")))
+            i += (length + 3) & ~3
+        return out
 
     def verdict(self, pid: int, accept: bool) -> None:
         hdr = struct.pack("!II", NF_ACCEPT if accept else NF_DROP, pid)
         self._send(NFQNL_MSG_VERDICT, NLM_F_REQUEST, _attr(NFQA_VERDICT_HDR, hdr))
 
 
-def serve(queue: Queue, log: BinaryIO) -> None:
+def serve(queue: Queue, log: BinaryIO, hold: float = HOLD_S) -> None:
     race = Race()
-    for pid, payload in queue.packets():
-        p = parse_dns(payload)
-        verdict = "pass" if p is None else race.decide(p, time.monotonic())
-        queue.verdict(pid, verdict != "drop")
-        if p is not None:
-            p.update(ev=verdict, t=round(time.time(), 6))
-            log.write(json.dumps(p, sort_keys=True).encode() + b"\n")
-            log.flush()
+    held: dict[
+        tuple[str, int, str, int], tuple[float, int, dict[str, Any]]
+    ] = {}  # flow -> (since, id, event)
+
+    def write(p: dict[str, Any]) -> None:
+        log.write(json.dumps(p, sort_keys=True).encode() + b"\n")
+
+    def release(key: tuple[str, int, str, int], now: float) -> None:
+        since, pid, p = held.pop(key)
+        queue.verdict(pid, True)
+        p["held_ms"] = round((now - since) * 1000, 1)
+        write(p)
+
+    while True:
+        now = time.monotonic()
+        for key in [k for k, (since, _, _) in held.items() if now - since >= hold]:
+            release(key, now)
+        wait = min((since + hold - now for since, _, _ in held.values()), default=None)
+        if select.select([queue.sock], [], [], None if wait is None else max(0.0, wait))[0]:
+            for pid, payload in queue.receive():
+                p = parse_dns(payload)
+                now = time.monotonic()
+                if p is None:
+                    queue.verdict(pid, True)
+                    continue
+                verdict, new_flow = race.decide(p, now)
+                p.update(ev=verdict, held_ms=0.0, t=round(time.time(), 6))
+                if new_flow:
+                    held[flow(p)] = (now, pid, p)  # logged when released
+                    continue
+                queue.verdict(pid, verdict != "drop")
+                write(p)
+                if verdict == "drop" and flow(p) in held:
+                    release(flow(p), now)
+        log.flush()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,4 @@
-/* One or more timed getaddrinfo(name, NULL, AF_UNSPEC, SOCK_STREAM) calls, one JSON line each, in one
+/* One or more timed getaddrinfo(name, NULL, AF_UNSPEC, SOCK_STREAM) calls, one JSON line each (start: wall-clock seconds), in one
  * thread of one process: the lab's musl client (built with Debian's musl-gcc, statically) and the same
  * call tests/lab/lookup.py makes through glibc. Usage: lookup NAME [COUNT] */
 #include <netdb.h>
@@ -29,6 +29,8 @@ int main(int argc, char **argv) {
         memset(&hints, 0, sizeof hints);
         hints.ai_family = AF_UNSPEC;
         hints.ai_socktype = SOCK_STREAM;
+        struct timespec wall;
+        clock_gettime(CLOCK_REALTIME, &wall);
         double t0 = now();
         int rc = getaddrinfo(argv[1], NULL, &hints, &res);
         double dt = now() - t0;
@@ -38,8 +40,9 @@ int main(int argc, char **argv) {
             if (a->ai_family == AF_INET6) v6++;
         }
         if (res) freeaddrinfo(res);
-        printf("{\"seconds\": %.6f, \"error\": %s%s%s, \"v4\": %d, \"v6\": %d}\n", dt, rc ? "\"" : "",
-               rc ? gai_strerror(rc) : "null", rc ? "\"" : "", v4, v6);
+        printf("{\"start\": %.6f, \"seconds\": %.6f, \"error\": %s%s%s, \"v4\": %d, \"v6\": %d}\n",
+               wall.tv_sec + wall.tv_nsec / 1e9, dt, rc ? "\"" : "", rc ? gai_strerror(rc) : "null", rc ? "\"" : "",
+               v4, v6);
         fflush(stdout);
     }
     return 0;

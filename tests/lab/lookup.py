@@ -15,7 +15,7 @@ def main(argv: list[str]) -> int:
         print("usage: lookup.py NAME [COUNT]", file=sys.stderr)
         return 2
     for _ in range(int(argv[1]) if len(argv) == 2 else 1):
-        t0 = time.monotonic()
+        start, t0 = time.time(), time.monotonic()
         error, v4, v6 = None, 0, 0
         try:
             infos = socket.getaddrinfo(argv[0], None, socket.AF_UNSPEC, socket.SOCK_STREAM)
@@ -24,7 +24,15 @@ def main(argv: list[str]) -> int:
         except socket.gaierror as e:
             error = e.strerror
         print(
-            json.dumps({"seconds": round(time.monotonic() - t0, 6), "error": error, "v4": v4, "v6": v6}),
+            json.dumps(
+                {
+                    "start": round(start, 6),
+                    "seconds": round(time.monotonic() - t0, 6),
+                    "error": error,
+                    "v4": v4,
+                    "v6": v6,
+                }
+            ),
             flush=True,
         )
     return 0
