@@ -258,3 +258,10 @@ def test_program_from_stdin_rejects_bad_arguments() -> None:
         [sys.executable, "-", "--lookups", "0", "x"], input=program_source(), capture_output=True, text=True
     )
     assert r.returncode == 2 and "--lookups" in r.stderr and r.stdout == ""
+
+
+def test_lab_skip_reason_without_root(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.lab import net
+
+    monkeypatch.setattr(net.os, "geteuid", lambda: 1000)
+    assert "must run as root" in (net.available() or "")
