@@ -59,7 +59,7 @@ def test_probe_reports_the_stalls_the_lab_makes(lab_run: LabRun) -> None:
     # kubelet's resolv.conf keeps glibc's 5 s timeout: every lookup waits it once (R1)
     assert (rep["lookups"], rep["errors"], rep["unfinished"], rep["not_started"]) == (n, 0, 0, 0)
     assert rep["ge_1s"] == rep["ge_2_5s"] == rep["ge_5s"] == n
-    assert 5.0 <= rep["p50_s"] <= rep["max_s"] < 5.0 + C.SLACK_S + 1.0
+    assert 5.0 <= rep["p50_s"] <= rep["max_s"] < 10.0  # one timeout each, never two
     assert {k: v["ge_5s"] for k, v in rep["names"].items()} == {name: probe.lookups for name in probe.names}
 
 

@@ -178,6 +178,8 @@ def test_measure_and_problems_from_a_packet_log() -> None:
     assert C.problems(case, slow, events) and "lookup 3" in C.problems(case, slow, events)[0]
     early = [{**lookups[0], "seconds": 1.5}, *good[1:]]  # shorter than the timeout: not R1's stall
     assert "lookup 1" in C.problems(case, early, events)[0]
+    late = [{**e, "t": e["t"] + 0.7} if 102 < e["t"] < 103 else e for e in events]  # a 2.7 s wait on the wire
+    assert "lookup 1" in C.problems(case, [{**lookups[0], "seconds": 2.8}, *good[1:]], late)[0]
 
 
 def test_behaviour_tells_parallel_from_sequential_pairs() -> None:
