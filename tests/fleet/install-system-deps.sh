@@ -1,12 +1,18 @@
 #!/usr/bin/env bash
 # Debian packages the test suite needs: Prometheus + promtool (metrics backfill), Chromium (real-browser
-# tests), openssl (test PKI). Idempotent: installs only what is missing.
+# tests), openssl (test PKI), and for the race lab (tests/lab/): iproute2 + iptables (namespaces, DNAT,
+# NFQUEUE) and musl-tools + gcc (the musl lookup program is built at test time). Idempotent: installs only
+# what is missing.
 set -euo pipefail
 need=()
 command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 [ -x /usr/bin/chromium ] || need+=(chromium)
 command -v openssl >/dev/null 2>&1 || need+=(openssl)
+command -v ip >/dev/null 2>&1 || need+=(iproute2)
+command -v iptables >/dev/null 2>&1 || need+=(iptables)
+command -v gcc >/dev/null 2>&1 || need+=(gcc)
+command -v musl-gcc >/dev/null 2>&1 || need+=(musl-tools)
 if [ ${#need[@]} -eq 0 ]; then echo "[system-deps] all present"; exit 0; fi
 if [ "$(id -u)" != 0 ]; then
   echo "[system-deps] ERROR: missing ${need[*]}; run as root or: sudo apt-get install -y --no-install-recommends ${need[*]}" >&2
