@@ -291,6 +291,9 @@ if plan is not None and plan.cluster == cluster:
     for c in plan.changes:
         with st.expander(f"Diff: {c.ref.label()}", expanded=len(plan.changes) == 1):
             st.code(c.diff() or "(no change)", language="diff")
+            if c.commit_instead:
+                st.caption("Managed by a GitOps tool or Helm: commit this to its manifest instead")
+                st.code(c.commit_instead, language="yaml")
 
     actionable = bool(plan.actionable)
     dry_reason = None if actionable else "nothing in this plan can be sent"

@@ -518,3 +518,74 @@ def test_nodelocal_update_after_a_concurrent_edit_is_a_conflict_not_forced(admin
         assert [r["result"] for r in audit.records()[-2:]] == ["conflict", "ok"]
     finally:
         _cleanup_nodelocal(admin)
+
+
+def test_rollout_notes_and_gitops_warnings_match_the_live_objects(admin):
+    """Plans read each object as it is: an OnDelete DaemonSet and a paused Deployment restart nothing,
+    a Helm- or Argo CD-managed object gets the warning and the manifest snippet to commit instead."""
+    ns = "mit-rollout"
+    helm = {
+        **_deployment(ns, "helm-app"),
+        "metadata": {
+            "name": "helm-app",
+            "namespace": ns,
+            "labels": {"app.kubernetes.io/managed-by": "Helm"},
+            "annotations": {"meta.helm.sh/release-name": "shop"},
+        },
+    }
+    paused = _deployment(ns, "paused")
+    paused["spec"]["paused"] = True
+    argo = _deployment(ns, "argo-app")
+    argo["metadata"]["annotations"] = {
+        "argocd.argoproj.io/tracking-id": "shop:apps/Deployment:mit-rollout/argo-app"
+    }
+    ds = {
+        "apiVersion": "apps/v1",
+        "kind": "DaemonSet",
+        "metadata": {"name": "agent", "namespace": ns},
+        "spec": {
+            "selector": {"matchLabels": {"app": "agent"}},
+            "updateStrategy": {"type": "OnDelete"},
+            "template": _deployment(ns, "agent")["spec"]["template"],
+        },
+    }
+    try:
+        admin.request(
+            "POST",
+            "/api/v1/namespaces",
+            body={"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": ns}},
+        )
+        for obj in (helm, paused, argo):
+            admin.request("POST", f"/apis/apps/v1/namespaces/{ns}/deployments", body=obj)
+        admin.request("POST", f"/apis/apps/v1/namespaces/{ns}/daemonsets", body=ds)
+        targets = [
+            R.Target(ns, "Deployment", "helm-app", "glibc"),
+            R.Target(ns, "Deployment", "paused", "glibc"),
+            R.Target(ns, "Deployment", "argo-app", "glibc"),
+            R.Target(ns, "DaemonSet", "agent", "glibc"),
+        ]
+        plan = R.plan_resolver_options(admin, targets, SRO)
+        by = {c.ref.name: c for c in plan.changes}
+        assert by["helm-app"].notes[0].startswith("changing the pod template triggers a rollout")
+        assert any(
+            n.startswith("managed by Helm (label app.kubernetes.io/managed-by=Helm)")
+            for n in by["helm-app"].notes
+        )
+        assert by["helm-app"].commit_instead == (
+            "spec:\n  template:\n    spec:\n      dnsConfig:\n        options:\n        - name: single-request-reopen\n"
+        )
+        assert by["paused"].notes == [by["paused"].notes[0]] and "is paused" in by["paused"].notes[0]
+        assert by["paused"].commit_instead is None
+        assert any(
+            n.startswith("managed by Argo CD (annotation argocd.argoproj.io/tracking-id=")
+            for n in by["argo-app"].notes
+        )
+        assert by["argo-app"].commit_instead is not None
+        assert (
+            by["agent"]
+            .notes[0]
+            .startswith("updateStrategy OnDelete: changing the pod template restarts nothing")
+        )
+    finally:
+        with contextlib.suppress(KubeError):
+            admin.request("DELETE", f"/api/v1/namespaces/{ns}")

@@ -443,3 +443,30 @@ def test_hung_server_hits_the_request_timeout(tmp_path):
                 ObjectRef("Deployment", "n", "w")
             )
         assert _time.monotonic() - start < 5
+
+
+def test_managed_by_reads_the_documented_labels_and_annotations():
+    from dnsfleet.rules.managers import managed_by
+
+    flux = {"metadata": {"labels": {"kustomize.toolkit.fluxcd.io/name": "apps"}}}
+    assert [(m.tool, m.evidence) for m in managed_by(flux)] == [
+        ("Flux", "label kustomize.toolkit.fluxcd.io/name=apps")
+    ]
+    # Helm's managed-by value is exactly "Helm"; the same label with another value is another tool
+    assert managed_by({"metadata": {"labels": {"app.kubernetes.io/managed-by": "kustomize"}}}) == []
+    assert managed_by({"metadata": {"labels": [], "annotations": "x"}}) == []  # hostile types: nothing
+    both = {
+        "metadata": {"labels": {"app.kubernetes.io/managed-by": "Helm", "app.kubernetes.io/instance": "shop"}}
+    }
+    assert [m.tool for m in managed_by(both)] == ["Helm", "Argo CD"]
+    assert all(m.source.startswith(("Helm", "Argo")) and "https://" in m.source for m in managed_by(both))
+
+
+def test_manifest_snippet_nests_dnsconfig_where_each_kind_keeps_its_template():
+    from dnsfleet.mitigate.resolver_options import manifest_snippet
+
+    dns = {"options": [{"name": "ndots", "value": "2"}]}
+    assert manifest_snippet("CronJob", dns).startswith("spec:\n  jobTemplate:\n    spec:\n      template:\n")
+    assert yaml.safe_load(manifest_snippet("StatefulSet", dns)) == {
+        "spec": {"template": {"spec": {"dnsConfig": dns}}}
+    }

@@ -136,6 +136,9 @@ def print_plan(plan: Plan, out: TextIO, diffs: bool = True) -> None:
         out.write(f"- {c.ref.label()}: {state}\n")
         for n in c.notes:
             out.write(f"    note: {n}\n")
+        if c.commit_instead:
+            out.write("    commit instead:\n")
+            out.write("".join("      " + line for line in c.commit_instead.splitlines(keepends=True)))
         if c.allowed is False:
             out.write(f"    permission: {c.permission}\n")
         if diffs and not c.blocked:

@@ -36,6 +36,8 @@ class Change:
     previous: Any = None  # the value being replaced (resolver options: the previous dnsConfig)
     applied: Any = None  # the value being written (resolver options: the new dnsConfig)
     notes: list[str] = field(default_factory=list)
+    # the manifest change to commit where Helm, Argo CD or Flux manages the object (rules/managers.py)
+    commit_instead: str | None = None
     blocked: str | None = None  # why this change will not be sent at all
     allowed: bool | None = None  # SelfSubjectAccessReview result (None: not checked yet)
     permission: str = ""  # the SSAR reason

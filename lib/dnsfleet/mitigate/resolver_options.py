@@ -17,10 +17,13 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+import yaml
+
 from dnsfleet.kube import ClusterFailed, Kube, KubeError, ObjectRef
 from dnsfleet.mitigate.errors import MitigationError
 from dnsfleet.mitigate.objects import apply_json_patch, escape, get_path
 from dnsfleet.mitigate.plan import Change, Plan, Skip
+from dnsfleet.rules.managers import managed_by
 from dnsfleet.rules.resolver import ANNOTATION as RESOLVER_ANNOTATION
 from dnsfleet.rules.resolver import infer_resolver, option_honoured
 
@@ -156,11 +159,41 @@ def _encode(dns_config: Any) -> str:
 
 
 def _rollout_note(kind: str, obj: dict[str, Any]) -> str:
+    """What happens to running pods once the template changes, for this object as it is configured."""
+    spec = obj.get("spec") if isinstance(obj.get("spec"), dict) else {}
     if kind == "CronJob":
         return "takes effect for Jobs started after the change; running Jobs keep their settings"
-    replicas = (obj.get("spec") or {}).get("replicas")
+    strategy = spec.get("updateStrategy") if isinstance(spec.get("updateStrategy"), dict) else {}
+    if kind in ("StatefulSet", "DaemonSet") and strategy.get("type") == "OnDelete":
+        return (
+            "updateStrategy OnDelete: changing the pod template restarts nothing; each pod gets the new "
+            "dnsConfig only when it is deleted (delete them one by one to roll it out)"
+        )
+    if kind == "Deployment" and spec.get("paused") is True:
+        return (
+            "the Deployment is paused: no pod is replaced until it is resumed "
+            "(kubectl rollout resume); until then the change is only in the template"
+        )
+    replicas = spec.get("replicas")
     n = f" of its {replicas} pods" if isinstance(replicas, int) else " of its pods"
     return f"changing the pod template triggers a rollout: every one{n} is replaced"
+
+
+def manifest_snippet(kind: str, dns_config: Any) -> str:
+    """The pod template's dnsConfig as the YAML to put in the object's manifest (chart values, Git)."""
+    keys = [k for k in TEMPLATE_SPEC[kind].strip("/").split("/")] + ["dnsConfig"]
+    doc: Any = dns_config
+    for k in reversed(keys):
+        doc = {k: doc}
+    return yaml.safe_dump(doc, sort_keys=False, default_flow_style=False)
+
+
+def _managed_notes(live: dict[str, Any]) -> list[str]:
+    """A warning per tool that will undo an API patch on its next upgrade, sync or reconciliation."""
+    return [
+        f"managed by {m.tool} ({m.evidence}): {m.undo}; commit the manifest change below instead"
+        for m in managed_by(live)
+    ]
 
 
 def plan_resolver_options(kube: Kube, targets: Iterable[Target], options: Mapping[str, str | None]) -> Plan:
@@ -213,7 +246,7 @@ def plan_resolver_options(kube: Kube, targets: Iterable[Target], options: Mappin
         ]
         if not keep:
             ops += _annotation_ops(live, _encode(previous))
-        notes = [_rollout_note(t.kind, live)]
+        notes = [_rollout_note(t.kind, live), *_managed_notes(live)]
         policy = get_path(live, spec_path + "/dnsPolicy")
         if get_path(live, spec_path + "/hostNetwork") and policy != "ClusterFirstWithHostNet":
             notes.append(
@@ -230,6 +263,7 @@ def plan_resolver_options(kube: Kube, targets: Iterable[Target], options: Mappin
                 previous=previous,
                 applied=new,
                 notes=notes,
+                commit_instead=manifest_snippet(t.kind, new) if managed_by(live) else None,
             )
         )
     if plan.changes:
