@@ -79,8 +79,8 @@ def _demo_snapshot(seed: int) -> dict[str, Any]:
 # Assessments are cached as resources, not data: st.cache_data would unpickle a copy on every rerun
 # (0.7 s for a 100,000-pod fleet). Pages must treat the frames as read-only.
 @st.cache_resource(ttl="1h", max_entries=2, show_spinner="Scoring the demo fleet…")
-def _demo_assessment(seed: int) -> Assessment:
-    return _analyze(_demo_snapshot(seed))
+def _demo_assessment(seed: int, mapping: MappingKey) -> Assessment:
+    return _analyze(_demo_snapshot(seed), mapping)
 
 
 # Snapshots are cached as resources too: st.cache_data pickles a copy when storing and unpickles one on
@@ -126,21 +126,56 @@ def _server_snapshot(path: str, mtime: float) -> dict[str, Any]:
 
 
 @st.cache_resource(ttl=SCAN_TTL_S, max_entries=4, scope="session", show_spinner="Scoring the fleet…")
-def _assessment(source_key: tuple[Any, ...], _snapshot: Callable[[], dict[str, Any]]) -> Assessment:
-    return _analyze(_snapshot())
+def _assessment(
+    source_key: tuple[Any, ...], mapping: MappingKey, _snapshot: Callable[[], dict[str, Any]]
+) -> Assessment:
+    return _analyze(_snapshot(), mapping)
 
 
 # The operator's DNSFLEET_SNAPSHOT is the same for every visitor: scored once, not once per session.
 @st.cache_resource(ttl="1h", max_entries=2, show_spinner="Scoring the fleet…")
-def _server_assessment(path: str, mtime: float) -> Assessment:
-    return _analyze(_server_snapshot(path, mtime))
+def _server_assessment(path: str, mtime: float, mapping: MappingKey) -> Assessment:
+    return _analyze(_server_snapshot(path, mtime), mapping)
 
 
-def _analyze(snapshot: dict[str, Any]) -> Assessment:
+# The operator's resolver mapping (DNSFLEET_RESOLVER_MAP, the CLI's --resolver-map): (path, mtime) or
+# None. Part of every assessment's cache key, so editing the file re-scores on the next rerun.
+MappingKey = tuple[str, float] | None
+
+
+def _mapping_key() -> MappingKey:
+    """The mapping to score with; a file that cannot be read or parsed is said on the page (every
+    rerun) and scoring goes on without it."""
+    from dnsfleet.rules.resolver import MappingError
+
+    path = os.environ.get("DNSFLEET_RESOLVER_MAP")
+    if not path:
+        return None
+    try:
+        key = (path, os.stat(path).st_mtime)
+        _mapping(*key)
+    except OSError as e:
+        st.warning(f"DNSFLEET_RESOLVER_MAP: cannot read {path}: {e.strerror}; scoring without it.")
+        return None
+    except MappingError as e:
+        st.warning(f"DNSFLEET_RESOLVER_MAP: {e}; scoring without it.")
+        return None
+    return key
+
+
+@st.cache_resource(ttl="1h", max_entries=2, show_spinner=False)
+def _mapping(path: str, mtime: float) -> tuple[Any, ...]:
+    from dnsfleet.rules.resolver import load_mapping
+
+    return load_mapping(path)
+
+
+def _analyze(snapshot: dict[str, Any], mapping: MappingKey) -> Assessment:
     from dnsfleet.engine import analyze
 
+    rules = _mapping(*mapping) if mapping is not None else ()
     with gc_paused(freeze=True):  # a bulk build of long-lived frames: see dnsfleet.perf
-        return analyze(snapshot)
+        return analyze(snapshot, rules)
 
 
 def clear_caches() -> None:
@@ -153,6 +188,7 @@ def clear_caches() -> None:
         _server_snapshot,
         _server_assessment,
         _assessment,
+        _mapping,
     ):
         f.clear()
 
@@ -218,16 +254,16 @@ def current_assessment() -> Assessment:
         if not live:
             st.info("Choose the contexts in the sidebar and press **Scan** to collect live data.")
             st.stop()
-        return _assessment(("live", *live["args"]), lambda: _scan_snapshot(*live["args"]))
+        return _assessment(("live", *live["args"]), _mapping_key(), lambda: _scan_snapshot(*live["args"]))
     if kind == SNAPSHOT:
         f = st.session_state.get(_K_FILE)
         if not f:
             st.info("Upload a dnsfleet snapshot (.json or .json.gz) in the sidebar.")
             st.stop()
         if f.get("path"):
-            return _server_assessment(f["path"], f["mtime"])
-        return _assessment(("file", f["digest"]), _file_loader(f))
-    return _demo_assessment(DEMO_SEED)
+            return _server_assessment(f["path"], f["mtime"], _mapping_key())
+        return _assessment(("file", f["digest"]), _mapping_key(), _file_loader(f))
+    return _demo_assessment(DEMO_SEED, _mapping_key())
 
 
 # --- sidebar --------------------------------------------------------------------------------------

@@ -27,6 +27,7 @@ ENV = (
     "DNSFLEET_SNAPSHOT",
     "DNSFLEET_PROMETHEUS",
     "DNSFLEET_PROMETHEUS_TIME",
+    "DNSFLEET_RESOLVER_MAP",
 )
 SECRET_TOKEN = "t0ken-must-never-be-shown-4242"
 
@@ -398,3 +399,35 @@ def test_current_source_contract_for_other_pages(tmp_path, monkeypatch):
     at.sidebar.radio[0].set_value("demo").run()
     demo = ast.literal_eval(at.text[0].value)
     assert demo["kind"] == "demo" and demo["label"] == "DEMO FLEET" and demo["loaded"] is True
+
+
+# --- the operator's resolver mapping (the CLI's --resolver-map) ------------------------------------------
+
+
+def test_resolver_map_re_scores_the_dashboard_like_the_cli(demo, tmp_path, monkeypatch):
+    """DNSFLEET_RESOLVER_MAP overrides image inference exactly as ``--resolver-map`` does in the CLI."""
+    import re
+
+    from dnsfleet.rules.resolver import load_mapping
+
+    exposed = demo.workloads[(demo.workloads["resolver"] == "glibc") & (demo.workloads["score"] > 0)]
+    image = str(exposed.sort_values("pods", ascending=False)["image"].iloc[0])
+    path = tmp_path / "map.csv"
+    path.write_text(f"pattern,resolver\n^{re.escape(image)}$,go\n")
+    mapped = analyze(demo_snapshot(), load_mapping(path))
+    want = views.fleet_metrics(mapped.clusters, mapped.workloads)
+    before = views.fleet_metrics(demo.clusters, demo.workloads)
+    assert want["exposed_share"] < before["exposed_share"]  # the test can tell the two apart
+    monkeypatch.setenv("DNSFLEET_RESOLVER_MAP", str(path))
+    at = run_app()
+    assert metric(at, "Pods exposed") == f"{100 * want['exposed_share']:.1f} %"
+
+
+def test_a_broken_resolver_map_is_said_and_scoring_goes_on(demo, tmp_path, monkeypatch):
+    bad = tmp_path / "map.csv"
+    bad.write_text("pattern,resolver\n(unclosed,glibc\n")
+    monkeypatch.setenv("DNSFLEET_RESOLVER_MAP", str(bad))
+    at = run_app()
+    assert "DNSFLEET_RESOLVER_MAP: map.csv line 2" in texts(at)
+    m = views.fleet_metrics(demo.clusters, demo.workloads)
+    assert metric(at, "Pods exposed") == f"{100 * m['exposed_share']:.1f} %"
