@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+import pandas as pd
 import pytest
 import yaml
 
@@ -263,7 +264,8 @@ def test_scrape_reads_real_coredns_through_the_pod_proxy(fleet, context):
         pytest.skip("serving CoreDNS to the pod proxy needs a network namespace (root); CI runs as root")
     want = D.expected_scrape(fleet.clusters[context].spec)
     t0 = time.time()
-    c = scan(kubeconfig=fleet.kubeconfig, contexts=[context], timeout=5)["clusters"][0]
+    snap = scan(kubeconfig=fleet.kubeconfig, contexts=[context], timeout=5)
+    c = snap["clusters"][0]
     t1 = time.time()
     assert c["status"] == "ok"
     m = c["metrics"]
@@ -272,6 +274,9 @@ def test_scrape_reads_real_coredns_through_the_pod_proxy(fleet, context):
     assert cd["version"] == want["version"]
     # CoreDNS 1.8.7 counts written NXDOMAIN answers as NOERROR (coredns#5125): the real server's figure
     assert cd["nxdomain_share"] == pytest.approx(want["rcodes"].get("NXDOMAIN", 0) / want["requests"])
+    # ...which the engine then does not use: unknown, not "no NXDOMAIN"
+    frame = analyze(snap).coredns_metrics.set_index("cluster").loc[context]
+    assert pd.isna(frame["nxdomain_share"]) == (want["version"] == "1.8.7")
     assert cd["servfail_share"] == pytest.approx(want["rcodes"]["SERVFAIL"] / want["requests"])
     lo, hi = _scrape_bounds(fleet, context, t0, t1)
     assert lo <= cd["qps"] <= hi

@@ -502,3 +502,24 @@ def test_dns_facts_keep_flag_names_not_values() -> None:
     cm = dnsfacts.configmap_fact({"Corefile": "bind 169.254.25.10 10.0.0.10", "other": "x"})
     assert cm == {"keys": ["Corefile", "other"], "link_local": "169.254.25.10"}
     assert dnsfacts.configmap_fact(None) == {"keys": [], "link_local": None}
+
+
+def test_coredns_1_8_7_rcode_shares_are_unknown_not_low():
+    import pandas as pd
+
+    """coredns/coredns#5125: 1.8.7 counts written answers as NOERROR, so its rcode shares are not used."""
+    from dnsfleet.frames import build_frames
+    from dnsfleet.rules.coredns import metrics_bugs
+    from tests.builders import cluster, snapshot
+
+    assert [b.fixed for b in metrics_bugs("1.8.7", "rcode")] == [(1, 9, 0)]
+    assert metrics_bugs("v1.9.0", "rcode") == [] and metrics_bugs("1.8.6", "rcode") == []
+    assert metrics_bugs(None, "rcode") == [] and metrics_bugs("latest", "rcode") == []
+    core = {"qps": 10.0, "servfail_share": 0.0, "nxdomain_share": 0.0, "p99_ms": 3.0}
+    old, new = cluster("old"), cluster("new")
+    old["metrics"] = {"source": "scrape", "coredns": {**core, "version": "1.8.7"}, "note": "single scrape"}
+    new["metrics"] = {"source": "scrape", "coredns": {**core, "version": "1.9.0"}, "note": "single scrape"}
+    m = build_frames(snapshot(old, new)).coredns_metrics.set_index("cluster")
+    assert pd.isna(m.loc["old", "nxdomain_share"]) and pd.isna(m.loc["old", "servfail_share"])
+    assert m.loc["old", "qps"] == 10.0 and "coredns/coredns/issues/5125" in m.loc["old", "note"]
+    assert m.loc["new", "nxdomain_share"] == 0.0 and "5125" not in m.loc["new", "note"]

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 
 from dnsfleet import schema
+from dnsfleet.rules import coredns as coredns_rules
 from dnsfleet.rules import kernel as kernel_rules
 from dnsfleet.rules import path as path_rules
 from dnsfleet.rules import resolver as resolver_rules
@@ -128,7 +129,8 @@ def _cluster_rows(c: dict[str, Any], mapping: tuple, acc: _Acc) -> None:
     acc.rows["workloads"] += wl_rows
     acc.rows["placements"] += pl_rows
     acc.rows["dns_service"].append(_dns_service(name, dns, c, decided))
-    acc.rows["coredns_metrics"].append(_coredns(name, metrics, acc))
+    version = dns.get("coredns_version") or ((metrics.get("coredns") or {}).get("version"))
+    acc.rows["coredns_metrics"].append(_coredns(name, metrics, acc, version))
     acc.rows["conntrack"] += _conntrack(name, metrics, [n.get("name") for n in c.get("nodes") or []], acc)
 
 
@@ -370,7 +372,7 @@ def _dns_service(cluster: str, dns: dict, c: dict, d: path_rules.ClusterPath) ->
     }
 
 
-def _coredns(cluster: str, metrics: dict, acc: _Acc) -> dict[str, Any]:
+def _coredns(cluster: str, metrics: dict, acc: _Acc, version: str | None = None) -> dict[str, Any]:
     core = metrics.get("coredns") if isinstance(metrics.get("coredns"), dict) else None
     source = metrics.get("source") if core else "not collected"
     row = {"cluster": cluster, "source": source or "not collected", "window_s": metrics.get("window_s")}
@@ -386,6 +388,11 @@ def _coredns(cluster: str, metrics: dict, acc: _Acc) -> dict[str, Any]:
         ):
             row[k] = _num(core.get(k))
     row["note"] = metrics.get("note") or (None if core else "CoreDNS metrics not collected")
+    if core:
+        for bug in coredns_rules.metrics_bugs(core.get("version") or version, "rcode"):
+            row["servfail_share"] = row["nxdomain_share"] = None  # unknown, never "low"
+            caveat = bug.message.format(version=core.get("version") or version) + f" ({bug.source})"
+            row["note"] = f"{row['note']}; {caveat}" if row["note"] else caveat
     series = metrics.get("coredns_series")
     if isinstance(series, dict) and isinstance(series.get("metrics"), dict):
         start, step = _num(series.get("start")), _num(series.get("step"))
