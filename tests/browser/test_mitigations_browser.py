@@ -18,12 +18,18 @@ CHECKOUT = ObjectRef("Deployment", "shop", "checkout")
 
 
 def _pick(d, testid: str, label: str, option: str) -> None:
-    """Choose ``option`` in the selectbox/multiselect whose label is ``label``."""
+    """Choose ``option`` in the selectbox/multiselect whose label is ``label``. A rerun that lands while
+    the dropdown is open can swallow the click (seen once under load): pick again until it shows."""
     widget = d.page.get_by_test_id(testid).filter(has=d.page.get_by_text(label, exact=True))
-    widget.locator("input").first.click()
-    d.page.get_by_role("option", name=option, exact=True).click()
-    d.page.keyboard.press("Escape")
-    d.wait()
+    for _ in range(3):
+        widget.locator("input").first.click()
+        d.page.get_by_role("option", name=option, exact=True).click()
+        d.page.keyboard.press("Escape")
+        d.wait()
+        # a multiselect shows its chosen values as tags (a selectbox's value is not in its text)
+        if testid != "stMultiSelect" or option in widget.inner_text():
+            return
+    raise AssertionError(f"{label}: {option!r} not selected after 3 tries: {widget.inner_text()[:200]!r}")
 
 
 def _click(d, name: str) -> None:
