@@ -32,15 +32,13 @@ worked example. Everything is vectorised over frames.
 
 from __future__ import annotations
 
-import weakref
 from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-from pandas.api.extensions import ExtensionArray, ExtensionDtype
 
-from dnsfleet import schema
+from dnsfleet import columnar, schema
 from dnsfleet.frames import Frames
 from dnsfleet.rules import path as path_rules
 from dnsfleet.rules import resolver as resolver_rules
@@ -173,130 +171,6 @@ def _open_races_text(n: pd.DataFrame, r3_rel: np.ndarray, agent: np.ndarray) -> 
     return joined
 
 
-# Joins and group-bys on integer codes. Hashing the 1M-row string keys was ~70% of the scoring time
-# when pandas merged and grouped on the strings (each merge and group-by factorizing them again). A
-# key column is factorized once, together with the table it is matched against, and the codes are
-# remembered by the identity of its Arrow data (immutable), so ``aggregate`` on the scored placements
-# reuses the codes ``placements_scored`` computed for the joins.
-_FACTORIZED: dict[int, tuple[weakref.ref, np.ndarray, ExtensionArray]] = {}
-
-
-def _key_values(s: pd.Series) -> ArrayLike:
-    return s.array if isinstance(s.dtype, ExtensionDtype) else s.to_numpy()
-
-
-def _arrow_data(values: ArrayLike) -> pa.ChunkedArray | None:
-    return values.__arrow_array__() if isinstance(values, pd.arrays.ArrowStringArray) else None
-
-
-def _remember(values: ArrayLike, codes: np.ndarray, uniques: ExtensionArray) -> None:
-    data = _arrow_data(values)
-    if data is None:
-        return
-    key = id(data)
-
-    def forget(ref: weakref.ref, key: int = key) -> None:
-        if _FACTORIZED.get(key, (None,))[0] is ref:
-            _FACTORIZED.pop(key, None)
-
-    codes.flags.writeable = False
-    _FACTORIZED[key] = (weakref.ref(data, forget), codes, uniques)
-
-
-def _recalled(values: ArrayLike) -> tuple[np.ndarray, ExtensionArray] | None:
-    data = _arrow_data(values)
-    hit = _FACTORIZED.get(id(data)) if data is not None else None
-    if hit is None or hit[0]() is not data:
-        return None
-    return hit[1], hit[2]
-
-
-def _factorize(s: pd.Series) -> tuple[np.ndarray, ArrayLike]:
-    """``pd.factorize(s, use_na_sentinel=False)`` (codes by first appearance, NA a value of its own),
-    int64 codes, reusing an earlier factorization of the same data."""
-    values = _key_values(s)
-    known = _recalled(values)
-    if known is not None:
-        return known
-    codes, uniques = pd.factorize(values, use_na_sentinel=False)
-    codes = codes.astype(np.int64, copy=False)
-    _remember(values, codes, uniques)
-    return codes, uniques
-
-
-def _codes_with(left: pd.Series, right: pd.Series) -> tuple[np.ndarray, np.ndarray | None, int]:
-    """Codes of ``left`` and ``right`` in one numbering (equal values, NA included, equal codes) and
-    the number of codes; ``left``'s are its ``_factorize`` codes. ``right``'s are None when they are
-    its positions: it lists the values of ``left`` in the order they first appear there."""
-    lcodes, luniques = _factorize(left)
-    rvalues = _key_values(right)
-    if (
-        isinstance(luniques, ExtensionArray)
-        and isinstance(rvalues, ExtensionArray)
-        and len(luniques) == len(rvalues)
-        and luniques.dtype == rvalues.dtype
-        and luniques.equals(rvalues)
-    ):
-        # The usual layout (build_frames lists workloads in the order of their first placement):
-        # no hashing of ``right`` at all.
-        return lcodes, None, len(rvalues)
-    both = pd.concat([pd.Series(luniques), right], ignore_index=True)
-    codes, uniques = pd.factorize(_key_values(both), use_na_sentinel=False)
-    return lcodes, codes[len(luniques) :].astype(np.int64, copy=False), len(uniques)
-
-
-def _positions(right: pd.DataFrame, left: pd.DataFrame, on: list[str]) -> np.ndarray | None:
-    """Per ``left`` row, the position of the ``right`` row with the same ``on`` keys, -1 if none
-    (NA matches NA, as in ``merge``). None unless the keys are strings and ``right``'s are unique."""
-    for k in on:
-        if not isinstance(right[k].dtype, pd.StringDtype) or right[k].dtype != left[k].dtype:
-            return None
-    codes = [_codes_with(left[k], right[k]) for k in on]
-    if len(codes) == 1 and codes[0][1] is None:
-        return codes[0][0]
-    lcomb, rcomb, size = np.zeros(len(left), dtype=np.int64), np.zeros(len(right), dtype=np.int64), 1
-    for lcodes, rcodes, n in codes:
-        size *= max(n, 1)
-        if size >= 2**62:
-            return None
-        lcomb = lcomb * n + lcodes
-        rcomb = rcomb * n + (np.arange(n, dtype=np.int64) if rcodes is None else rcodes)
-    if size > 4 * (len(left) + len(right)) + 1024:
-        renumbered = pd.factorize(np.concatenate([rcomb, lcomb]))[0]
-        rcomb, lcomb = renumbered[: len(right)], renumbered[len(right) :]
-        size = int(renumbered.max()) + 1 if len(renumbered) else 0
-    if len(rcomb) and np.bincount(rcomb, minlength=size).max() > 1:
-        return None
-    pos = np.full(size, -1, dtype=np.intp)
-    pos[rcomb] = np.arange(len(rcomb), dtype=np.intp)
-    return pos[lcomb]
-
-
-def _take(s: pd.Series, idx: np.ndarray, missing: bool) -> ArrayLike:
-    """``s``'s values at ``idx``; -1 gives NA with the dtype ``merge`` would give."""
-    values = _key_values(s)
-    if isinstance(values, np.ndarray):
-        return pd.api.extensions.take(values, idx, allow_fill=missing)
-    return values.take(idx, allow_fill=missing)
-
-
-def _left_join(left: pd.DataFrame, right: pd.DataFrame, on: list[str]) -> pd.DataFrame:
-    """``left.merge(right, on=on, how="left")``, by positional takes when ``right``'s keys are unique."""
-    extra = [c for c in right.columns if c not in on]
-    idx = None
-    if not set(extra) & set(left.columns) and left.columns.is_unique and right.columns.is_unique:
-        idx = _positions(right, left, on)
-    if idx is None:
-        return left.merge(right, on=on, how="left")
-    missing = bool((idx < 0).any())
-    # Built once, without copies: left's columns as Series (copy-on-write keeps them apart from
-    # ``left``), the taken ones are new arrays.
-    left = left.reset_index(drop=True)
-    cols: dict[str, pd.Series | ArrayLike] = {c: left[c] for c in left.columns}
-    cols.update((c, _take(right[c], idx, missing)) for c in extra)
-    return pd.DataFrame(cols, index=left.index, copy=False)
-
-
 def placements_scored(frames: Frames, nx: pd.DataFrame | None = None) -> pd.DataFrame:
     """Placements with gates, factor points, score and exposure flags (``nx``: ``node_exposure``).
 
@@ -315,8 +189,8 @@ def placements_scored(frames: Frames, nx: pd.DataFrame | None = None) -> pd.Data
             "ndots",
         ]
     ]
-    p = _left_join(frames.placements, w, ["workload_id"])
-    p = _left_join(
+    p = columnar.left_join(frames.placements, w, ["workload_id"])
+    p = columnar.left_join(
         p,
         nx[
             [
@@ -334,13 +208,13 @@ def placements_scored(frames: Frames, nx: pd.DataFrame | None = None) -> pd.Data
         ["cluster", "node"],
     )
     qps = frames.coredns_metrics.set_index("cluster")["qps"].astype("float64")
-    at = _positions(qps.index.to_frame(index=False), p, ["cluster"])
+    at = columnar.positions(qps.index.to_frame(index=False), p, ["cluster"])
     # The new columns are collected and the frame built once (assigning a column copies it).
     cols: dict[str, pd.Series | ArrayLike] = {c: p[c] for c in p.columns}
     if at is None:
         cols["qps"] = p["cluster"].map(qps).astype("float64")
     else:
-        cols["qps"] = _take(qps, at, bool((at < 0).any())).astype("float64", copy=False)
+        cols["qps"] = columnar.take(qps, at, bool((at < 0).any())).astype("float64", copy=False)
     cluster_dns = p["uses_cluster_dns"].astype("boolean")
     applicable = ~(cluster_dns == False).fillna(False).to_numpy(dtype=bool)  # noqa: E712
     uses = (cluster_dns == True).fillna(False).to_numpy(dtype=bool)  # noqa: E712
@@ -396,55 +270,6 @@ def weighted_quantile(p: pd.DataFrame, by: list[str], value: pd.Series, q: float
     return hit.groupby(by, sort=False, dropna=False)["v"].first()
 
 
-def _group_ids(keys: pd.DataFrame) -> tuple[np.ndarray, pd.DataFrame] | None:
-    """Group ids as ``groupby(sort=False, dropna=False)`` numbers them (first appearance, NA a group)
-    and the key values per group; None for key dtypes other than strings.
-
-    Each key column is factorized once; the aggregation then works on integer ids.
-    """
-    if not all(isinstance(keys[c].dtype, pd.StringDtype) for c in keys.columns):
-        return None
-    comb: np.ndarray | None = None
-    parts = []
-    size = 1
-    for c in keys.columns:
-        codes, uniques = _factorize(keys[c])
-        parts.append((codes, uniques))
-        size *= max(len(uniques), 1)
-        if size >= 2**62:
-            return None
-        comb = codes if comb is None else comb * len(uniques) + codes
-    if comb is None or len(parts) == 1:
-        codes, uniques = parts[0]
-        return codes, pd.DataFrame({keys.columns[0]: uniques})
-    ids, firsts = pd.factorize(comb)
-    values = {}
-    for c, (_, uniques) in reversed(list(zip(keys.columns, parts, strict=True))):
-        values[c] = uniques.take(firsts % len(uniques))
-        firsts = firsts // len(uniques)
-    return ids.astype(np.int64, copy=False), pd.DataFrame({c: values[c] for c in keys.columns})
-
-
-def _quantile_by_ids(ids: np.ndarray, ngroups: int, v: np.ndarray, w: np.ndarray, q: float) -> np.ndarray:
-    """``weighted_quantile`` on group ids: per group (NaN where none), in group-id order.
-
-    Within a group the rows are in the same order as there (by value, stable), and the running and
-    total weights come from the same pandas group-bys, so the values are the same.
-    """
-    order = np.argsort(v, kind="stable")
-    order = order[np.argsort(ids[order], kind="stable")]
-    sid, sv = ids[order], v[order]
-    g = pd.Series(w[order]).groupby(sid, sort=False)
-    cum = g.cumsum().to_numpy()
-    tot = g.transform("sum").to_numpy()
-    hit = (cum >= q * tot) & ~np.isnan(sv)
-    hid, hv = sid[hit], sv[hit]
-    first = np.r_[True, hid[1:] != hid[:-1]] if len(hid) else np.zeros(0, dtype=bool)
-    out = np.full(ngroups, np.nan)
-    out[hid[first]] = hv[first]
-    return out
-
-
 def _group_sums(p: pd.DataFrame, ids: np.ndarray, pods: np.ndarray, unknown: np.ndarray) -> pd.DataFrame:
     """Per group id (rows in id order), the pod-weighted sums ``aggregate`` divides by the pods.
 
@@ -479,9 +304,9 @@ def aggregate(p: pd.DataFrame, by: list[str], quantile: float | None = None) -> 
         keep = p["applicable"].to_numpy(dtype=bool)
         if not keep.all():
             p = p[keep]
-    grouped = _group_ids(p[by]) if len(p) else None
+    grouped = columnar.group_ids(p[by]) if len(p) else None
     if grouped is None:
-        return _aggregate_by_keys(p, by, quantile)
+        return aggregate_reference(p, by, quantile)
     ids, keys = grouped
     pods = p["pods"].astype("float64").to_numpy()
     unknown = p["unknown"].to_numpy()
@@ -496,9 +321,9 @@ def aggregate(p: pd.DataFrame, by: list[str], quantile: float | None = None) -> 
     known = _per_pod(g["known_score"].to_numpy(), tot)
     if quantile is not None:
         score = p["score"].astype("float64").to_numpy()
-        q_score = _quantile_by_ids(ids, len(keys), score, pods, quantile)
+        q_score = columnar.quantile_by_ids(ids, len(keys), score, pods, quantile)
         known_v = np.where(unknown, 0.0, score)
-        known = np.round(_quantile_by_ids(ids, len(keys), known_v, pods, quantile), 1)
+        known = np.round(columnar.quantile_by_ids(ids, len(keys), known_v, pods, quantile), 1)
         known = np.round((known + (g["known_score"].to_numpy() / tot)) / 2, 1)
         cols["score"] = np.round((q_score + cols["score"]) / 2, 1)
     cols["exposed_pods"] = g["exposed_pods"].to_numpy().astype("int64")
@@ -510,13 +335,19 @@ def aggregate(p: pd.DataFrame, by: list[str], quantile: float | None = None) -> 
     return pd.DataFrame(cols, index=keys.index, copy=False)
 
 
-def _aggregate_by_keys(p: pd.DataFrame, by: list[str], quantile: float | None = None) -> pd.DataFrame:
-    """``aggregate`` by pandas group-bys on the key columns (key dtypes other than strings, no rows).
+def aggregate_reference(p: pd.DataFrame, by: list[str], quantile: float | None = None) -> pd.DataFrame:
+    """The reference definition of ``aggregate``: plain pandas group-bys on the key columns.
+
+    ``aggregate`` computes the same frame on integer group ids (``columnar.group_ids``);
+    it falls back to this for key dtypes other than strings and for no rows.
+    ``tests/test_columnar.py`` checks the two agree on random placements.
 
     With ``quantile`` (clusters use 0.9) the score is the average of the pod-weighted mean (how many
     pods, how badly) and the pod-weighted quantile of placement scores (what the worst-off tenth of
     pods face). Factor points stay pod-weighted means. Otherwise the score is the pod-weighted mean.
     """
+    if "applicable" in p.columns:
+        p = p[p["applicable"].to_numpy(dtype=bool)]
     pods = p["pods"].astype("float64")
     tmp = p[by].copy()
     tmp["pods"] = pods

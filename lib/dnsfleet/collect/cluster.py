@@ -106,6 +106,15 @@ class ClusterScan:
             self._forbidden(resource, e)
             raise
 
+    def _named_or_labelled(self, resource: str, collection: str, name: str) -> Any:
+        """The object called ``name`` in ``collection``, else the first labelled ``k8s-app=kube-dns``
+        (distributions rename the CoreDNS Service and Deployment but keep the label); None if neither."""
+        obj = self._get_optional(resource, f"{collection}/{name}")
+        if obj is None:
+            items = self.api.get(collection, {"labelSelector": "k8s-app=kube-dns"}).get("items") or []
+            obj = items[0] if items else None
+        return obj
+
     def run(self) -> dict[str, Any]:
         out = base_cluster(self.name)
         out["collected_at"] = now_iso()
@@ -261,11 +270,7 @@ class ClusterScan:
         ks = f"/api/v1/namespaces/{KUBE_SYSTEM}"
         svc_name = "kube-dns"
         try:
-            svc = self._get_optional("services", f"{ks}/services/kube-dns")
-            if svc is None:
-                found = self.api.get(f"{ks}/services", {"labelSelector": "k8s-app=kube-dns"})
-                items = found.get("items") or []
-                svc = items[0] if items else None
+            svc = self._named_or_labelled("services", f"{ks}/services", "kube-dns")
             if svc is not None:
                 svc_name = (svc.get("metadata") or {}).get("name") or svc_name
                 ip = (svc.get("spec") or {}).get("clusterIP")
@@ -290,11 +295,7 @@ class ClusterScan:
 
         apps = f"/apis/apps/v1/namespaces/{KUBE_SYSTEM}"
         try:
-            dep = self._get_optional("deployments", f"{apps}/deployments/coredns")
-            if dep is None:
-                found = self.api.get(f"{apps}/deployments", {"labelSelector": "k8s-app=kube-dns"})
-                items = found.get("items") or []
-                dep = items[0] if items else None
+            dep = self._named_or_labelled("deployments", f"{apps}/deployments", "coredns")
             if dep is not None:
                 spec = dep.get("spec") or {}
                 dns["coredns_replicas"] = spec.get("replicas")
