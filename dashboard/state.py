@@ -41,6 +41,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
 from dnsfleet.perf import gc_paused
+from dnsfleet.scrub import scrub
 from dnsfleet.snapshot import SnapshotError, load, loads
 
 if TYPE_CHECKING:
@@ -540,7 +541,7 @@ def _file_loader(f: dict[str, Any]) -> Callable[[], dict[str, Any]]:
 
 def one_line(e: BaseException | str, limit: int = 240) -> str:
     """First line of an error message, shortened: what the user sees, never a traceback."""
-    text = str(e).strip() or type(e).__name__
+    text = scrub(str(e).strip()) or type(e).__name__
     line = text.splitlines()[0].strip()
     return line if len(line) <= limit else line[: limit - 1] + "…"
 

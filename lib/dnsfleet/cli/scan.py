@@ -14,6 +14,7 @@ from typing import Any, TextIO
 from dnsfleet.cli.output import EXIT_USAGE, add_output_args, fail_on, render, snapshot_summary, summary_frame
 from dnsfleet.collect import ConfigError, PromSource, scan
 from dnsfleet.perf import gc_paused
+from dnsfleet.scrub import scrub
 from dnsfleet.snapshot import save
 
 
@@ -136,7 +137,7 @@ def _run_scan(args: argparse.Namespace, stdout: TextIO | None, stderr: TextIO | 
             scrape=not args.no_scrape,
         )
     except ConfigError as e:
-        err.write(f"dnsfleet scan: {e}\n")
+        err.write(f"dnsfleet scan: {scrub(str(e))}\n")
         return EXIT_USAGE
     if args.out:
         try:
@@ -152,7 +153,9 @@ def _run_scan(args: argparse.Namespace, stdout: TextIO | None, stderr: TextIO | 
     try:
         df = summary_frame(cluster_risk(snap))
     except Exception as e:  # scoring must not hide the scan result; say why in one line
-        err.write(f"dnsfleet scan: scoring failed ({type(e).__name__}: {' '.join(str(e).split())[:160]})\n")
+        err.write(
+            f"dnsfleet scan: scoring failed ({type(e).__name__}: {scrub(' '.join(str(e).split()))[:160]})\n"
+        )
         df = snapshot_summary(snap)
     out.write(render(df, args.output))
     out.flush()

@@ -7,7 +7,7 @@ writing refreshed credentials back to the file), urllib3 retries off (the reques
 its own budget), exec credential plugins with a timeout (``execauth``) and, optionally, Kubernetes
 impersonation headers.
 
-Every kubeconfig read teaches the scrubber its credential values (``kube.secrets``). Bearer tokens are
+Every kubeconfig read teaches the scrubber its credential values (``dnsfleet.scrub``). Bearer tokens are
 trimmed as kubectl trims them (``token``, ``tokenFile`` contents, exec plugin output), at load and at
 every refresh. A context whose ``user`` names no user entry fails with that reason; the Python client
 would otherwise connect anonymously.
@@ -28,7 +28,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from dnsfleet.kube import execauth
 from dnsfleet.kube.errors import ClusterFailed, ConfigError, one_line
-from dnsfleet.kube.secrets import remember, remember_kubeconfig
+from dnsfleet.scrub import remember, remember_kubeconfig
 
 IN_CLUSTER = "in-cluster"
 # Set on a client built with impersonated groups: the request class sends one header per group.

@@ -10,7 +10,7 @@
     ``outcome_unknown`` marks a write that was sent but never answered: it may or may not have been made.
 
 Credentials never appear in any of them: every text goes through the one scrubber
-(``kube.secrets.scrub``) when the error is made, and a server's error body when it is read.
+(``dnsfleet.scrub``) when the error is made, and a server's error body when it is read.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import time
 import orjson
 
 from dnsfleet.kube import proto
-from dnsfleet.kube.secrets import scrub
+from dnsfleet.scrub import scrub
 
 UNREACHABLE = "unreachable"
 OUTCOME_UNKNOWN = "unknown"

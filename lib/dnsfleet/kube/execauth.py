@@ -34,7 +34,7 @@ from kubernetes.config.config_exception import ConfigException
 from kubernetes.config.exec_provider import ExecProvider
 
 from dnsfleet.kube.bounds import max_exec_output_bytes, size_text
-from dnsfleet.kube.secrets import remember
+from dnsfleet.scrub import remember
 
 DEFAULT_TIMEOUT_S = 30.0
 _state = threading.local()

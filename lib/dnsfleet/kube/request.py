@@ -3,7 +3,7 @@
 For every request: a timeout (``_request_timeout``) per wait for bytes, a wall-clock deadline of the
 same length for the whole request (``kube.bounds``: a server that trickles its answer cannot stretch
 it), a byte cap on the body (``DNSFLEET_MAX_RESPONSE_MB``), one-line error reasons with credentials
-scrubbed (``kube.secrets``), and a deadline for the retries (``retry_budget``, default twice the
+scrubbed (``dnsfleet.scrub``), and a deadline for the retries (``retry_budget``, default twice the
 timeout, on top of the attempts). The Authorization header is sent trimmed, as kubectl does: a token
 written with ``echo`` (ending in a newline) works instead of failing with the token in the error.
 
@@ -37,7 +37,7 @@ from kubernetes.client.exceptions import ApiException
 from dnsfleet.kube import bounds
 from dnsfleet.kube.config import IMPERSONATE_GROUPS_ATTR
 from dnsfleet.kube.errors import ClusterFailed, ResourceError, one_line, retry_after
-from dnsfleet.kube.secrets import remember, scrub
+from dnsfleet.scrub import remember, scrub
 
 log = logging.getLogger("dnsfleet.kube")
 
@@ -92,6 +92,20 @@ class Api:
         except orjson.JSONDecodeError:
             raise ClusterFailed(
                 f"bad response from {self.server}{path}: not JSON", cluster=self.cluster
+            ) from None
+
+    def version(self) -> Any:
+        """GET ``/version``, the first request of a scan. An error status there (a 5xx, a proxy's HTML
+        502) fails the cluster with a reason naming the status, not as an internal error."""
+        try:
+            return self.get("/version")
+        except ResourceError as e:
+            what = e.line()
+            if e.body.lstrip()[:1] == b"<":  # a proxy's error page: its markup says nothing more
+                what = f"HTTP {e.status} {e.reason}".strip() + (f" ({e.note})" if e.note else "")
+                what += "; an HTML page, not the API server (a proxy or load balancer in front of it?)"
+            raise ClusterFailed(
+                f"{what} on {self.server}/version", status=e.status, cluster=self.cluster
             ) from None
 
     def get_bytes(self, path: str, query: dict[str, Any] | None = None, accept: str = JSON) -> bytes:
@@ -273,7 +287,7 @@ class Api:
         )
 
     def scrub(self, text: str) -> str:
-        """``kube.secrets.scrub``: the one scrubber."""
+        """``dnsfleet.scrub``: the one scrubber."""
         return scrub(text)
 
 
