@@ -318,7 +318,7 @@ def test_a_trickling_apiserver_cannot_outlive_the_timeout(tmp_path, serve, heade
     (c,) = scan(kubeconfig=kc, timeout=3, scrape=False)["clusters"]
     elapsed = time.monotonic() - t0
     assert c["status"] == "failed"
-    assert c["reason"].startswith(f"timed out after 3 s talking to {server}"), c["reason"]
+    assert c["reason"] == f"timed out after 3 s talking to {server}", c["reason"]
     assert elapsed < 4.5, elapsed  # was minutes: each byte reset the 3 s read timeout
 
 
@@ -333,7 +333,9 @@ def test_a_trickling_write_answer_is_outcome_unknown_within_the_timeout(serve):
     with pytest.raises(K.ClusterFailed) as err:
         api.request("PATCH", "/api/v1/namespaces/x", body={"a": 1})
     assert time.monotonic() - t0 < 3.5
-    assert err.value.outcome_unknown and "no complete answer within 2 s" in err.value.reason
+    assert (
+        err.value.outcome_unknown and "(timed out after 2 s): the change may or may not" in err.value.reason
+    )
 
 
 def test_a_trickling_prometheus_cannot_outlive_the_timeout(serve):

@@ -97,15 +97,19 @@ class Deadline:
                 return
             self.expired = True
             fd = getattr(self.conn, "_dnsfleet_fd", None)
-        if fd is not None and fd >= 0:
-            # On the descriptor, not the (SSL)socket object: that one belongs to the reading thread.
+        if fd is None or fd < 0:
+            return
+        # On the descriptor, not the (SSL)socket object: that one belongs to the reading thread.
+        try:
             s = socket.socket(fileno=fd)
-            try:
-                s.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
-            finally:
-                s.detach()
+        except OSError:  # already closed: nothing left to stop
+            return
+        try:
+            s.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+        finally:
+            s.detach()
 
 
 class _Watchdog:
@@ -138,7 +142,10 @@ class _Watchdog:
                     self._cv.wait(wait)
                     continue
                 d = heapq.heappop(self._heap)[2]
-            d.fire()
+            try:
+                d.fire()
+            except Exception:  # never let one odd socket stop every later deadline
+                continue
 
 
 _WATCHDOG = _Watchdog()

@@ -258,16 +258,16 @@ class Api:
         return data
 
     def _deadline_error(self, method: str, path: str) -> ClusterFailed:
+        """The request's deadline passed: the same words as a socket timeout (whichever ends it first)."""
         if method not in READS:
             return ClusterFailed(
-                f"no complete answer within {self.timeout:g} s after sending {method} {path}: the change "
+                f"no answer after sending {method} {path} (timed out after {self.timeout:g} s): the change "
                 "may or may not have been made; check the object before retrying",
                 outcome_unknown=True,
                 cluster=self.cluster,
             )
         return ClusterFailed(
-            f"timed out after {self.timeout:g} s talking to {self.server} (no complete answer in time)",
-            cluster=self.cluster,
+            f"timed out after {self.timeout:g} s talking to {self.server}", cluster=self.cluster
         )
 
     def _transport_error(self, method: str, path: str, e: BaseException) -> ClusterFailed:
