@@ -41,6 +41,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
 from dnsfleet.perf import gc_paused
+from dnsfleet.scrub import scrub
 from dnsfleet.snapshot import SnapshotError, load, loads
 
 if TYPE_CHECKING:
@@ -96,11 +97,13 @@ def _scan_snapshot(
 ) -> dict[str, Any]:
     """One live scan (``scan_id`` changes with each Scan press). Errors are not cached."""
     from dnsfleet.collect import PromSource, scan
+    from dnsfleet.collect.prom import operator_credentials
 
     prom = None
     if prometheus:
         try:
-            prom = PromSource(prometheus, time=_prometheus_time(), timeout=SCAN_TIMEOUT_S)
+            creds = operator_credentials(prometheus)  # only for the operator's DNSFLEET_PROMETHEUS
+            prom = PromSource(prometheus, time=_prometheus_time(), timeout=SCAN_TIMEOUT_S, **creds)
         except ValueError as e:
             raise ValueError(f"Prometheus: {one_line(e)}") from None
     return scan(
@@ -320,7 +323,7 @@ def _init_defaults() -> None:
         else:
             ss[_K_KIND] = DEMO
         ss[_K_KUBECONFIG] = env_kubeconfig() or os.path.expanduser("~/.kube/config")
-        ss[_K_PROM] = os.environ.get("DNSFLEET_PROMETHEUS", "")
+        ss[_K_PROM] = scrub(os.environ.get("DNSFLEET_PROMETHEUS", ""))  # never its user:password@
         ss[_K_ALL] = True
         if path := os.environ.get("DNSFLEET_SNAPSHOT"):
             _load_server_snapshot(path)
@@ -540,7 +543,7 @@ def _file_loader(f: dict[str, Any]) -> Callable[[], dict[str, Any]]:
 
 def one_line(e: BaseException | str, limit: int = 240) -> str:
     """First line of an error message, shortened: what the user sees, never a traceback."""
-    text = str(e).strip() or type(e).__name__
+    text = scrub(str(e).strip()) or type(e).__name__
     line = text.splitlines()[0].strip()
     return line if len(line) <= limit else line[: limit - 1] + "…"
 

@@ -4,6 +4,12 @@ AppTest with a plan and a dry run) and then a grep of EVERY output for every sec
 the fleet's bearer tokens, the client key, the Prometheus token, the fake env value
 ``hunter2-do-not-leak`` and its base64 form (the fleet also holds it in a Secret).
 
+Every token ends in a newline, as ``echo $TOKEN > file`` and ``token: |`` leave it (a ``tokenFile`` for
+the first fleet user, inline for the others, and the Prometheus token file): the Python client used to
+send ``Bearer <token>\n`` and print the token in the ValueError. One more context points at a local
+server that echoes the Authorization header in its 5xx bodies (a broken proxy), so the scan, the
+mitigate CLI and the dashboard all receive the credential back from a server.
+
 What the collector requests (no Secrets, no ConfigMaps but the DNS ones, no per-pod reads) is checked
 against the API server's own audit log in ``test_hardening_fleet.py``.
 """
@@ -11,11 +17,16 @@ against the API server's own audit log in ``test_hardening_fleet.py``.
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
+import json
 import logging
 import os
 import subprocess
 import sys
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +44,42 @@ APP = str(REPO / "dashboard" / "app.py")
 PAGES = ("overview", "cluster", "nodes", "coredns", "workloads", "mitigations", "reports")
 PROM_TOKEN = "prom-bearer-7f3c9e1d-do-not-leak"
 BAD_TOKEN = "rejected-token-5b2e8a44-do-not-leak"
+ECHO_TOKEN = "echoed-token-9c3f1a07-do-not-leak"
+
+
+@pytest.fixture
+def echo_server() -> Iterator[str]:
+    """A broken proxy on 127.0.0.1: every request gets a 5xx whose body repeats its Authorization
+    header (a JSON Status message with the bare credential, or an HTML page with the header line)."""
+
+    class H(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            auth = self.headers.get("Authorization") or ""
+            if self.path.startswith("/version") or "/api/v1/" in self.path:
+                msg = f"upstream rejected {auth.split(' ', 1)[-1]} (Authorization: {auth})"
+                status, ctype = 500, "application/json"
+                body = json.dumps({"kind": "Status", "code": 500, "message": msg}).encode()
+            else:
+                status, ctype = 502, "text/html"
+                body = f"<html><pre>Authorization: {auth}</pre></html>\n".encode()
+            with contextlib.suppress(OSError):
+                self.send_response(status)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        do_POST = do_PATCH = do_GET
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    srv.daemon_threads = True
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
 
 
 def _client_key(tmp: Path) -> tuple[str, str]:
@@ -63,20 +110,36 @@ def _client_key(tmp: Path) -> tuple[str, str]:
 def _secrets(fleet, key_pem: str) -> list[str]:
     body = "".join(ln for ln in key_pem.splitlines() if not ln.startswith("-----"))
     out = [t for rc in fleet.clusters.values() for t in rc.tokens.values()]
-    out += [PROM_TOKEN, BAD_TOKEN, FAKE_SECRET_VALUE, base64.b64encode(FAKE_SECRET_VALUE.encode()).decode()]
+    out += [
+        PROM_TOKEN,
+        BAD_TOKEN,
+        ECHO_TOKEN,
+        FAKE_SECRET_VALUE,
+        base64.b64encode(FAKE_SECRET_VALUE.encode()).decode(),
+    ]
     out += [base64.b64encode(key_pem.encode()).decode()[:48], body[:48], body[-48:], body[400:448]]
     return out
 
 
-def _kubeconfig(fleet, tmp: Path, key_pem: str, cert_pem: str) -> Path:
+def _kubeconfig(fleet, tmp: Path, key_pem: str, cert_pem: str, echo: str) -> Path:
     doc = yaml.safe_load(fleet.kubeconfig.read_text())
-    for u in doc["users"]:
+    for i, u in enumerate(doc["users"]):
         u["user"]["client-key-data"] = base64.b64encode(key_pem.encode()).decode()
         u["user"]["client-certificate-data"] = base64.b64encode(cert_pem.encode()).decode()
+        token = u["user"].pop("token")
+        if i == 0:  # written with echo: ends in a newline
+            (tmp / "token-0").write_text(token + "\n")
+            u["user"]["tokenFile"] = str(tmp / "token-0")
+        else:  # `token: |`: the YAML value ends in a newline
+            u["user"]["token"] = token + "\n"
     first = doc["clusters"][0]
     doc["clusters"].append({"name": "broken", "cluster": dict(first["cluster"])})
-    doc["users"].append({"name": "broken", "user": {"token": BAD_TOKEN}})
+    doc["users"].append({"name": "broken", "user": {"token": BAD_TOKEN + "\n"}})
     doc["contexts"].append({"name": "broken", "context": {"cluster": "broken", "user": "broken"}})
+    (tmp / "echo-token").write_text(ECHO_TOKEN + "\n")
+    doc["clusters"].append({"name": "echo", "cluster": {"server": echo}})
+    doc["users"].append({"name": "echo", "user": {"tokenFile": str(tmp / "echo-token")}})
+    doc["contexts"].append({"name": "echo", "context": {"cluster": "echo", "user": "echo"}})
     path = tmp / "kubeconfig"
     path.write_text(yaml.safe_dump(doc))
     path.chmod(0o600)
@@ -123,9 +186,10 @@ def _page_text(at: AppTest) -> str:
     return "\n".join(parts)
 
 
-def test_no_secret_reaches_any_output(fleet, tmp_path, monkeypatch, caplog, capsys):
+def test_no_secret_reaches_any_output(fleet, tmp_path, monkeypatch, caplog, capsys, echo_server):
     key_pem, cert_pem = _client_key(tmp_path)
-    kc = _kubeconfig(fleet, tmp_path, key_pem, cert_pem)
+    kc = _kubeconfig(fleet, tmp_path, key_pem, cert_pem, echo_server)
+    assert yaml.safe_load(kc.read_text())["users"][1]["user"]["token"].endswith("\n")
     (tmp_path / "prom-token").write_text(PROM_TOKEN + "\n")
     audit = tmp_path / "audit.jsonl"
     env = {**os.environ, "DNSFLEET_AUDIT_LOG": str(audit), "PYTHONPATH": str(REPO)}
@@ -158,6 +222,9 @@ def test_no_secret_reaches_any_output(fleet, tmp_path, monkeypatch, caplog, caps
     )
     assert r.returncode == 0, r.stderr
     assert "broken: failed: unauthorized" in r.stderr and '"aks-legacy"' in r.stdout
+    assert "echo: failed: HTTP 500" in r.stderr  # the echoing server was reached, its echo blanked
+    rows = {row["cluster"]: row for row in json.loads(r.stdout)}
+    assert all(rows[c]["status"] == "ok" for c in fleet.contexts), rows  # newline tokens work
     assert _cli(["show", "--snapshot", str(snap), "-o", "table"], env, outputs).returncode == 0
     reports = tmp_path / "reports"
     assert _cli(["report", "--snapshot", str(snap), "--out", str(reports)], env, outputs).returncode == 0
@@ -207,6 +274,9 @@ def test_no_secret_reaches_any_output(fleet, tmp_path, monkeypatch, caplog, caps
         outputs,
     )
     assert refused.returncode == 2 and refused.stderr.startswith("dnsfleet mitigate:")
+    echo_plan = ["mitigate", "plan", "resolver-options", "--kubeconfig", str(kc), "--context", "echo"]
+    echoed = _cli([*echo_plan, *wl, "-o", "use-vc", "--dry-run", "--timeout", "2"], env, outputs)
+    assert echoed.returncode in (0, 1, 2) and (echoed.stdout + echoed.stderr).strip()
 
     # Dashboard: live scan with Prometheus, every page, a plan with its diff and a dry run
     for k in ("DNSFLEET_SNAPSHOT", "KUBECONFIG", "DNSFLEET_ALLOW_WRITES"):

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import gzip
 import io
+import os
 import zlib
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -67,7 +68,9 @@ from dnsfleet import __version__
 FORMAT = "dnsfleet.snapshot"
 RESOLVER_ANNOTATION = "dnsfleet.io/resolver"  # the one pod annotation a snapshot keeps
 SCHEMA_VERSION = 1
-MAX_BYTES = 512 * 1024 * 1024  # uncompressed size cap for a snapshot
+# Uncompressed size cap for a snapshot (a 100,000-pod snapshot is ~35 MB); DNSFLEET_SNAPSHOT_MAX_MB
+# overrides it. Checked while unpacking, so a gzip bomb stops at the cap.
+MAX_BYTES = 128 * 1024 * 1024
 MAX_DEPTH = 32
 MAX_STRING = 1 << 20  # a single string longer than 1 MiB is hostile, not a kernel version
 
@@ -124,8 +127,10 @@ def loads(data: bytes, name: str = "snapshot") -> dict[str, Any]:
             data = _gunzip_capped(data, name)
         except (OSError, EOFError, zlib.error):
             raise SnapshotError(f"{name}: not a valid gzip file (truncated or corrupt)") from None
-    if len(data) > MAX_BYTES:
-        raise SnapshotError(f"{name}: larger than the {MAX_BYTES >> 20} MiB snapshot limit")
+    if len(data) > max_bytes():
+        raise SnapshotError(
+            f"{name}: larger than the {_mib(max_bytes())} snapshot limit (DNSFLEET_SNAPSHOT_MAX_MB)"
+        )
     try:
         doc = orjson.loads(data)
     except orjson.JSONDecodeError as e:
@@ -134,13 +139,31 @@ def loads(data: bytes, name: str = "snapshot") -> dict[str, Any]:
     return doc
 
 
+def max_bytes() -> int:
+    """The uncompressed snapshot cap: ``DNSFLEET_SNAPSHOT_MAX_MB`` when set to a positive number, else
+    ``MAX_BYTES`` (128 MiB)."""
+    raw = os.environ.get("DNSFLEET_SNAPSHOT_MAX_MB", "").strip()
+    try:
+        mb = float(raw) if raw else 0.0
+    except ValueError:
+        mb = 0.0
+    return int(mb * (1 << 20)) if mb > 0 else MAX_BYTES
+
+
+def _mib(n: int) -> str:
+    return f"{n / (1 << 20):g} MiB"
+
+
 def _gunzip_capped(data: bytes, name: str = "snapshot") -> bytes:
+    cap = max_bytes()
     out = io.BytesIO()
     with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
         while chunk := f.read(1 << 20):
             out.write(chunk)
-            if out.tell() > MAX_BYTES:
-                raise SnapshotError(f"{name}: larger than the {MAX_BYTES >> 20} MiB limit once unpacked")
+            if out.tell() > cap:
+                raise SnapshotError(
+                    f"{name}: larger than the {_mib(cap)} limit once unpacked (DNSFLEET_SNAPSHOT_MAX_MB)"
+                )
     return out.getvalue()
 
 

@@ -20,6 +20,7 @@ from dnsfleet import __version__
 from dnsfleet.cli import mitigate, scan, show
 from dnsfleet.cli.output import EXIT_OK, EXIT_USAGE, CliError
 from dnsfleet.perf import keep_freed_memory
+from dnsfleet.scrub import scrub
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -31,10 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except CliError as e:
-        print(f"dnsfleet: error: {e}", file=sys.stderr)
+        print(f"dnsfleet: error: {scrub(str(e))}", file=sys.stderr)
         return EXIT_USAGE
     except ValueError as e:  # SnapshotError, MappingError: already one line
-        print(f"dnsfleet: error: {e}", file=sys.stderr)
+        print(f"dnsfleet: error: {scrub(str(e))}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("dnsfleet: interrupted", file=sys.stderr)

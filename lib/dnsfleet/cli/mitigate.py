@@ -29,6 +29,7 @@ from dnsfleet.mitigate.errors import FAILURES, MitigationError
 from dnsfleet.mitigate.flow import Controller
 from dnsfleet.mitigate.objects import to_yaml
 from dnsfleet.mitigate.plan import Plan, Result
+from dnsfleet.scrub import scrub
 from dnsfleet.snapshot import SnapshotError
 
 MITIGATIONS = ("resolver-options", "nodelocal", "kernel")
@@ -200,7 +201,7 @@ def run_mitigate(args: argparse.Namespace, out: TextIO | None = None) -> int:
     try:
         return _run(args, out)
     except (*FAILURES, SnapshotError) as e:
-        sys.stderr.write(f"dnsfleet mitigate: {e}\n")
+        sys.stderr.write(f"dnsfleet mitigate: {scrub(str(e))}\n")
         return EXIT_USAGE
 
 

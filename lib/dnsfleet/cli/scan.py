@@ -13,7 +13,9 @@ from typing import Any, TextIO
 
 from dnsfleet.cli.output import EXIT_USAGE, add_output_args, fail_on, render, snapshot_summary, summary_frame
 from dnsfleet.collect import ConfigError, PromSource, scan
+from dnsfleet.collect.prom import credentials
 from dnsfleet.perf import gc_paused
+from dnsfleet.scrub import scrub
 from dnsfleet.snapshot import save
 
 
@@ -35,7 +37,17 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "--prometheus", metavar="URL", help="Prometheus-compatible API for CoreDNS/conntrack metrics"
     )
-    p.add_argument("--prometheus-token-file", metavar="F", help="file holding a bearer token for Prometheus")
+    p.add_argument(
+        "--prometheus-token-file",
+        metavar="F",
+        help="file holding a bearer token for Prometheus (or DNSFLEET_PROMETHEUS_TOKEN_FILE)",
+    )
+    p.add_argument("--prometheus-user", metavar="U", help="basic auth user (or DNSFLEET_PROMETHEUS_USER)")
+    p.add_argument(
+        "--prometheus-password-file",
+        metavar="F",
+        help="file holding the basic auth password (or DNSFLEET_PROMETHEUS_PASSWORD_FILE)",
+    )
     p.add_argument("--prometheus-ca-file", metavar="F", help="CA bundle for an https Prometheus")
     p.add_argument(
         "--cluster-label", metavar="L", default="cluster", help="label naming the cluster (cluster)"
@@ -81,25 +93,17 @@ class ProgressBar:
 
 def _prom_source(args: argparse.Namespace) -> PromSource | None:
     if not args.prometheus:
-        if args.prometheus_token_file:
-            raise ConfigError("--prometheus-token-file needs --prometheus")
+        for flag in ("token_file", "user", "password_file"):
+            if getattr(args, f"prometheus_{flag}"):
+                raise ConfigError(f"--prometheus-{flag.replace('_', '-')} needs --prometheus")
         return None
-    token = None
-    if args.prometheus_token_file:
-        try:
-            token = Path(args.prometheus_token_file).read_text().strip()
-        except OSError as e:
-            raise ConfigError(
-                f"cannot read --prometheus-token-file {args.prometheus_token_file}: {e.strerror}"
-            ) from None
-        if not token:
-            raise ConfigError(f"--prometheus-token-file {args.prometheus_token_file} is empty")
     if args.prometheus_ca_file and not Path(args.prometheus_ca_file).is_file():
         raise ConfigError(f"--prometheus-ca-file not found: {args.prometheus_ca_file}")
     try:
+        creds = credentials(args.prometheus_token_file, args.prometheus_user, args.prometheus_password_file)
         return PromSource(
             args.prometheus,
-            token=token,
+            **creds,
             ca_file=args.prometheus_ca_file,
             cluster_label=args.cluster_label,
             time=args.prometheus_time,
@@ -136,7 +140,7 @@ def _run_scan(args: argparse.Namespace, stdout: TextIO | None, stderr: TextIO | 
             scrape=not args.no_scrape,
         )
     except ConfigError as e:
-        err.write(f"dnsfleet scan: {e}\n")
+        err.write(f"dnsfleet scan: {scrub(str(e))}\n")
         return EXIT_USAGE
     if args.out:
         try:
@@ -152,7 +156,9 @@ def _run_scan(args: argparse.Namespace, stdout: TextIO | None, stderr: TextIO | 
     try:
         df = summary_frame(cluster_risk(snap))
     except Exception as e:  # scoring must not hide the scan result; say why in one line
-        err.write(f"dnsfleet scan: scoring failed ({type(e).__name__}: {' '.join(str(e).split())[:160]})\n")
+        err.write(
+            f"dnsfleet scan: scoring failed ({type(e).__name__}: {scrub(' '.join(str(e).split()))[:160]})\n"
+        )
         df = snapshot_summary(snap)
     out.write(render(df, args.output))
     out.flush()

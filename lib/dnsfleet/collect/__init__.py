@@ -20,6 +20,7 @@ from dnsfleet.collect.cluster import ClusterScan, Progress, failed_cluster
 from dnsfleet.collect.prom import PromError, PromSource, collect_metrics
 from dnsfleet.collect.scrape import scrape_cluster
 from dnsfleet.kube import Api, ClusterFailed, ConfigError, Target, new_api_client, resolve_targets
+from dnsfleet.scrub import scrub_paths
 from dnsfleet.snapshot import new_snapshot
 
 __all__ = ["ConfigError", "PromError", "PromSource", "scan", "scan_cluster"]
@@ -119,10 +120,14 @@ def scan_cluster(
     finally:
         if api_client is not None:
             api_client.close()
+    scrub_paths(out, _TEXTS)  # every reason and note, whatever produced it, through the one scrubber
     if progress:
         detail = out["status"] if not out.get("reason") else f"{out['status']}: {out['reason']}"
         progress("cluster_done", target.name, detail)
     return out
+
+
+_TEXTS = (("reason",), ("metrics", "note"), ("metrics", "conntrack", "reason"))
 
 
 def _metrics(

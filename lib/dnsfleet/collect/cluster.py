@@ -118,7 +118,7 @@ class ClusterScan:
     def run(self) -> dict[str, Any]:
         out = base_cluster(self.name)
         out["collected_at"] = now_iso()
-        version = self.api.get("/version")
+        version = self.api.version()  # an error status there fails the cluster, named
         out["server_version"] = version.get("gitVersion") if isinstance(version, dict) else None
         self._done("version", out["server_version"] or "")
         try:

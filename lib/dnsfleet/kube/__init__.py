@@ -8,7 +8,10 @@
 - ``lists``: pagination, 410 restarts, protobuf with a JSON fallback; ``proto`` and ``typed``: the wire
   formats of the big lists.
 - ``refs``: ``ObjectRef``; ``client``: ``Kube``, object verbs, identity and access reviews by name.
-- ``execauth``: credential plugins with a time limit; ``kubeproxy``: kube-proxy's mode.
+- ``execauth``: credential plugins with a time and output limit; ``kubeproxy``: kube-proxy's mode.
+- ``bounds``: the wall-clock deadline and byte cap of every request (also used for Prometheus).
+
+Every error text goes through the one scrubber, ``dnsfleet.scrub``.
 
 Above this package: ``collect`` (the scan) and ``mitigate`` (the changes). Nothing here scores or decides.
 """

@@ -6,6 +6,11 @@ first definition wins). ``new_api_client`` builds one ``ApiClient`` per target w
 writing refreshed credentials back to the file), urllib3 retries off (the request class retries within
 its own budget), exec credential plugins with a timeout (``execauth``) and, optionally, Kubernetes
 impersonation headers.
+
+Every kubeconfig read teaches the scrubber its credential values (``dnsfleet.scrub``). Bearer tokens are
+trimmed as kubectl trims them (``token``, ``tokenFile`` contents, exec plugin output), at load and at
+every refresh. A context whose ``user`` names no user entry fails with that reason; the Python client
+would otherwise connect anonymously.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from kubernetes.config.config_exception import ConfigException
 
 from dnsfleet.kube import execauth
 from dnsfleet.kube.errors import ClusterFailed, ConfigError, one_line
+from dnsfleet.scrub import remember, remember_kubeconfig
 
 IN_CLUSTER = "in-cluster"
 # Set on a client built with impersonated groups: the request class sends one header per group.
@@ -76,6 +82,7 @@ def _read_kubeconfig(path: Path) -> dict[str, Any]:
         return {}
     if not isinstance(doc, dict):
         raise ConfigError(f"kubeconfig {path} is not a kubeconfig (top level is not a mapping)")
+    remember_kubeconfig(doc, path.parent)
     return doc
 
 
@@ -142,6 +149,8 @@ def new_api_client(
     """
     if impersonate_groups and not impersonate_user:
         raise ConfigError("impersonating groups needs a user to impersonate too")
+    if target.config_file is not None:
+        _check_user_entry(target)
     cfg = type.__call__(k8s_client.Configuration)
     cfg.retries = False  # urllib3 never retries on its own; the request class does, within its budget
     execauth.install()
@@ -165,28 +174,66 @@ def new_api_client(
     if (err := execauth.take_error()) is not None:
         client.close()
         raise ClusterFailed(f"kubeconfig: {err}")
+    _trim_bearer(cfg)
+    hook = cfg.refresh_api_key_hook
+    if hook is not None:
+
+        def refresh(c: k8s_client.Configuration) -> None:
+            hook(c)
+            _trim_bearer(c)
+
+        cfg.refresh_api_key_hook = refresh
     if impersonate_user:
         client.set_default_header("Impersonate-User", impersonate_user)
     setattr(client, IMPERSONATE_GROUPS_ATTR, tuple(impersonate_groups))
     return client
 
 
+def _trim_bearer(cfg: k8s_client.Configuration) -> None:
+    """``Bearer <token>`` with the token trimmed (kubectl does the same), and the token remembered."""
+    for key, value in list((cfg.api_key or {}).items()):
+        if isinstance(value, str) and value[:7].lower() == "bearer ":
+            token = value[7:].strip()
+            remember(token)
+            cfg.api_key[key] = f"Bearer {token}"
+
+
+def _docs(target: Target) -> list[dict[str, Any]]:
+    """The parsed kubeconfig files of a target, in merge order (unreadable ones skipped)."""
+    docs = []
+    for path in kubeconfig_paths(target.config_file) if target.config_file else []:
+        try:
+            docs.append(_read_kubeconfig(path))
+        except ConfigError:
+            continue
+    return docs
+
+
 def kubeconfig_user(target: Target) -> str | None:
     """The user name the target's context refers to in the kubeconfig (a name, never its credentials).
 
     Files joined with ``os.pathsep`` are searched in order, like kubectl merges them."""
-    if target.config_file is None:
-        return None
-    for path in kubeconfig_paths(target.config_file):
-        try:
-            doc = _read_kubeconfig(path)
-        except ConfigError:
-            continue
+    for doc in _docs(target):
         for c in doc.get("contexts") or []:
             if isinstance(c, dict) and c.get("name") == target.context:
                 user = (c.get("context") or {}).get("user") if isinstance(c.get("context"), dict) else None
                 return str(user) if user else None
     return None
+
+
+def _check_user_entry(target: Target) -> None:
+    """Raise ClusterFailed when the context names a user that no kubeconfig file defines."""
+    user = kubeconfig_user(target)
+    if not user:
+        return
+    for doc in _docs(target):
+        for u in doc.get("users") or []:
+            if isinstance(u, dict) and u.get("name") == user:
+                return
+    raise ClusterFailed(
+        f"kubeconfig: context {target.context!r} refers to user {user!r}, which is not defined in the "
+        "kubeconfig (not connecting without its credentials)"
+    )
 
 
 def context_target(kubeconfig: str | Path | None, context: str | None) -> Target:

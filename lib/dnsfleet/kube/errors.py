@@ -9,7 +9,8 @@
     unusable kubeconfig context): ``reason`` says why in one line, without the cluster's name.
     ``outcome_unknown`` marks a write that was sent but never answered: it may or may not have been made.
 
-Tokens never appear in any of them (the request class scrubs transport errors).
+Credentials never appear in any of them: every text goes through the one scrubber
+(``dnsfleet.scrub``) when the error is made, and a server's error body when it is read.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import time
 import orjson
 
 from dnsfleet.kube import proto
+from dnsfleet.scrub import scrub
 
 UNREACHABLE = "unreachable"
 OUTCOME_UNKNOWN = "unknown"
@@ -32,6 +34,9 @@ _NO_ANSWER = ("unreachable:", "timed out", "TLS error")
 class ConfigError(ValueError):
     """Kubeconfig or argument problem that stops the whole operation. ``str(err)`` is one line."""
 
+    def __init__(self, message: object = "") -> None:
+        super().__init__(scrub(str(message)))
+
 
 def one_line(text: str) -> str:
     return " ".join(text.split())
@@ -41,6 +46,7 @@ class KubeError(Exception):
     """A request to a cluster that did not succeed (see the module docstring)."""
 
     def __init__(self, status: int, text: str, cluster: str | None = None) -> None:
+        text = scrub(text)
         super().__init__(text)
         self.status = status
         self.text = text
@@ -67,7 +73,7 @@ class ClusterFailed(KubeError):
         self, reason: str, *, status: int = 0, outcome_unknown: bool = False, cluster: str | None = None
     ) -> None:
         super().__init__(status, reason, cluster)
-        self.reason = reason
+        self.reason = self.text
         self.outcome_unknown = outcome_unknown
 
     @property
@@ -92,7 +98,7 @@ class ResourceError(KubeError):
         cluster: str | None = None,
     ) -> None:
         super().__init__(status, f"{status} {reason}", cluster)
-        self.reason = reason
+        self.reason = scrub(reason)
         self.body = body or b""
         self.headers = headers or {}
         self.note = ""  # e.g. "gave up after 4 attempts", appended to message()
@@ -103,6 +109,7 @@ class ResourceError(KubeError):
             text = proto.status_message(self.body) or text
         else:
             text = self._json_message(text)
+        text = scrub(text)
         return f"{text} ({self.note})" if self.note else text
 
     def _json_message(self, text: str) -> str:

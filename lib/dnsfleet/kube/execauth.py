@@ -7,6 +7,9 @@ credentials, so the user sees a puzzling 401 later. ``install()`` swaps in ``Tim
 
 - the plugin gets no stdin (never interactive) and at most ``timeout`` seconds (``DNSFLEET_EXEC_TIMEOUT``,
   default 30); on expiry its whole process group is killed, so a shell wrapper's children die too;
+- its output is read up to ``DNSFLEET_EXEC_MAX_OUTPUT_KB`` (default 1024): a plugin printing more is
+  killed the same way (an ExecCredential is a few KB);
+- the token it returns is trimmed (as kubectl does) and taught to the scrubber, with its client key;
 - a failure is a one-line reason (``credential plugin 'x' failed (exit 1): <last stderr line>``) kept for
   the calling thread: ``take_error()`` returns it once the client is built, and the callers turn it
   into a failed cluster / a refused mitigation instead of an anonymous request.
@@ -19,14 +22,19 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import selectors
 import signal
 import subprocess
 import threading
+import time
 from typing import Any
 
 from kubernetes.config import kube_config
 from kubernetes.config.config_exception import ConfigException
 from kubernetes.config.exec_provider import ExecProvider
+
+from dnsfleet.kube.bounds import max_exec_output_bytes, size_text
+from dnsfleet.scrub import remember
 
 DEFAULT_TIMEOUT_S = 30.0
 _state = threading.local()
@@ -84,20 +92,28 @@ class TimedExecProvider(ExecProvider):
                 stderr=subprocess.PIPE,
                 cwd=self.cwd,
                 env=env,
-                text=True,
                 start_new_session=True,  # its own process group: a timeout kills the children too
             )
         except OSError as e:
             raise _fail(
                 f"credential plugin {name!r} cannot start: {e.strerror or type(e).__name__}"
             ) from None
+        cap = max_exec_output_bytes()
         try:
-            stdout, stderr = proc.communicate(timeout=timeout)
+            out, err = _communicate_capped(proc, timeout, cap)
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             raise _fail(f"credential plugin {name!r} did not answer within {timeout:g} s (killed)") from None
+        except _TooMuch:
+            _kill_group(proc)
+            raise _fail(
+                f"credential plugin {name!r} printed more than {size_text(cap)} "
+                "(DNSFLEET_EXEC_MAX_OUTPUT_KB; killed)"
+            ) from None
+        stdout = out.decode("utf-8", "replace")
+        stderr = err.decode("utf-8", "replace")
         if proc.returncode != 0:
-            last = [ln.strip() for ln in (stderr or "").splitlines() if ln.strip()]
+            last = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
             detail = f": {last[-1][:160]}" if last else ""
             raise _fail(f"credential plugin {name!r} failed (exit {proc.returncode}){detail}")
         try:
@@ -112,9 +128,45 @@ class TimedExecProvider(ExecProvider):
                 f"expected {self.api_version!r}"
             )
         status = data["status"]
+        if isinstance(status.get("token"), str):
+            status["token"] = status["token"].strip()  # kubectl trims it too
         if not status.get("token") and not status.get("clientCertificateData"):
             raise _fail(f"credential plugin {name!r} returned neither a token nor a client certificate")
+        remember(status.get("token"), status.get("clientKeyData"))
         return status
+
+
+class _TooMuch(Exception):
+    pass
+
+
+def _communicate_capped(proc: subprocess.Popen, timeout: float, cap: int) -> tuple[bytes, bytes]:
+    """stdout (at most ``cap`` bytes, else ``_TooMuch``) and the last 64 KiB of stderr of ``proc``
+    within ``timeout`` seconds (else ``subprocess.TimeoutExpired``)."""
+    deadline = time.monotonic() + timeout
+    out = bytearray()
+    err = bytearray()
+    with selectors.DefaultSelector() as sel:
+        for pipe, buf in ((proc.stdout, out), (proc.stderr, err)):
+            if pipe is not None:
+                sel.register(pipe, selectors.EVENT_READ, buf)
+        while sel.get_map():
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise subprocess.TimeoutExpired(proc.args, timeout)
+            for key, _ in sel.select(left):
+                chunk = os.read(key.fd, 65536)
+                if not chunk:
+                    sel.unregister(key.fileobj)
+                    continue
+                buf = key.data
+                buf += chunk
+                if buf is out and len(out) > cap:
+                    raise _TooMuch
+                if buf is err and len(err) > 65536:
+                    del err[: len(err) - 65536]
+    proc.wait(max(0.0, deadline - time.monotonic()))
+    return bytes(out), bytes(err)
 
 
 def _kill_group(proc: subprocess.Popen) -> None:

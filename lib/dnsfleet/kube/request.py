@@ -1,7 +1,11 @@
 """The one request class: every call to an API server, whatever the verb, goes through ``Api``.
 
-For every request: a timeout (``_request_timeout``), one-line error reasons with credentials scrubbed,
-and a deadline for the retries (``retry_budget``, default twice the timeout, on top of the attempts).
+For every request: a timeout (``_request_timeout``) per wait for bytes, a wall-clock deadline of the
+same length for the whole request (``kube.bounds``: a server that trickles its answer cannot stretch
+it), a byte cap on the body (``DNSFLEET_MAX_RESPONSE_MB``), one-line error reasons with credentials
+scrubbed (``dnsfleet.scrub``), and a deadline for the retries (``retry_budget``, default twice the
+timeout, on top of the attempts). The Authorization header is sent trimmed, as kubectl does: a token
+written with ``echo`` (ending in a newline) works instead of failing with the token in the error.
 
 Retries, with exponential backoff and jitter, never sooner than the server's ``Retry-After``, at most
 ``MAX_RETRIES`` times and while the retry budget lasts:
@@ -30,8 +34,10 @@ import urllib3
 from kubernetes import client as k8s_client
 from kubernetes.client.exceptions import ApiException
 
+from dnsfleet.kube import bounds
 from dnsfleet.kube.config import IMPERSONATE_GROUPS_ATTR
 from dnsfleet.kube.errors import ClusterFailed, ResourceError, one_line, retry_after
+from dnsfleet.scrub import remember, scrub
 
 log = logging.getLogger("dnsfleet.kube")
 
@@ -69,9 +75,12 @@ class Api:
         self.last_path = ""  # the path of the latest request (names what failed mid-scan)
         self._rng = random.Random()
         self._groups = tuple(getattr(api_client, IMPERSONATE_GROUPS_ATTR, ()))
-        self._secrets = [
-            v for v in (api_client.configuration.api_key or {}).values() if isinstance(v, str) and v
-        ]
+        for v in (api_client.configuration.api_key or {}).values():
+            if isinstance(v, str):
+                remember(v.split(" ", 1)[-1])
+        pool = getattr(getattr(api_client, "rest_client", None), "pool_manager", None)
+        if pool is not None:
+            bounds.track_pool_manager(pool)
 
     # -- reads ---------------------------------------------------------------------------------------
 
@@ -83,6 +92,20 @@ class Api:
         except orjson.JSONDecodeError:
             raise ClusterFailed(
                 f"bad response from {self.server}{path}: not JSON", cluster=self.cluster
+            ) from None
+
+    def version(self) -> Any:
+        """GET ``/version``, the first request of a scan. An error status there (a 5xx, a proxy's HTML
+        502) fails the cluster with a reason naming the status, not as an internal error."""
+        try:
+            return self.get("/version")
+        except ResourceError as e:
+            what = e.line()
+            if e.body.lstrip()[:1] == b"<":  # a proxy's error page: its markup says nothing more
+                what = f"HTTP {e.status} {e.reason}".strip() + (f" ({e.note})" if e.note else "")
+                what += "; an HTML page, not the API server (a proxy or load balancer in front of it?)"
+            raise ClusterFailed(
+                f"{what} on {self.server}/version", status=e.status, cluster=self.cluster
             ) from None
 
     def get_bytes(self, path: str, query: dict[str, Any] | None = None, accept: str = JSON) -> bytes:
@@ -175,22 +198,53 @@ class Api:
             auth_settings=["BearerToken"],
         )
         hdrs = urllib3.HTTPHeaderDict(headers)
+        for name in [k for k in hdrs if k.lower() in ("authorization", "proxy-authorization")]:
+            # kubectl trims the token: a newline written by `echo` or `token: |` is not part of it
+            scheme, _, cred = hdrs[name].strip().partition(" ")
+            value = f"{scheme} {cred.strip()}" if cred else scheme
+            if any(c in value for c in "\r\n\0"):
+                raise ClusterFailed(
+                    "kubeconfig: the credential has a line break inside it; not sent", cluster=self.cluster
+                )
+            hdrs[name] = value
         for g in self._groups:
             hdrs.add("Impersonate-Group", g)
         if body is not None:
             hdrs["Content-Type"] = content_type
-        try:
-            rest = self.client.call_api(
-                method, url, header_params=hdrs, body=body, _request_timeout=self.timeout
-            )
-            resp = rest.response
+        cap = bounds.max_response_bytes()
+        with bounds.Deadline(self.timeout) as deadline:
             try:
-                data = resp.data
-            finally:
-                resp.release_conn()
-        except (ApiException, urllib3.exceptions.HTTPError, OSError, ssl.SSLError) as e:
-            # The REST layer wraps TLS errors as ApiException status 0.
-            raise self._transport_error(method, path, e) from None
+                rest = self.client.call_api(
+                    method, url, header_params=hdrs, body=body, _request_timeout=self.timeout
+                )
+                resp = rest.response
+                try:
+                    data = bounds.read_capped(resp, cap, deadline)
+                except bounds.TooLarge as e:
+                    resp.close()
+                    raise ClusterFailed(
+                        f"response too large from {self.server}{path}: {e} (DNSFLEET_MAX_RESPONSE_MB)",
+                        cluster=self.cluster,
+                    ) from None
+                finally:
+                    resp.release_conn()
+            except ClusterFailed:
+                raise
+            except (ApiException, urllib3.exceptions.HTTPError, OSError, ssl.SSLError) as e:
+                # The REST layer wraps TLS errors as ApiException status 0.
+                if deadline.expired:
+                    raise self._deadline_error(method, path) from None
+                raise self._transport_error(method, path, e) from None
+            except ValueError:
+                # http.client refuses a header value with a control character; its message quotes
+                # the value (the token), so it is never shown.
+                raise ClusterFailed(
+                    f"kubeconfig: a request header for {self.server} holds a character HTTP does not "
+                    "allow (check the credentials and impersonation names)",
+                    cluster=self.cluster,
+                ) from None
+        if deadline.expired:
+            raise self._deadline_error(method, path)
         if resp.status == 401:
             raise ClusterFailed(
                 f"unauthorized: {self.server} rejected the credentials (401)",
@@ -202,6 +256,19 @@ class Api:
                 resp.status, resp.reason or "", data, dict(resp.headers or {}), cluster=self.cluster
             )
         return data
+
+    def _deadline_error(self, method: str, path: str) -> ClusterFailed:
+        """The request's deadline passed: the same words as a socket timeout (whichever ends it first)."""
+        if method not in READS:
+            return ClusterFailed(
+                f"no answer after sending {method} {path} (timed out after {self.timeout:g} s): the change "
+                "may or may not have been made; check the object before retrying",
+                outcome_unknown=True,
+                cluster=self.cluster,
+            )
+        return ClusterFailed(
+            f"timed out after {self.timeout:g} s talking to {self.server}", cluster=self.cluster
+        )
 
     def _transport_error(self, method: str, path: str, e: BaseException) -> ClusterFailed:
         if method not in READS and not _before_sending(e):
@@ -220,11 +287,8 @@ class Api:
         )
 
     def scrub(self, text: str) -> str:
-        for secret in self._secrets:
-            token = secret.split(" ", 1)[-1]
-            if token:
-                text = text.replace(token, "***")
-        return text
+        """``dnsfleet.scrub``: the one scrubber."""
+        return scrub(text)
 
 
 def _retryable(e: ClusterFailed, read: bool) -> bool:
