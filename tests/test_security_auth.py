@@ -341,3 +341,174 @@ def _mitigations(secrets: dict | None = None):
     at.switch_page("../pages/mitigations.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+# -- item 13: visitors never get a traceback ------------------------------------------------------------
+
+
+@pytest.fixture
+def page_env(monkeypatch, tmp_path):
+    for k in ("DNSFLEET_KUBECONFIG", "KUBECONFIG", "DNSFLEET_SNAPSHOT", "DNSFLEET_SINGLE_USER"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.delenv("DNSFLEET_ALLOW_WRITES", raising=False)
+    monkeypatch.setenv("DNSFLEET_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
+    return monkeypatch
+
+
+def test_binary_file_as_kubeconfig_is_a_one_line_error(page_env, tmp_path):
+    from streamlit.testing.v1 import AppTest
+
+    from dnsfleet.kube import ConfigError
+    from dnsfleet.kube.config import resolve_targets
+
+    binary = tmp_path / "kubeconfig.png"
+    binary.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\xff\xfe" + bytes(range(256)))
+    with pytest.raises(
+        ConfigError, match=r"kubeconfig .*kubeconfig\.png is not a text file \(not UTF-8 at byte 0\)"
+    ):
+        resolve_targets(binary, None)
+    page_env.setenv("DNSFLEET_KUBECONFIG", str(binary))
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120).run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = " ".join(str(e.value) for e in [*at.error, *at.sidebar.error, *at.warning, *at.sidebar.warning])
+    assert "is not a text file (not UTF-8 at byte 0)" in shown
+
+
+def _record(**over) -> dict:
+    rec = {
+        "time": "2026-01-01T00:00:00.000000Z",
+        "identity": "alice",
+        "cluster": "c1",
+        "object": {"kind": "Deployment", "namespace": "shop", "name": "checkout"},
+        "mitigation": "resolver-options",
+        "action": "json-patch",
+        "patch": [],
+        "previous": None,
+        "applied": {"options": [{"name": "single-request-reopen"}]},
+        "result": "ok",
+        "message": "applied",
+        "batch": "b1",
+    }
+    rec.update(over)
+    return rec
+
+
+def test_audit_lines_dnsfleet_never_wrote_do_not_break_the_mitigations_page(page_env, tmp_path):
+    import json
+
+    from dnsfleet.mitigate.audit import AuditLog
+
+    path = tmp_path / "audit.jsonl"
+    lines = [
+        json.dumps(_record(object={})),  # the issue's line: no kind/namespace/name
+        json.dumps(_record(object={"kind": "Deployment"})),
+        json.dumps(_record(object={"kind": "Secret", "namespace": "shop", "name": "db"})),
+        json.dumps(_record(object={"kind": "Deployment", "namespace": "../x", "name": "a"})),
+        json.dumps(_record(object=["Deployment", "shop", "checkout"])),
+        json.dumps(_record(cluster=None)),
+        "[1, 2, 3]",
+        "not json at all",
+        json.dumps(_record(identity="bob", message="the one good line")),
+    ]
+    path.write_text("\n".join(lines) + "\n\xff\xfe broken bytes\n", encoding="latin-1")
+    log = AuditLog(path)
+    recs = log.records()
+    assert [r["identity"] for r in recs] == ["bob"] and log.skipped == 9
+    at = _mitigations()
+    (table,) = [d.value for d in at.dataframe if "identity" in d.value.columns]
+    assert list(table["object"]) == ["Deployment shop/checkout"] and list(table["identity"]) == ["bob"]
+
+
+def test_undo_acts_only_on_records_dnsfleet_could_have_written(tmp_path):
+    import json
+
+    from dnsfleet.kube import ObjectRef
+    from dnsfleet.mitigate.audit import RESOLVER_OPTIONS_KINDS, AuditLog
+    from dnsfleet.mitigate.errors import MitigationError
+    from dnsfleet.mitigate.flow import Controller
+    from dnsfleet.mitigate.resolver_options import TEMPLATE_SPEC
+
+    assert set(TEMPLATE_SPEC) == RESOLVER_OPTIONS_KINDS
+    forged = {
+        # a ConfigMap never had resolver options from dnsfleet: undo would patch it
+        "ConfigMap kube-system/coredns": _record(
+            object={"kind": "ConfigMap", "namespace": "kube-system", "name": "coredns"}
+        ),
+        # "previous" that is no dnsConfig: undo would write it into the pod template
+        "Deployment shop/api": _record(
+            object={"kind": "Deployment", "namespace": "shop", "name": "api"},
+            previous={"nameservers": ["203.0.113.9"], "containers": [{"image": "evil"}]},
+        ),
+        "Deployment shop/web": _record(
+            object={"kind": "Deployment", "namespace": "shop", "name": "web"},
+            previous={"options": [{"name": "ndots", "value": 5}]},
+        ),
+    }
+    good = _record()
+    path = tmp_path / "audit.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in [*forged.values(), good]))
+    kubeconfig = tmp_path / "kubeconfig"
+    kubeconfig.write_text(
+        "apiVersion: v1\nkind: Config\ncurrent-context: c1\n"
+        "clusters: [{name: c1, cluster: {server: 'https://127.0.0.1:9'}}]\n"
+        "users: [{name: u, user: {token: t}}]\n"
+        "contexts: [{name: c1, context: {cluster: c1, user: u}}]\n"
+    )
+    ctrl = Controller("c1", kubeconfig=kubeconfig, audit=AuditLog(path))
+    assert list(ctrl.undoable()) == ["shop/Deployment/checkout"]
+    for label in ("Deployment shop/api", "Deployment shop/web"):
+        kind, rest = label.split(" ")
+        ref = ObjectRef(kind, *rest.split("/"))
+        with pytest.raises(MitigationError, match="the audit record is not one dnsfleet wrote"):
+            ctrl.plan_undo_resolver_options([ref])
+
+
+def test_non_latin1_user_name_goes_out_as_utf8():
+    from dnsfleet.kube.config import header_value
+
+    name = "Łukasz 山田"
+    wire = header_value(name).encode("latin-1")  # what http.client puts on the wire
+    assert wire == name.encode("utf-8")
+    # the proxy's UTF-8 header, as the server hands it to the app (Latin-1 decoded), reads back as sent
+    cfg = settings_from_secrets(PROXY)
+    raw = name.encode("utf-8").decode("latin-1")
+    who = identity_from_headers({"X-Forwarded-User": raw, "X-Proxy-Secret": SECRET}, cfg)
+    assert who is not None and who.user == name
+
+
+@pytest.mark.fleet
+def test_non_latin1_user_behind_the_proxy_plans_as_that_user(fleet, page_env):
+    """The real API server sees the UTF-8 name (SelfSubjectReview), and the page's Plan, made as that
+    user through impersonation, answers with RBAC instead of a UnicodeEncodeError."""
+    from streamlit.testing.v1 import AppTest
+
+    import dashboard.auth as A
+    from dnsfleet.kube import Kube
+
+    name = "Łukasz 山田"
+    who = Kube.from_kubeconfig(
+        fleet.kubeconfig, "aks-legacy", impersonate_user=name, impersonate_groups=["zespół"]
+    )
+    try:
+        assert who.identity() == name
+    finally:
+        who.close()
+    page_env.setenv("DNSFLEET_ALLOW_WRITES", "1")
+    page_env.setenv("DNSFLEET_KUBECONFIG", str(fleet.kubeconfig))
+    raw = name.encode("utf-8").decode("latin-1")  # as the server hands the proxy's header to the app
+    page_env.setattr(A, "_headers", lambda: [("X-Forwarded-User", raw), ("X-Proxy-Secret", SECRET)])
+    at = AppTest.from_file(str(ROOT / "dashboard" / "app.py"), default_timeout=120)
+    for k, v in PROXY.items():
+        at.secrets[k] = v
+    at.run()
+    at.checkbox(key="src.all_contexts").uncheck().run()
+    at.multiselect(key="src.contexts").set_value(["aks-legacy"]).run()
+    next(b for b in at.sidebar.button if b.label == "Scan").click().run()
+    at.switch_page("../pages/mitigations.py").run()
+    at.multiselect(key="mit.workloads").set_value(["shop/Deployment/checkout (glibc)"]).run()
+    next(b for b in at.button if b.key == "mit.plan_btn").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = " ".join(str(e.value) for e in [*at.error, *at.caption, *at.warning])
+    assert "UnicodeEncodeError" not in shown and "latin-1" not in shown
+    assert f"signed in as {name}" in at.warning[0].value
+    assert f'User "{name}" cannot get' in shown or "not allowed to patch" in shown
