@@ -508,7 +508,8 @@ def test_non_latin1_user_behind_the_proxy_plans_as_that_user(fleet, page_env):
     at.multiselect(key="mit.workloads").set_value(["shop/Deployment/checkout (glibc)"]).run()
     next(b for b in at.button if b.key == "mit.plan_btn").click().run()
     assert not at.exception, [e.value for e in at.exception]
-    shown = " ".join(str(e.value) for e in [*at.error, *at.caption, *at.warning])
-    assert "UnicodeEncodeError" not in shown and "latin-1" not in shown
+    assert not at.error, [e.value for e in at.error]  # was: "Plan: 'latin-1' codec can't encode ..."
     assert f"signed in as {name}" in at.warning[0].value
-    assert f'User "{name}" cannot get' in shown or "not allowed to patch" in shown
+    # the server answered as that user: the fleet's RBAC gives "Łukasz 山田" no rights at all
+    shown = " ".join(str(e.value) for e in [*at.markdown, *at.caption])
+    assert f'User "{name}" cannot get' in shown, shown[-2000:]
