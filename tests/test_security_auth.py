@@ -236,6 +236,21 @@ def test_host_allowed_rules():
     assert not host_allowed("tools.corp.evil.example", "0.0.0.0", named)
 
 
+def test_the_page_refuses_writes_to_a_session_under_a_foreign_host(page_env):
+    """Without dashboard.serve's check (a bare ``streamlit run``), the page itself refuses writes to a
+    session whose WebSocket came with a foreign Host, even in single-user mode."""
+    import dashboard.auth as A
+
+    page_env.setenv("DNSFLEET_ALLOW_WRITES", "1")
+    page_env.setenv("DNSFLEET_SINGLE_USER", "1")
+    page_env.setattr(A, "_headers", lambda: [("Host", "rebound.evil.example:8501")])
+    at = _mitigations()
+    assert not at.warning
+    assert "host name this dashboard does not serve" in at.info[0].value
+    page_env.setattr(A, "_headers", lambda: [("Host", "localhost:8501")])
+    assert "single-user dashboard" in _mitigations().warning[0].value
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
