@@ -1,7 +1,7 @@
 """Security round two (issue 15), the identity and visitor items: the auth proxy's shared secret and
 repeated headers (2), the impersonated identity's filters (3), DNS rebinding against a real running
-dashboard (4 in the doc: Host check), writes only for a signed-in user or an explicit single-user
-dashboard (6), and no tracebacks or crashes for visitors (13)."""
+dashboard (5), writes only for a signed-in user or an explicit single-user dashboard (6), and no
+tracebacks or crashes for visitors (13). Rows in docs/reliability.md, "Identities and visitors"."""
 
 from __future__ import annotations
 
