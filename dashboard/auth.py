@@ -1,5 +1,10 @@
 """The signed-in user and the write decision for this session (rules: ``dnsfleet.authz``).
 
+The request headers are read with every value of a repeated header (``st.context.headers.get_all``), so
+``dnsfleet.authz`` can refuse a duplicated identity header instead of taking the first one. A session
+whose ``Host`` header is not one ``dnsfleet.authz.host_allowed`` accepts (DNS rebinding) gets no
+writes, also when the app runs without ``dashboard.serve``'s Host check.
+
 Pages call ``write_decision()`` and hand it to ``dnsfleet.mitigate.flow.Controller``, which builds the
 clients with impersonation for a signed-in user (plans, dry runs and writes) and obeys it when writing.
 ``render_identity()`` draws the "signed in as" line and, for OIDC, the sign-in / sign-out button.
@@ -15,9 +20,13 @@ import streamlit as st
 
 from dnsfleet.authz import (
     AuthSettings,
+    HeaderSource,
     Identity,
+    IdentityRefused,
     WriteDecision,
     decide,
+    header_values,
+    host_allowed,
     identity_from_claims,
     identity_from_headers,
     settings_from_secrets,
@@ -39,18 +48,28 @@ def _claims() -> dict[str, Any]:
         return {}
 
 
-def _headers() -> dict[str, str]:
+def _headers() -> HeaderSource:
+    """Every (name, value) of the session's request, a repeated header once per value."""
     try:
-        return dict(st.context.headers or {})
+        h = st.context.headers
+        return [(k, v) for k in h for v in h.get_all(k)]
     except Exception:
-        return {}
+        return []
 
 
 def bind_address() -> str | None:
     return st.get_option("server.address") or None
 
 
+def bind_port() -> int | None:
+    try:
+        return int(st.get_option("server.port"))
+    except (TypeError, ValueError):
+        return None
+
+
 def current_identity(cfg: AuthSettings | None = None) -> Identity | None:
+    """The signed-in user, or None; raises ``IdentityRefused`` when the request's identity is refused."""
     cfg = cfg or settings()
     if cfg.problem:
         return None
@@ -61,9 +80,29 @@ def current_identity(cfg: AuthSettings | None = None) -> Identity | None:
     return None
 
 
+def _host() -> str | None:
+    """The Host header of the session's request, None when there is none (AppTest)."""
+    hosts = header_values(_headers()).get("host", [])
+    return hosts[0] if len(hosts) == 1 else ("" if hosts else None)
+
+
 def write_decision() -> WriteDecision:
     cfg = settings()
-    return decide(current_identity(cfg), cfg, bind_address=bind_address(), flag="--allow-writes" in sys.argv)
+    try:
+        who, refused = current_identity(cfg), None
+    except IdentityRefused as e:
+        who, refused = None, f"sign-in refused: {e}"
+    host = _host()
+    if refused is None and host is not None and not host_allowed(host, bind_address()):
+        refused = "the page was loaded under a host name this dashboard does not serve (DNS rebinding?)"
+    return decide(
+        who,
+        cfg,
+        bind_address=bind_address(),
+        port=bind_port(),
+        flag="--allow-writes" in sys.argv,
+        refused=refused,
+    )
 
 
 def render_identity(decision: WriteDecision) -> None:

@@ -31,7 +31,13 @@ OIDC = {
     "client_secret": "oidc-client-secret-for-tests",
     "server_metadata_url": "https://idp.example.com/.well-known/openid-configuration",
 }
-PROXY = {"dnsfleet": {"auth": {"mode": "proxy-header"}}}
+SECRET = "proxy-secret-for-tests-0123"
+PROXY = {
+    "dnsfleet": {
+        "auth": {"mode": "proxy-header", "proxy_secret_header": "X-Proxy-Secret", "proxy_secret": SECRET}
+    }
+}
+SINGLE = {**ON, "DNSFLEET_SINGLE_USER": "1"}
 
 
 # -- the rules ---------------------------------------------------------------------------------------------
@@ -64,7 +70,7 @@ def test_writes_off_unless_the_env_says_so_whoever_asks():
 
 
 def test_local_single_user_writes_with_the_kubeconfig_identity():
-    d = decide(None, AuthSettings(), bind_address="127.0.0.1", environ=ON)
+    d = decide(None, AuthSettings(), bind_address="127.0.0.1", environ=SINGLE)
     assert d.may_write and not d.impersonate and "kubeconfig's own identity" in d.reason
 
 
@@ -81,7 +87,9 @@ def test_sign_in_configured_requires_a_signed_in_user_even_on_loopback():
     assert cfg.mode == "oidc" and cfg.problem is None
     nobody = decide(None, cfg, bind_address="127.0.0.1", environ=ON)
     assert not nobody.may_write and nobody.reason.startswith("read-only until you sign in")
-    alice = identity_from_claims({"is_logged_in": True, "email": "alice@example.com", "groups": ["sre"]}, cfg)
+    alice = identity_from_claims(
+        {"is_logged_in": True, "email": "alice@example.com", "email_verified": True, "groups": ["sre"]}, cfg
+    )
     d = decide(alice, cfg, bind_address="0.0.0.0", environ=ON)
     assert d.may_write and d.impersonate
     assert d.identity == Identity("alice@example.com", ("sre",), "oidc")
@@ -117,7 +125,7 @@ def test_proxy_header_identity_with_shared_secret():
                 "auth": {
                     "mode": "proxy-header",
                     "proxy_secret_header": "X-Proxy-Secret",
-                    "proxy_secret": "s3cret",
+                    "proxy_secret": "s3cret-s3cret-s3cret",
                 }
             }
         }
@@ -125,7 +133,7 @@ def test_proxy_header_identity_with_shared_secret():
     hdrs = {"X-Forwarded-User": "bob", "X-Forwarded-Groups": "sre, oncall"}
     assert identity_from_headers(hdrs, cfg) is None  # a client reaching the app directly
     assert identity_from_headers({**hdrs, "X-Proxy-Secret": "wrong"}, cfg) is None
-    who = identity_from_headers({**hdrs, "x-proxy-secret": "s3cret"}, cfg)
+    who = identity_from_headers({**hdrs, "x-proxy-secret": "s3cret-s3cret-s3cret"}, cfg)
     assert who == Identity("bob", ("sre", "oncall"), "proxy-header")
     assert "s3cret" not in repr(cfg)
     half = settings_from_secrets({"dnsfleet": {"auth": {"mode": "proxy-header", "proxy_secret": "x"}}})
@@ -133,14 +141,16 @@ def test_proxy_header_identity_with_shared_secret():
 
 
 def test_header_values_are_cleaned_before_they_become_an_impersonation_header():
-    cfg = AuthSettings(mode="proxy-header")
-    who = identity_from_headers({"X-Forwarded-User": "eve\r\nImpersonate-Group: system:masters"}, cfg)
+    cfg = settings_from_secrets(PROXY)
+    who = identity_from_headers(
+        {"X-Forwarded-User": "eve\r\nImpersonate-Group: system:masters", "X-Proxy-Secret": SECRET}, cfg
+    )
     assert who is not None and "\r" not in who.user and "\n" not in who.user
 
 
 def test_writers_allow_list():
     cfg = settings_from_secrets(
-        {"dnsfleet": {"auth": {"mode": "proxy-header", "writers": ["group:sre", "carol"]}}}
+        {"dnsfleet": {"auth": {**PROXY["dnsfleet"]["auth"], "writers": ["group:sre", "carol"]}}}
     )
     assert decide(Identity("dave", ("sre",)), cfg, bind_address="0.0.0.0", environ=ON).may_write
     assert decide(Identity("carol"), cfg, bind_address="0.0.0.0", environ=ON).may_write
@@ -158,8 +168,9 @@ def test_unknown_mode_is_a_problem():
 
 @pytest.fixture
 def page_env(monkeypatch, tmp_path):
-    for k in ("DNSFLEET_ALLOW_WRITES", "DNSFLEET_KUBECONFIG", "KUBECONFIG", "DNSFLEET_SNAPSHOT"):
+    for k in ("DNSFLEET_ALLOW_WRITES", "DNSFLEET_SINGLE_USER", "DNSFLEET_KUBECONFIG", "KUBECONFIG"):
         monkeypatch.delenv(k, raising=False)
+    monkeypatch.delenv("DNSFLEET_SNAPSHOT", raising=False)
     monkeypatch.setenv("DNSFLEET_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
     st.cache_data.clear()
     st.cache_resource.clear()
@@ -188,11 +199,12 @@ def test_page_served_without_sign_in_is_read_only_despite_the_env(page_env):
     at = _page()
     assert not at.warning
     assert "Writes are **off**" in at.info[0].value
-    assert "served on 0.0.0.0 without sign-in" in at.info[0].value
+    assert "served on all interfaces (0.0.0.0:8501) without sign-in" in at.info[0].value
 
 
 def test_page_local_with_env_is_writable_as_before(page_env):
     page_env.setenv("DNSFLEET_ALLOW_WRITES", "1")
+    page_env.setenv("DNSFLEET_SINGLE_USER", "1")
     at = _page()  # .streamlit/config.toml binds 127.0.0.1
     assert "Writes are **enabled**" in at.warning[0].value
     assert "kubeconfig's own identity" in at.warning[0].value
@@ -203,7 +215,11 @@ def test_page_behind_an_auth_proxy_shows_the_user_and_allows_writes(page_env):
 
     page_env.setenv("DNSFLEET_ALLOW_WRITES", "1")
     page_env.setattr(A, "bind_address", lambda: "0.0.0.0")
-    page_env.setattr(A, "_headers", lambda: {"X-Forwarded-User": "alice", "X-Forwarded-Groups": "sre"})
+    page_env.setattr(
+        A,
+        "_headers",
+        lambda: {"X-Forwarded-User": "alice", "X-Forwarded-Groups": "sre", "X-Proxy-Secret": SECRET},
+    )
     at = _page(PROXY)
     assert "Writes are **enabled**" in at.warning[0].value
     assert "signed in as alice" in at.warning[0].value
@@ -216,7 +232,8 @@ def test_page_with_oidc_offers_sign_in_and_stays_read_only_until_then(page_env):
     at = _page(secrets, user={"is_logged_in": False})
     assert "read-only until you sign in" in at.info[0].value
     assert [b.label for b in at.button if b.key == "auth.login"] == ["Sign in to apply changes"]
-    at = _page(secrets, user={"is_logged_in": True, "email": "alice@example.com", "groups": ["sre"]})
+    alice = {"is_logged_in": True, "email": "alice@example.com", "email_verified": True, "groups": ["sre"]}
+    at = _page(secrets, user=alice)
     assert "signed in as alice@example.com" in at.warning[0].value
     assert [b.key for b in at.button if b.key and b.key.startswith("auth.")] == ["auth.logout"]
     page_text = " ".join(str(e.value) for e in [*at.markdown, *at.caption, *at.info, *at.warning])
@@ -286,7 +303,7 @@ def test_page_plans_as_the_signed_in_user_not_as_the_dashboard(fleet, page_env):
     page_env.setenv("DNSFLEET_ALLOW_WRITES", "1")
     page_env.setenv("DNSFLEET_KUBECONFIG", str(fleet.kubeconfig))
     page_env.setattr(A, "bind_address", lambda: "0.0.0.0")
-    page_env.setattr(A, "_headers", lambda: {"X-Forwarded-User": "viewer"})
+    page_env.setattr(A, "_headers", lambda: {"X-Forwarded-User": "viewer", "X-Proxy-Secret": SECRET})
     at = AppTest.from_file(APP, default_timeout=120)
     for k, v in PROXY.items():
         at.secrets[k] = v

@@ -34,7 +34,7 @@ def test_library_guard_obeys_the_decision_even_with_the_env_switch_on(tmp_path, 
     decision = decide(None, AuthSettings(), bind_address="0.0.0.0")
     assert not decision.may_write
     log = AuditLog(tmp_path / "audit.jsonl")
-    with pytest.raises(WritesDisabled, match=r"served on 0\.0\.0\.0 without sign-in"):
+    with pytest.raises(WritesDisabled, match=r"served on all interfaces \(0\.0\.0\.0\) without sign-in"):
         apply(_NoCluster(), _plan(), allow_writes=True, confirm="c1", audit=log, decision=decision)
     ctrl = Controller("c1", decision=decision, audit=log)
     dry = [Result(ObjectRef("Deployment", "n", "w"), "ok", "dry run passed")]

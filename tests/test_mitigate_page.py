@@ -16,7 +16,9 @@ CHECKOUT = "shop/Deployment/checkout (glibc)"
 
 @pytest.fixture(autouse=True)
 def _clean(monkeypatch, tmp_path):
-    for k in ("DNSFLEET_ALLOW_WRITES", "DNSFLEET_KUBECONFIG", "KUBECONFIG", "DNSFLEET_SNAPSHOT"):
+    for k in ("DNSFLEET_ALLOW_WRITES", "DNSFLEET_SINGLE_USER", "DNSFLEET_KUBECONFIG", "KUBECONFIG"):
+        monkeypatch.delenv(k, raising=False)
+    for k in ("DNSFLEET_SNAPSHOT",):
         monkeypatch.delenv(k, raising=False)
     monkeypatch.setenv("DNSFLEET_AUDIT_LOG", str(tmp_path / "audit.jsonl"))
     st.cache_data.clear()
@@ -89,6 +91,7 @@ def test_writes_off_plan_and_dry_run_work_apply_is_disabled(fleet, monkeypatch):
 @pytest.mark.fleet
 def test_viewer_with_writes_on_is_disabled_by_ssar(fleet, monkeypatch):
     monkeypatch.setenv("DNSFLEET_ALLOW_WRITES", "1")
+    monkeypatch.setenv("DNSFLEET_SINGLE_USER", "1")  # one person's local dashboard
     at = _live_page(monkeypatch, fleet.kubeconfig_for("viewer"))
     assert "Writes are **enabled**" in at.warning[0].value
     at.multiselect(key="mit.workloads").set_value([CHECKOUT]).run()
@@ -108,6 +111,7 @@ def test_nodelocal_plan_apply_undo_on_the_page(fleet, monkeypatch):
     from dnsfleet.mitigate import nodelocal as N
 
     monkeypatch.setenv("DNSFLEET_ALLOW_WRITES", "1")
+    monkeypatch.setenv("DNSFLEET_SINGLE_USER", "1")  # one person's local dashboard
     kube = Kube.from_kubeconfig(fleet.kubeconfig, "aks-legacy")
     try:
         at = _live_page(monkeypatch, fleet.kubeconfig)

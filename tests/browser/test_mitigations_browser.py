@@ -54,6 +54,7 @@ def test_plan_dry_run_apply_undo_click_through(fleet, start_dashboard, new_page,
         {
             "DNSFLEET_KUBECONFIG": str(fleet.kubeconfig),
             "DNSFLEET_ALLOW_WRITES": "1",
+            "DNSFLEET_SINGLE_USER": "1",
             "DNSFLEET_AUDIT_LOG": str(audit),
         },
         name="mitigations",

@@ -74,6 +74,8 @@ def _read_kubeconfig(path: Path) -> dict[str, Any]:
         doc = yaml.safe_load(path.read_text())
     except OSError as e:
         raise ConfigError(f"cannot read kubeconfig {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"kubeconfig {path} is not a text file (not UTF-8 at byte {e.start})") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
@@ -184,8 +186,8 @@ def new_api_client(
 
         cfg.refresh_api_key_hook = refresh
     if impersonate_user:
-        client.set_default_header("Impersonate-User", impersonate_user)
-    setattr(client, IMPERSONATE_GROUPS_ATTR, tuple(impersonate_groups))
+        client.set_default_header("Impersonate-User", header_value(impersonate_user))
+    setattr(client, IMPERSONATE_GROUPS_ATTR, tuple(header_value(g) for g in impersonate_groups))
     return client
 
 
@@ -207,6 +209,12 @@ def _docs(target: Target) -> list[dict[str, Any]]:
         except ConfigError:
             continue
     return docs
+
+
+def header_value(text: str) -> str:
+    """``text`` as an HTTP header value that goes out as UTF-8 bytes, as kubectl sends it: http.client
+    encodes header strings as Latin-1, so a user name such as "Łukasz" would raise UnicodeEncodeError."""
+    return text.encode("utf-8").decode("latin-1")
 
 
 def kubeconfig_user(target: Target) -> str | None:

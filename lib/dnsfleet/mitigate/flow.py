@@ -12,7 +12,9 @@ as the signed-in user when the decision says so (impersonation), and closes it a
     results = ctrl.apply(plan, dry, confirm)   # refusal again, then the library's write guard
 
 Undo reads the audit log (``AuditLog.last_applied``): ``undoable()`` lists the workloads dnsfleet
-changed and has not undone, ``plan_undo_resolver_options(refs)`` restores them in one plan.
+changed and has not undone, ``plan_undo_resolver_options(refs)`` restores them in one plan. The audit
+file is input, not truth: a record undo acts on must be one dnsfleet could have written
+(``audit.undo_record_problem``: a kind it patches, ``dnsConfig`` values), else undo refuses it.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from dnsfleet.authz import WriteDecision, local_decision
 from dnsfleet.kube import Kube, ObjectRef
 from dnsfleet.kube.client import DEFAULT_TIMEOUT
 from dnsfleet.mitigate import nodelocal
-from dnsfleet.mitigate.audit import AuditLog
+from dnsfleet.mitigate.audit import AuditLog, undo_record_problem
 from dnsfleet.mitigate.errors import MitigationError
 from dnsfleet.mitigate.plan import (
     Plan,
@@ -146,9 +148,10 @@ class Controller:
                 continue
             ref = ObjectRef(obj["kind"], obj["namespace"], obj["name"])
             key = f"{ref.namespace}/{ref.kind}/{ref.name}"
-            if key not in out and self.audit.last_applied(
-                self.cluster, ref.as_dict(), resolver_options.MITIGATION, records
-            ):
+            if key in out:
+                continue
+            rec = self.audit.last_applied(self.cluster, ref.as_dict(), resolver_options.MITIGATION, records)
+            if rec is not None and undo_record_problem(rec) is None:
                 out[key] = ref
         return dict(sorted(out.items()))
 
@@ -168,6 +171,10 @@ class Controller:
                 rec = self.audit.last_applied(
                     kube.cluster, ref.as_dict(), resolver_options.MITIGATION, records
                 )
+                if rec is not None and (why := undo_record_problem(rec)) is not None:
+                    raise MitigationError(
+                        f"{ref.label()}: the audit record is not one dnsfleet wrote ({why}); not undone"
+                    )
                 p = resolver_options.plan_undo_resolver_options(kube, ref, rec)
                 merged.changes += p.changes
                 merged.notes += [n for n in p.notes if n not in merged.notes]
