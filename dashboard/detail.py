@@ -45,6 +45,18 @@ def details_markdown(row: pd.Series, columns: Sequence[str]) -> str:
     return "\n".join(lines)
 
 
+def csv_button(full: pd.DataFrame, name: str, *, key: str) -> None:
+    """A download of ``full`` as CSV, every column (the table above shows a few)."""
+    st.download_button(
+        f"CSV, all {len(full.columns)} columns",
+        to_csv_bytes(full),
+        file_name=name,
+        mime="text/csv",
+        key=f"{key}.csv",
+        icon=":material/download:",
+    )
+
+
 def table_with_details(
     full: pd.DataFrame,
     main: Sequence[str],
@@ -59,14 +71,7 @@ def table_with_details(
     column. Returns the selected row, if any."""
     event = ui.table(full, main, key=key, select=True)
     rows = event.selection.rows if event is not None else []
-    st.download_button(
-        f"Download this table as CSV (all {len(full.columns)} columns)",
-        to_csv_bytes(full),
-        file_name=csv_name,
-        mime="text/csv",
-        key=f"{key}.csv",
-        icon=":material/download:",
-    )
+    csv_button(full, csv_name, key=key)
     if not rows:
         st.caption(f"Select a {what} to see all its columns in full.")
         return None

@@ -117,14 +117,15 @@ def cluster_table(clusters: pd.DataFrame) -> pd.DataFrame:
             "status": df["status"],
             "reason": df["reason"].fillna(""),
             "why": df["why"],
-            "provider": df["provider"],
+            "rule": rule_links(df["why"]),
+            "provider": df["provider"].fillna("unknown"),
             "nodes": df["nodes"],
             "pods": df["pods"],
             "exposed_pods": df["exposed_pods"],
             "exposed_share": (df["exposed_pods"].astype("Float64") / pods.where(pods > 0)),
             "unknown_pods": df["unknown_pods"],
             "unknown_resolve": df["unknown_resolve"].fillna("") if "unknown_resolve" in df.columns else "",
-            "server_version": df["server_version"],
+            "server_version": df["server_version"].fillna("unknown"),
             "collected_at": df["collected_at"],
         }
     ).reset_index(drop=True)
@@ -281,14 +282,15 @@ def workload_table(workloads: pd.DataFrame) -> pd.DataFrame:
             "pods": df["pods"],
             "exposed_pods": df["exposed_pods"],
             "exposure": df["exposed_pods"].astype("Float64") / pods.where(pods > 0),
-            "image": df["image"],
-            "resolver": df["resolver"],
-            "dns_policy": df["dns_policy"],
+            "image": df["image"].fillna("unknown"),
+            "resolver": df["resolver"].fillna("unknown"),
+            "dns_policy": df["dns_policy"].fillna("unknown"),
             "dns_options": df["dns_options"],
             "ndots": df["ndots"],
             "stall_s": df["stall_s"],
             "recommended_fix": df["recommended_fix"].astype("string"),
             "why": df["why"],
+            "rule": rule_links(df["why"]),
             "workload_id": df["workload_id"],
         }
     ).reset_index(drop=True)
@@ -297,9 +299,10 @@ def workload_table(workloads: pd.DataFrame) -> pd.DataFrame:
 def node_table(nodes: pd.DataFrame) -> pd.DataFrame:
     """Nodes, highest risk first, with scores rounded as everywhere else."""
     df = by_risk(nodes)
-    return df.assign(score=round_score(df["score"]))[
-        [c for c in NODE_COLUMNS if c in df.columns]
-    ].reset_index(drop=True)
+    df = df.assign(score=round_score(df["score"]), rule=rule_links(df["why"]))
+    for c in ("kernel_version", "distro", "os_image", "race1", "race2", "race3", "nfqueue"):
+        df[c] = df[c].fillna("unknown")
+    return df[[c for c in [*NODE_COLUMNS, "rule"] if c in df.columns]].reset_index(drop=True)
 
 
 # --- CoreDNS --------------------------------------------------------------------------------------
