@@ -186,3 +186,33 @@ def test_no_notebook_references_in_the_assessment_texts():
                 bad = df[col].dropna().astype(str)
                 bad = bad[bad.str.contains("§", regex=False)]
                 assert bad.empty, f"{name}.{col}: {bad.iloc[0]}"
+
+
+# --- every unknown says what is missing and how to provide it ------------------------------------
+
+
+def test_every_unknown_row_says_what_would_decide_it():
+    from dnsfleet.demo import demo_snapshot
+    from dnsfleet.engine import analyze
+
+    a = analyze(demo_snapshot())
+    for name in ("workloads", "nodes"):
+        df = getattr(a, name)
+        unknown = df[df["level"] == "unknown"]
+        assert len(unknown), f"the demo has unknown {name}"
+        assert unknown["why"].str.contains("to decide: ", regex=False).all(), unknown["why"].iloc[0]
+        known = df[df["level"].isin(["high", "low"])]
+        assert not known["why"].str.contains("to decide: ", regex=False).any()
+    cl = a.clusters[(a.clusters["level"] == "unknown") & (a.clusters["status"] != "failed")]
+    assert len(cl) and cl["why"].str.contains("would resolve it: ", regex=False).all()
+
+
+def test_unknown_kernel_and_resolver_say_how_to_provide_them():
+    from dnsfleet.demo import demo_snapshot
+    from dnsfleet.engine import analyze
+
+    wl = analyze(demo_snapshot()).workloads
+    r11 = wl[(wl["level"] == "unknown") & wl["why"].str.contains("(R11)", regex=False)]
+    assert r11["why"].str.contains("dnsfleet.io/resolver or a --resolver-map", regex=False).all()
+    k8 = wl[(wl["level"] == "unknown") & wl["why"].str.contains("fix status is unknown (K8)", regex=False)]
+    assert len(k8) and k8["why"].str.contains("vendor statement", regex=False).all()
