@@ -41,6 +41,8 @@ def details_markdown(row: pd.Series, columns: Sequence[str]) -> str:
         v = row[c]
         if isinstance(v, str) and v.startswith(("cluster?", "rules?")):
             continue  # a link column: the page link is shown elsewhere
+        if (c.endswith("share") or c == "exposure") and isinstance(v, float) and not pd.isna(v):
+            v = f"{100 * v:.1f} %"
         lines.append(f"- **{views.md_escape(label(c))}:** {views.linked_markdown(_value(v))}")
     return "\n".join(lines)
 
