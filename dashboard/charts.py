@@ -84,7 +84,8 @@ def displayed(fig: go.Figure) -> tuple[str, go.Figure]:
     figure without the title, its top margin only what the legend needs."""
     title = fig.layout.title.text or ""
     out = go.Figure(fig)
-    out.update_layout(title={"text": ""}, margin={"t": 10})
+    # Subplot titles are annotations just above their panel: keep room for the top one.
+    out.update_layout(title={"text": ""}, margin={"t": 40 if fig.layout.annotations else 10})
     return title, out
 
 
@@ -189,8 +190,9 @@ FACTOR_SHORT: dict[str, str] = {
 def factor_heatmap(clusters: pd.DataFrame, top: int = 40, compact: bool = False) -> go.Figure:
     """Cluster x factor matrix of the points each factor adds to the score (the ``*_pts`` columns).
 
-    Every cluster row is labelled (26 px per row). ``compact`` is the phone variant: short factor
-    names, no colour bar (each cell prints its points) and a smaller font, so six columns fit 390 px.
+    Every cluster row is labelled (26 px per row); factor columns carry short names (the full name is
+    in the hover). ``compact`` is the phone variant: no colour bar (each cell prints its points) and a
+    smaller font, so six columns fit 390 px.
     """
     title = "Where each cluster's score comes from"
     if clusters.empty:
@@ -198,7 +200,7 @@ def factor_heatmap(clusters: pd.DataFrame, top: int = 40, compact: bool = False)
     df = ranked(clusters).head(top)
     if len(clusters) > top:
         title += f" (top {top} of {len(clusters)})"
-    labels = [(FACTOR_SHORT if compact else FACTOR_LABELS)[f] for f in FACTOR_NAMES]
+    labels = [FACTOR_SHORT[f] for f in FACTOR_NAMES]  # six long names overlap at half a page
     z = [
         [None if pd.isna(v) else float(v) for v in row]
         for row in df[[f"{f}_pts" for f in FACTOR_NAMES]].to_numpy()
@@ -217,7 +219,8 @@ def factor_heatmap(clusters: pd.DataFrame, top: int = 40, compact: bool = False)
             showscale=not compact,
             colorbar={"title": {"text": "points"}},
             hoverongaps=False,
-            hovertemplate="<b>%{y}</b><br>%{x}: %{z:.1f} points<extra></extra>",
+            customdata=[[FACTOR_LABELS[f] for f in FACTOR_NAMES]] * len(z),
+            hovertemplate="<b>%{y}</b><br>%{customdata}: %{z:.1f} points<extra></extra>",
         )
     )
     # Categorical ticks listed explicitly: plotly would otherwise skip labels once rows get dense.
@@ -234,7 +237,7 @@ def factor_heatmap(clusters: pd.DataFrame, top: int = 40, compact: bool = False)
         if compact
         else "Risk factor (points added to the 0-100 score)",
         side="bottom",
-        tickangle=-30 if compact else 0,
+        tickangle=-30,
     )
     fig = _layout(fig, title, height=max(260, 110 + 26 * len(df)))
     if compact:

@@ -22,9 +22,19 @@ with responsive.wide("compare"):
     ui.chart(charts.coredns_comparison(metrics), key="compare")
 with responsive.phone("compare"):
     ui.chart(charts.coredns_comparison(metrics, stacked=True), key="compare_phone")
+collected = metrics.dropna(subset=["qps", "p99_ms", "forward_p99_ms", "servfail_share"], how="all")
+missing = metrics.drop(collected.index)
+if len(missing):  # listed with their reason, not as rows of empty cells
+    st.caption(
+        "Not collected: "
+        + "; ".join(
+            f"{views.md_escape(r.cluster)} ({views.md_escape(r.note if isinstance(r.note, str) else r.source)})"
+            for r in missing.itertuples()
+        )
+    )
 detail.table_with_details(
-    metrics.sort_values("qps", ascending=False, na_position="last")
-    .assign(note=metrics["note"].fillna("none"))
+    collected.sort_values("qps", ascending=False, na_position="last")
+    .assign(note=collected["note"].fillna("none"))
     .reset_index(drop=True),
     ["cluster", "qps", "p99_ms", "forward_p99_ms", "servfail_share", "note"],
     key="metrics",
