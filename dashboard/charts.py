@@ -191,8 +191,8 @@ def factor_heatmap(clusters: pd.DataFrame, top: int = 40, compact: bool = False)
     """Cluster x factor matrix of the points each factor adds to the score (the ``*_pts`` columns).
 
     Every cluster row is labelled (26 px per row); factor columns carry short names (the full name is
-    in the hover). ``compact`` is the phone variant: no colour bar (each cell prints its points) and a
-    smaller font, so six columns fit 390 px.
+    in the hover); each cell prints its points (no colour bar). ``compact`` is the phone variant:
+    vertical column labels and a smaller font, so six columns fit 390 px.
     """
     title = "Where each cluster's score comes from"
     if clusters.empty:
@@ -216,8 +216,7 @@ def factor_heatmap(clusters: pd.DataFrame, top: int = 40, compact: bool = False)
             texttemplate="%{text}",
             colorscale=[[0, "#fbf7f4"], [0.5, "#f6a36b"], [1, LEVEL_COLORS["high"]]],
             zmin=0,
-            showscale=not compact,
-            colorbar={"title": {"text": "points"}},
+            showscale=False,  # every cell prints its points; a colour bar cost six columns 80 px
             hoverongaps=False,
             customdata=[[FACTOR_LABELS[f] for f in FACTOR_NAMES]] * len(z),
             hovertemplate="<b>%{y}</b><br>%{customdata}: %{z:.1f} points<extra></extra>",
@@ -237,7 +236,7 @@ def factor_heatmap(clusters: pd.DataFrame, top: int = 40, compact: bool = False)
         if compact
         else "Risk factor (points added to the 0-100 score)",
         side="bottom",
-        tickangle=-30,
+        tickangle=-90 if compact else None,  # vertical labels never collide at 40 px a column
     )
     fig = _layout(fig, title, height=max(260, 110 + 26 * len(df)))
     if compact:

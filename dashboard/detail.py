@@ -20,9 +20,20 @@ def label(column: str) -> str:
     return str(cfg.get("label") or column) if isinstance(cfg, dict) else column
 
 
-def _value(v: Any) -> str:
-    if v is None or v is pd.NA or (isinstance(v, float) and pd.isna(v)):
-        return "unknown"
+# What an empty cell means where it does not mean "unknown".
+EMPTY: dict[str, str] = {
+    "dns_options": "none set",
+    "note": "none",
+    "reason": "none",
+    "unknown_resolve": "nothing unknown",
+    "findings": "none",
+    "not_collected": "nothing missing",
+}
+
+
+def _value(v: Any, empty: str = "unknown") -> str:
+    if v is None or v is pd.NA or (isinstance(v, float) and pd.isna(v)) or (isinstance(v, str) and not v):
+        return empty
     if isinstance(v, bool):
         return "yes" if v else "no"
     if isinstance(v, pd.Timestamp):
@@ -43,7 +54,8 @@ def details_markdown(row: pd.Series, columns: Sequence[str]) -> str:
             continue  # a link column: the page link is shown elsewhere
         if (c.endswith("share") or c == "exposure") and isinstance(v, float) and not pd.isna(v):
             v = f"{100 * v:.1f} %"
-        lines.append(f"- **{views.md_escape(label(c))}:** {views.linked_markdown(_value(v))}")
+        text = _value(v, EMPTY.get(c, "unknown"))
+        lines.append(f"- **{views.md_escape(label(c))}:** {views.linked_markdown(text)}")
     return "\n".join(lines)
 
 
