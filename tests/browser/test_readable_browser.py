@@ -94,7 +94,7 @@ def open_at(new_page, server, size: dict, path: str = ""):
 
 def settle(d) -> None:
     """Wait until plotly has drawn (it draws after the script run) and nothing failed to load."""
-    expect(d.page.locator("[data-testid='stPlotlyChart'] .main-svg").first).to_be_visible()
+    expect(d.page.locator("[data-testid='stPlotlyChart'] .main-svg >> visible=true").first).to_be_visible()
     d.page.wait_for_timeout(1200)
     d.assert_no_exception()
     body = d.page.inner_text("body")
