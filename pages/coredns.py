@@ -36,7 +36,7 @@ detail.table_with_details(
     collected.sort_values("qps", ascending=False, na_position="last")
     .assign(note=collected["note"].fillna("none"))
     .reset_index(drop=True),
-    ["cluster", "qps", "p99_ms", "forward_p99_ms", "servfail_share", "note"],
+    ["cluster", "source", "qps", "p99_ms", "forward_p99_ms", "servfail_share", "note"],
     key="metrics",
     title=["cluster"],
     csv_name="coredns.csv",
