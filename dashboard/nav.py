@@ -22,8 +22,8 @@ PAGES: dict[str, tuple[str, str]] = {
     "coredns": ("CoreDNS", ":material/dns:"),
     "workloads": ("Workloads", ":material/apps:"),
     "mitigations": ("Mitigations", ":material/build:"),  # written by the mitigations helper; optional
-    "reports": ("Reports", ":material/download:"),
     "rules": ("Rules", ":material/menu_book:"),  # what each rule id (K8, P1, R11 ...) means, with sources
+    "reports": ("Reports", ":material/download:"),
 }
 
 
