@@ -5,6 +5,7 @@ import streamlit as st
 
 from dashboard import charts, detail, nav, ui, views
 from dashboard.state import current_assessment
+from dnsfleet.verdicts import score_text
 
 a = current_assessment()
 
@@ -29,7 +30,7 @@ if row["status"] == "partial":
     )
 
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Risk score", "n/a" if pd.isna(row["score"]) else f"{row['score']:.0f} / 100")
+c1.metric("Risk score", "n/a" if pd.isna(row["score"]) else f"{score_text(row['score'])} / 100")
 c2.metric(
     "Pods exposed",
     f"{ui.fmt_int(row['exposed_pods'])} of {ui.fmt_int(row['applicable_pods'])}",

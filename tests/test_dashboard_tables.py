@@ -120,3 +120,15 @@ def test_coredns_187_rcode_chart_is_replaced_by_its_caveat(tmp_path, monkeypatch
     assert "1.8.7" in note and "coredns/coredns/issues/5125" in note
     other = run("coredns", query={"focus": "gke-analytics"})
     assert "rcodes" in [c.key for c in other.get("plotly_chart")]
+
+
+def test_cluster_page_rounds_a_half_point_score_as_the_tables_do():
+    snap = demo_snapshot()
+    a = analyze(snap)
+    half = a.clusters[a.clusters["score"].notna() & ((a.clusters["score"] * 2) % 2 == 1)]
+    assert len(half), "the demo has a cluster whose score ends in .5"
+    row = half.iloc[0]
+    at = run("cluster", query={"cluster": row["cluster"]})
+    shown = next(m.value for m in at.metric if m.label == "Risk score")
+    assert shown == f"{int(row['score'] + 0.5)} / 100"  # 91.5 -> 92, as in the overview table
+    assert f"· {int(row['score'] + 0.5)}/100" in texts(at)  # the level badge
