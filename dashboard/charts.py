@@ -16,7 +16,7 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from dnsfleet.schema import FACTOR_NAMES, LEVELS
-from dnsfleet.verdicts import kernel_verdict
+from dnsfleet.verdicts import kernel_verdict, score_text
 
 LEVEL_COLORS: dict[str, str] = {
     "high": "#d62728",
@@ -62,29 +62,31 @@ SERIES_COLORS = (
 _FONT = {"family": "Source Sans Pro, sans-serif", "size": 13}
 
 
-def _layout(
-    fig: go.Figure, title: str, height: int = 380, legend_below: bool = False, **kw: object
-) -> go.Figure:
-    """Common layout. ``legend_below`` puts a long legend (one entry per node or cluster) under the
-    plot, where it cannot run into the title."""
-    legend = {"orientation": "h", "yanchor": "bottom", "y": 1.0, "x": 1, "xanchor": "right"}
-    margin = {"l": 10, "r": 10, "t": 60, "b": 40}
-    if legend_below:
-        legend = {"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0, "xanchor": "left"}
-        n = sum(1 for t in fig.data if t.showlegend is not False)
-        rows = -(-n // 3)
-        margin["b"] = 70 + 22 * rows
-        height += 22 * rows
+def _layout(fig: go.Figure, title: str, height: int = 380, **kw: object) -> go.Figure:
+    """Common layout. The legend sits above the plot, left-aligned and horizontal: plotly grows the top
+    margin to fit it however many rows it wraps into at a narrow width. The title is kept in the
+    figure for ``displayed`` to lift out, so a legend can never print over it."""
     fig.update_layout(
         title={"text": title, "x": 0, "xanchor": "left"},
         height=height,
-        margin=margin,
+        margin={"l": 10, "r": 10, "t": 60, "b": 40},
         font=_FONT,
-        legend=legend,
+        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "xanchor": "left"},
         hoverlabel={"align": "left"},
         **kw,
     )
     return fig
+
+
+def displayed(fig: go.Figure) -> tuple[str, go.Figure]:
+    """The figure as the dashboard shows it: its title as plain text (rendered as an HTML heading that
+    wraps on a phone, instead of an SVG title a legend or the plot edge can cover) and a copy of the
+    figure without the title, its top margin only what the legend needs."""
+    title = fig.layout.title.text or ""
+    out = go.Figure(fig)
+    # Subplot titles are annotations just above their panel: keep room for the top one.
+    out.update_layout(title={"text": ""}, margin={"t": 40 if fig.layout.annotations else 10})
+    return title, out
 
 
 def series_color(name: str, names: Iterable[str]) -> str:
@@ -150,7 +152,7 @@ def ranking_bar(clusters: pd.DataFrame, top: int = 40) -> go.Figure:
             continue
         hover = [
             f"<b>{html.escape(str(r.cluster))}</b><br>"
-            f"score {_num(r.score)} / 100 · level {level}<br>"
+            f"score {score_text(r.score)} / 100 · level {level}<br>"
             f"scan {html.escape(str(r.status))}"
             + (f": {_wrap(r.reason)}" if pd.notna(r.reason) else "")
             + f"<br>exposed pods {_num(r.exposed_pods)} of {_num(r.pods)}"
@@ -163,7 +165,7 @@ def ranking_bar(clusters: pd.DataFrame, top: int = 40) -> go.Figure:
             orientation="h",
             name=level,
             marker_color=LEVEL_COLORS[level],
-            text=[_num(s, na="no data: scan failed") for s in part["score"]],
+            text=[score_text(s, na="no data: scan failed") for s in part["score"]],
             textposition="outside",
             cliponaxis=False,
             hovertext=hover,
@@ -175,37 +177,71 @@ def ranking_bar(clusters: pd.DataFrame, top: int = 40) -> go.Figure:
     return _layout(fig, title, height=max(260, 90 + 26 * len(df)), barmode="overlay")
 
 
-def factor_heatmap(clusters: pd.DataFrame, top: int = 40) -> go.Figure:
-    """Cluster x factor matrix of the points each factor adds to the score (the ``*_pts`` columns)."""
+FACTOR_SHORT: dict[str, str] = {
+    "kernel": "Kernel",
+    "service_path": "Path",
+    "resolver": "Resolver",
+    "ndots": "ndots",
+    "query_rate": "Rate",
+    "evidence": "Evidence",
+}
+
+
+def factor_heatmap(clusters: pd.DataFrame, top: int = 40, compact: bool = False) -> go.Figure:
+    """Cluster x factor matrix of the points each factor adds to the score (the ``*_pts`` columns).
+
+    Every cluster row is labelled (26 px per row); factor columns carry short names (the full name is
+    in the hover); each cell prints its points (no colour bar). ``compact`` is the phone variant:
+    vertical column labels and a smaller font, so six columns fit 390 px.
+    """
     title = "Where each cluster's score comes from"
     if clusters.empty:
         return empty_figure(title, "No clusters in this data source.")
     df = ranked(clusters).head(top)
     if len(clusters) > top:
         title += f" (top {top} of {len(clusters)})"
-    labels = [FACTOR_LABELS[f] for f in FACTOR_NAMES]
+    labels = [FACTOR_SHORT[f] for f in FACTOR_NAMES]  # six long names overlap at half a page
     z = [
         [None if pd.isna(v) else float(v) for v in row]
         for row in df[[f"{f}_pts" for f in FACTOR_NAMES]].to_numpy()
     ]
     text = [["" if v is None else f"{v:.0f}" for v in row] for row in z]
+    names = df["cluster"].astype(str).tolist()
     fig = go.Figure(
         go.Heatmap(
             z=z,
             x=labels,
-            y=df["cluster"].astype(str).tolist(),
+            y=names,
             text=text,
             texttemplate="%{text}",
             colorscale=[[0, "#fbf7f4"], [0.5, "#f6a36b"], [1, LEVEL_COLORS["high"]]],
             zmin=0,
-            colorbar={"title": {"text": "points"}},
+            showscale=False,  # every cell prints its points; a colour bar cost six columns 80 px
             hoverongaps=False,
-            hovertemplate="<b>%{y}</b><br>%{x}: %{z:.1f} points<extra></extra>",
+            customdata=[[FACTOR_LABELS[f] for f in FACTOR_NAMES]] * len(z),
+            hovertemplate="<b>%{y}</b><br>%{customdata}: %{z:.1f} points<extra></extra>",
         )
     )
-    fig.update_yaxes(title_text="Cluster", autorange="reversed", automargin=True)
-    fig.update_xaxes(title_text="Risk factor (points added to the 0-100 score)", side="bottom")
-    return _layout(fig, title, height=max(260, 110 + 26 * len(df)))
+    # Categorical ticks listed explicitly: plotly would otherwise skip labels once rows get dense.
+    fig.update_yaxes(
+        title_text=None if compact else "Cluster",
+        autorange="reversed",
+        automargin=True,
+        tickmode="array",
+        tickvals=names,
+        ticktext=names,
+    )
+    fig.update_xaxes(
+        title_text="Points added to the score"
+        if compact
+        else "Risk factor (points added to the 0-100 score)",
+        side="bottom",
+        tickangle=-90 if compact else None,  # vertical labels never collide at 40 px a column
+    )
+    fig = _layout(fig, title, height=max(260, 110 + 26 * len(df)))
+    if compact:
+        fig.update_layout(font={**_FONT, "size": 11})
+    return fig
 
 
 # --- nodes and kernels ----------------------------------------------------------------------------
@@ -331,7 +367,7 @@ def conntrack_lines(series: pd.DataFrame, top: int = 10) -> go.Figure:
         )
     fig.update_xaxes(title_text="Time (UTC)")
     fig.update_yaxes(title_text="insert_failed (per second)", rangemode="tozero")
-    return _layout(fig, title, legend_below=True)
+    return _layout(fig, title)
 
 
 # --- CoreDNS --------------------------------------------------------------------------------------
@@ -372,7 +408,7 @@ def metric_lines(
         )
     fig.update_xaxes(title_text="Time (UTC)")
     fig.update_yaxes(title_text=y_title, rangemode="tozero")
-    return _layout(fig, title, legend_below=len(keys) > 3)
+    return _layout(fig, title)
 
 
 def latency_quantiles(series: pd.DataFrame, cluster: str) -> go.Figure:
@@ -440,8 +476,9 @@ def rcode_mix(series: pd.DataFrame, cluster: str) -> go.Figure:
     return _layout(fig, title)
 
 
-def coredns_comparison(metrics: pd.DataFrame, top: int = 30) -> go.Figure:
-    """Per-cluster comparison: query rate, server p99, forward p99 and SERVFAIL share, side by side."""
+def coredns_comparison(metrics: pd.DataFrame, top: int = 30, stacked: bool = False) -> go.Figure:
+    """Per-cluster comparison: query rate, server p99, forward p99 and SERVFAIL share, side by side
+    (``stacked``: one panel under the other, each with its cluster labels, for a phone)."""
     title = "CoreDNS per cluster"
     df = metrics.dropna(subset=["qps", "p99_ms", "forward_p99_ms", "servfail_share"], how="all")
     if df.empty:
@@ -456,9 +493,20 @@ def coredns_comparison(metrics: pd.DataFrame, top: int = 30) -> go.Figure:
         ("forward_p99_ms", "Forward p99 (ms)", "{:.1f} ms", 1.0),
         ("servfail_share", "SERVFAIL (%)", "{:.2f} %", 100.0),
     ]
-    fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, subplot_titles=[p[1] for p in panels])
+    if stacked:
+        fig = make_subplots(
+            rows=len(panels),
+            cols=1,
+            subplot_titles=[p[1] for p in panels],
+            vertical_spacing=0.3 / len(panels),
+        )
+    else:
+        fig = make_subplots(
+            rows=1, cols=len(panels), shared_yaxes=True, subplot_titles=[p[1] for p in panels]
+        )
     y = df["cluster"].astype(str).tolist()
     for i, (col, label, fmt, mult) in enumerate(panels, start=1):
+        row, c = (i, 1) if stacked else (1, i)
         vals = [None if pd.isna(v) else float(v) * mult for v in df[col]]
         fig.add_bar(
             y=y,
@@ -469,13 +517,16 @@ def coredns_comparison(metrics: pd.DataFrame, top: int = 30) -> go.Figure:
             text=["not collected" if v is None else fmt.format(v) for v in vals],
             textposition="none",
             hovertemplate="<b>%{y}</b><br>" + label + ": %{text}<extra></extra>",
-            row=1,
-            col=i,
+            row=row,
+            col=c,
         )
-        fig.update_xaxes(title_text=label, rangemode="tozero", row=1, col=i)
-    fig.update_yaxes(autorange="reversed", automargin=True, row=1, col=1)
-    fig.update_yaxes(title_text="Cluster", row=1, col=1)
-    return _layout(fig, title, height=max(280, 120 + 24 * len(df)))
+        fig.update_xaxes(title_text=None if stacked else label, rangemode="tozero", row=row, col=c)
+        if stacked or i == 1:
+            fig.update_yaxes(autorange="reversed", automargin=True, row=row, col=c)
+    if not stacked:
+        fig.update_yaxes(title_text="Cluster", row=1, col=1)
+        return _layout(fig, title, height=max(280, 120 + 24 * len(df)))
+    return _layout(fig, title, height=len(panels) * (90 + 22 * len(df)))
 
 
 # --- workloads ------------------------------------------------------------------------------------
@@ -489,26 +540,38 @@ def _tiles(df: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
     )
     by_level = by_level.reindex(columns=list(LEVELS), fill_value=0)
     out = df.groupby(keys, sort=False).agg(
-        pods=("pods", "sum"), exposed=("exposed", "sum"), n=("pods", "size")
+        pods=("pods", "sum"), exposed=("exposed", "sum"), area=("area", "sum"), n=("pods", "size")
     )
     out["level"] = by_level.reindex(out.index).idxmax(axis=1)
     return out.reset_index()
 
 
+TREEMAP_SIZES: dict[str, str] = {"pods": "pods", "exposed": "exposed pods"}
+
+
 def workload_treemap(
-    workloads: pd.DataFrame, top: int = 200, top_namespaces: int = 60, top_clusters: int = 20
+    workloads: pd.DataFrame,
+    top: int = 200,
+    top_namespaces: int = 60,
+    top_clusters: int = 20,
+    size: str = "pods",
 ) -> go.Figure:
-    """Treemap cluster > namespace > workload, sized by pods, coloured by risk level.
+    """Treemap cluster > namespace > workload, sized by pods (or by exposed pods, ``size="exposed"``,
+    where a small risky cluster is not a sliver beside big safe ones), coloured by risk level.
 
     At most ``top_clusters`` clusters, ``top_namespaces`` namespaces and ``top`` workloads (largest by
     pods) get their own tile; the rest is folded into one "other ..." tile per parent, so a
     100,000-pod fleet sends a few hundred tiles to the browser. Cluster tiles are neutral; a namespace
     or folded tile takes the colour of the level that holds most of its pods.
     """
-    title = "Workloads by namespace (size = pods, colour = risk level)"
-    df = workloads[workloads["pods"].fillna(0) > 0]
+    if size not in TREEMAP_SIZES:
+        raise ValueError(f"size must be one of {sorted(TREEMAP_SIZES)}, not {size!r}")
+    title = f"Workloads by namespace (size = {TREEMAP_SIZES[size]}, colour = risk level)"
+    sized = workloads["pods" if size == "pods" else "exposed_pods"].fillna(0)
+    df = workloads[sized > 0]
     if df.empty:
-        return empty_figure(title, "No workloads with running pods in the selection.")
+        what = "running pods" if size == "pods" else "exposed pods"
+        return empty_figure(title, f"No workloads with {what} in the selection.")
     df = pd.DataFrame(
         {
             "cluster": df["cluster"].astype(str).to_numpy(),
@@ -518,26 +581,27 @@ def workload_treemap(
             "level": df["level"].fillna("unknown").astype(str).to_numpy(),
             "pods": df["pods"].fillna(0).astype("int64").to_numpy(),
             "exposed": df["exposed_pods"].fillna(0).astype("int64").to_numpy(),
+            "area": sized[sized > 0].astype("int64").to_numpy(),
             "score": df["score"].astype("Float64").to_numpy(),
             "resolver": df["resolver"].fillna("unknown").astype(str).to_numpy(),
         }
     )
-    cl = _tiles(df, ["cluster"]).sort_values(["pods", "cluster"], ascending=[False, True])
+    cl = _tiles(df, ["cluster"]).sort_values(["area", "cluster"], ascending=[False, True])
     shown_cl = set(cl["cluster"].head(top_clusters))
     inner = df[df["cluster"].isin(shown_cl)]
     outer = df[~df["cluster"].isin(shown_cl)]
-    ns = _tiles(inner, ["cluster", "namespace"]).sort_values(["pods", "namespace"], ascending=[False, True])
+    ns = _tiles(inner, ["cluster", "namespace"]).sort_values(["area", "namespace"], ascending=[False, True])
     ns_shown = ns.head(top_namespaces)
     ns_key = inner["cluster"] + "/" + inner["namespace"]
     in_ns = ns_key.isin(set(ns_shown["cluster"] + "/" + ns_shown["namespace"]))
-    wl = inner[in_ns].sort_values(["pods", "wid"], ascending=[False, True])
+    wl = inner[in_ns].sort_values(["area", "wid"], ascending=[False, True])
     wl_shown, wl_rest = wl.head(top), wl.iloc[top:]
     ns_rest = inner[~in_ns]
     folded = len(outer) + len(ns_rest) + len(wl_rest)
     if folded:
         title += f" ({len(wl_shown)} largest of {len(df):,} workloads drawn, the rest folded)"
 
-    rows: list[tuple[str, str, str, int, str, str]] = []  # id, label, parent, pods, level, hover
+    rows: list[tuple[str, str, str, int, str, str]] = []  # id, label, parent, area, level, hover
 
     def describe(what: str, pods: int, exposed: int, level: str) -> str:
         return f"{what}<br>{pods:,} pods, {exposed:,} exposed<br>most pods: {level}"
@@ -548,7 +612,7 @@ def workload_treemap(
                 f"c/{r.cluster}",
                 r.cluster,
                 "",
-                r.pods,
+                r.area,
                 "",  # cluster tiles are neutral: the cluster's own score is on the overview
                 describe(f"cluster {html.escape(r.cluster)}", r.pods, r.exposed, r.level),
             )
@@ -561,7 +625,7 @@ def workload_treemap(
                 "c/(other)",
                 f"{n} other clusters",
                 "",
-                int(o.pods),
+                int(o.area),
                 o.level,
                 describe(f"{n} smaller clusters", int(o.pods), int(o.exposed), o.level),
             )
@@ -572,7 +636,7 @@ def workload_treemap(
                 f"n/{r.cluster}/{r.namespace}",
                 r.namespace,
                 f"c/{r.cluster}",
-                r.pods,
+                r.area,
                 r.level,
                 describe(
                     f"namespace {html.escape(r.namespace)} in {html.escape(r.cluster)}",
@@ -590,7 +654,7 @@ def workload_treemap(
                     f"n/{r.cluster}/(other)",
                     f"{k} other namespaces",
                     f"c/{r.cluster}",
-                    r.pods,
+                    r.area,
                     r.level,
                     describe(f"{k} smaller namespaces", r.pods, r.exposed, r.level),
                 )
@@ -598,9 +662,9 @@ def workload_treemap(
     for r in wl_shown.itertuples():
         hover = (
             f"{html.escape(r.label)}<br>{r.pods:,} pods, {r.exposed:,} exposed<br>"
-            f"level {r.level}, score {_num(r.score)}<br>resolver {html.escape(r.resolver)}"
+            f"level {r.level}, score {score_text(r.score)}<br>resolver {html.escape(r.resolver)}"
         )
-        rows.append((f"w/{r.wid}", r.label, f"n/{r.cluster}/{r.namespace}", r.pods, r.level, hover))
+        rows.append((f"w/{r.wid}", r.label, f"n/{r.cluster}/{r.namespace}", r.area, r.level, hover))
     if len(wl_rest):
         for r in _tiles(wl_rest, ["cluster", "namespace"]).itertuples():
             rows.append(
@@ -608,7 +672,7 @@ def workload_treemap(
                     f"n/{r.cluster}/{r.namespace}/(other)",
                     f"{r.n} other workloads",
                     f"n/{r.cluster}/{r.namespace}",
-                    r.pods,
+                    r.area,
                     r.level,
                     describe(f"{r.n} smaller workloads", r.pods, r.exposed, r.level),
                 )

@@ -22,6 +22,7 @@ PAGES: dict[str, tuple[str, str]] = {
     "coredns": ("CoreDNS", ":material/dns:"),
     "workloads": ("Workloads", ":material/apps:"),
     "mitigations": ("Mitigations", ":material/build:"),  # written by the mitigations helper; optional
+    "rules": ("Rules", ":material/menu_book:"),  # what each rule id (K8, P1, R11 ...) means, with sources
     "reports": ("Reports", ":material/download:"),
 }
 

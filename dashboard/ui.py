@@ -10,6 +10,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, views
+from dnsfleet.verdicts import score_text
 
 LEVEL_BADGE = {"high": "red", "medium": "orange", "low": "green", "unknown": "gray", "n/a": "gray"}
 
@@ -72,7 +73,9 @@ COLUMNS: dict[str, Any] = {
     "factor": _CC.TextColumn("Factor"),
     "points": _CC.ProgressColumn("Points", min_value=0, max_value=100, format="%.1f"),
     "text": _CC.TextColumn("Reason", width="large"),
-    "rule": _CC.TextColumn("Rules"),
+    "rule": _CC.LinkColumn(
+        "Rules", display_text=r"rule=(.*)", help="The rules behind this row: opens their explanation"
+    ),
     "mitigation": _CC.TextColumn("Mitigation"),
     "scope": _CC.TextColumn("Scope"),
     "target": _CC.TextColumn("Target", width="medium"),
@@ -123,12 +126,16 @@ def table(
 
 
 def chart(fig: Any, key: str | None = None) -> None:
+    """A figure under its title as page text (wraps on a phone; a legend cannot cover it)."""
+    title, fig = charts.displayed(fig)
+    if title:
+        st.markdown(f"**{views.md_escape(title)}**")
     st.plotly_chart(fig, width="stretch", key=key, config={"displaylogo": False})
 
 
 def level_badge(level: object, score: object = None) -> None:
     lv = "unknown" if level is None or pd.isna(level) else str(level)
-    text = f"{lv.upper()} risk" + ("" if score is None or pd.isna(score) else f" · {float(score):.0f}/100")
+    text = f"{lv.upper()} risk" + ("" if score is None or pd.isna(score) else f" · {score_text(score)}/100")
     st.badge(text, color=LEVEL_BADGE.get(lv, "gray"))
 
 

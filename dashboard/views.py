@@ -7,6 +7,7 @@ cached and shared between reruns).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,7 +16,10 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
+from dnsfleet.rules import codes as rule_codes
+from dnsfleet.rules import coredns as coredns_rules
 from dnsfleet.schema import LEVELS
+from dnsfleet.verdicts import round_score
 
 # Rows sent to the browser per table; the rest is summarised in a note.
 TABLE_LIMIT = 1000
@@ -109,18 +113,19 @@ def cluster_table(clusters: pd.DataFrame) -> pd.DataFrame:
             "cluster": df["cluster"],
             "open": [cluster_url(c) for c in df["cluster"]],
             "level": df["level"].fillna("unknown"),
-            "score": df["score"],
+            "score": round_score(df["score"]),
             "status": df["status"],
             "reason": df["reason"].fillna(""),
             "why": df["why"],
-            "provider": df["provider"],
+            "rule": rule_links(df["why"]),
+            "provider": df["provider"].fillna("unknown"),
             "nodes": df["nodes"],
             "pods": df["pods"],
             "exposed_pods": df["exposed_pods"],
             "exposed_share": (df["exposed_pods"].astype("Float64") / pods.where(pods > 0)),
             "unknown_pods": df["unknown_pods"],
             "unknown_resolve": df["unknown_resolve"].fillna("") if "unknown_resolve" in df.columns else "",
-            "server_version": df["server_version"],
+            "server_version": df["server_version"].fillna("unknown"),
             "collected_at": df["collected_at"],
         }
     ).reset_index(drop=True)
@@ -212,6 +217,7 @@ def pool_summary(nodes: pd.DataFrame) -> pd.DataFrame:
         )
         .reset_index()
     )
+    out["max_score"] = round_score(out["max_score"])
     return out.sort_values(["nodes_open", "nodes"], ascending=False).reset_index(drop=True)
 
 
@@ -272,18 +278,148 @@ def workload_table(workloads: pd.DataFrame) -> pd.DataFrame:
             "namespace": df["namespace"],
             "owner": df["kind"].astype(str) + "/" + df["name"].astype(str),
             "level": df["level"].fillna("unknown"),
-            "score": df["score"],
+            "score": round_score(df["score"]),
             "pods": df["pods"],
             "exposed_pods": df["exposed_pods"],
             "exposure": df["exposed_pods"].astype("Float64") / pods.where(pods > 0),
-            "image": df["image"],
-            "resolver": df["resolver"],
-            "dns_policy": df["dns_policy"],
+            "image": df["image"].fillna("unknown"),
+            "resolver": df["resolver"].fillna("unknown"),
+            "dns_policy": df["dns_policy"].fillna("unknown"),
             "dns_options": df["dns_options"],
             "ndots": df["ndots"],
             "stall_s": df["stall_s"],
             "recommended_fix": df["recommended_fix"].astype("string"),
             "why": df["why"],
+            "rule": rule_links(df["why"]),
             "workload_id": df["workload_id"],
         }
     ).reset_index(drop=True)
+
+
+def node_table(nodes: pd.DataFrame) -> pd.DataFrame:
+    """Nodes, highest risk first, with scores rounded as everywhere else."""
+    df = by_risk(nodes)
+    df = df.assign(score=round_score(df["score"]), rule=rule_links(df["why"]))
+    for c in ("kernel_version", "distro", "os_image", "race1", "race2", "race3", "nfqueue"):
+        df[c] = df[c].fillna("unknown")
+    return df[[c for c in [*NODE_COLUMNS, "rule"] if c in df.columns]].reset_index(drop=True)
+
+
+# --- CoreDNS --------------------------------------------------------------------------------------
+
+
+def coredns_version(dns_service: pd.DataFrame, cluster: str) -> str | None:
+    rows = dns_service[dns_service["cluster"] == cluster]
+    if rows.empty or pd.isna(rows.iloc[0]["coredns_version"]):
+        return None
+    return str(rows.iloc[0]["coredns_version"])
+
+
+def rcode_caveat(dns_service: pd.DataFrame, cluster: str) -> str | None:
+    """Why the rcode-over-time chart of ``cluster`` must not be shown (its CoreDNS version is known to
+    report rcodes wrongly, ``rules/data/coredns_metrics.csv``), with the public source; None when it
+    can be shown."""
+    version = coredns_version(dns_service, cluster)
+    bugs = coredns_rules.metrics_bugs(version, "rcode")
+    if not bugs:
+        return None
+    return "; ".join(f"{b.message.format(version=version)} ({b.source})" for b in bugs)
+
+
+# --- rule ids: links to their explanation on the Rules page ----------------------------------------
+
+# A rule id as dnsfleet writes it: K0-K8, P1-P5, R1-R11, D1-D8, M1-M6, or a range such as K1-K3.
+RULE_ID = re.compile(r"\b([KPRDM]\d{1,2})(?:-([KPRDM]\d{1,2}))?\b")
+
+
+@dataclass(frozen=True)
+class RuleSection:
+    """One rule id of the registry with every code that cites it."""
+
+    rule: str
+    anchor: str
+    title: str
+    codes: tuple[rule_codes.Code, ...]
+
+
+def _rule_key(rule: str) -> tuple[int, int, str]:
+    m = RULE_ID.fullmatch(rule)
+    if not m:
+        return (len("KPRDM"), 0, rule)
+    return ("KPRDM".index(rule[0]), int(m.group(1)[1:]), rule)
+
+
+def rule_sections() -> list[RuleSection]:
+    """The Rules page's content, generated from the code registry (``rules/data/codes.csv``): one
+    section per rule id in K, P, R, D, M order, titled by the code named like the rule (else its first
+    code), listing every code that cites it."""
+    by_rule: dict[str, list[rule_codes.Code]] = {}
+    for c in rule_codes.registry().values():
+        by_rule.setdefault(c.rule, []).append(c)
+    out = []
+    for rule in sorted(by_rule, key=_rule_key):
+        cs = by_rule[rule]
+        own = next((c for c in cs if c.code == rule), cs[0])
+        out.append(RuleSection(rule, rule_anchor(rule), own.title, tuple(cs)))
+    return out
+
+
+def rule_anchor(rule: str) -> str:
+    return "rule-" + re.sub(r"[^a-z0-9-]", "-", rule.lower())
+
+
+def expand_rules(wanted: Iterable[str]) -> list[str]:
+    """The registry's rule ids a link names: ``K8``, a range ``K1-K3`` (itself and K1, K2, K3 when the
+    registry has them), or a comma-separated list of those. Unknown ids are dropped."""
+    known = {s.rule for s in rule_sections()}
+    out: list[str] = []
+    for part in ",".join(wanted).split(","):
+        part = part.strip()
+        m = RULE_ID.fullmatch(part)
+        if not part:
+            continue
+        ids = [part]
+        if m and m.group(2) and m.group(1)[0] == m.group(2)[0]:
+            lo, hi = int(m.group(1)[1:]), int(m.group(2)[1:])
+            ids += [f"{part[0]}{i}" for i in range(lo, hi + 1)]
+        out += [i for i in ids if i in known and i not in out]
+    return out
+
+
+def rules_url(rules: Iterable[str]) -> str | None:
+    """Relative URL of the Rules page opened on ``rules`` (None when there are none)."""
+    ids = [r for r in dict.fromkeys(rules) if r]
+    return "rules?rule=" + ",".join(quote(r, safe="-") for r in ids) if ids else None
+
+
+def rule_ids(text: object) -> list[str]:
+    """The rule ids a text cites, in order, without repeats (``"(D1, K7)"`` → D1, K7)."""
+    if text is None or text is pd.NA or (isinstance(text, float) and pd.isna(text)):
+        return []
+    return list(dict.fromkeys(m.group(0) for m in RULE_ID.finditer(str(text))))
+
+
+def rule_links(texts: pd.Series) -> pd.Series:
+    """Per row, the Rules page URL for every rule id the row's text cites (None when it cites none),
+    for a link column beside a text column."""
+    return pd.Series([rules_url(rule_ids(t)) for t in texts], index=texts.index, dtype="object")
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#+!|$~])")
+
+
+def md_escape(text: object) -> str:
+    """Text safe to put in ``st.markdown`` (no emphasis, links, HTML or LaTeX from data)."""
+    return _MD_SPECIAL.sub(r"\\\1", str(text))
+
+
+def linked_markdown(text: object) -> str:
+    """``text`` escaped for markdown, each rule id in it a link to its explanation."""
+    out, last = [], 0
+    s = str(text)
+    for m in RULE_ID.finditer(s):
+        out.append(md_escape(s[last : m.start()]))
+        out.append(f"[{m.group(0)}]({rules_url([m.group(0)])})")
+        last = m.end()
+    out.append(md_escape(s[last:]))
+    return "".join(out)

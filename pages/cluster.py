@@ -3,8 +3,9 @@
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, nav, ui, views
+from dashboard import charts, detail, nav, ui, views
 from dashboard.state import current_assessment
+from dnsfleet.verdicts import score_text
 
 a = current_assessment()
 
@@ -29,7 +30,7 @@ if row["status"] == "partial":
     )
 
 c1, c2, c3, c4 = st.columns(4)
-c1.metric("Risk score", "n/a" if pd.isna(row["score"]) else f"{row['score']:.0f} / 100")
+c1.metric("Risk score", "n/a" if pd.isna(row["score"]) else f"{score_text(row['score'])} / 100")
 c2.metric(
     "Pods exposed",
     f"{ui.fmt_int(row['exposed_pods'])} of {ui.fmt_int(row['applicable_pods'])}",
@@ -41,18 +42,28 @@ c4.metric("Kubernetes", row["server_version"] if pd.notna(row["server_version"])
 
 st.subheader("Why")
 for reason in str(row["why"] if pd.notna(row["why"]) else "no reasons recorded").split("; "):
-    st.markdown(f"- {reason}")
+    st.markdown(f"- {views.linked_markdown(reason)}")
 if pd.notna(row["findings"]) and row["findings"]:
-    st.warning(f"**Finding (D7):** {row['findings']}")
+    st.warning(f"**Finding ([D7]({views.rules_url(['D7'])})):** {views.linked_markdown(row['findings'])}")
 if pd.notna(row["unknown_resolve"]) and row["unknown_resolve"]:
-    st.info(f"**Unknown:** {row['unknown_resolve']}")
+    st.info(f"**Unknown:** {views.linked_markdown(row['unknown_resolve'])}")
 
 left, right = st.columns([3, 2])
 with left:
     st.subheader("Risk breakdown")
     factors = views.cluster_factors(a.factors, cluster)
-    factors = factors.assign(factor=factors["factor"].map(charts.FACTOR_LABELS).fillna(factors["factor"]))
-    ui.table(factors, ["factor", "points", "text", "rule"], key="factors")
+    factors = factors.assign(
+        factor=factors["factor"].map(charts.FACTOR_LABELS).fillna(factors["factor"]),
+        rule=views.rule_links(factors["rule"]),
+    )
+    detail.table_with_details(
+        factors.reset_index(drop=True),
+        ["factor", "points", "text", "rule"],
+        key="factors",
+        title=["factor"],
+        csv_name=f"{cluster}-factors.csv",
+        what="factor",
+    )
 with right:
     st.subheader("DNS service path")
     facts = views.dns_path_facts(a.dns_service, cluster)
@@ -68,10 +79,15 @@ if recs.empty:
         "No mitigation needed: no exposed pods were found." if row["score"] == 0 else "No recommendation."
     )
 else:
-    ui.table(
-        recs,
-        ["mitigation", "scope", "target", "action", "risk_removed", "pods", "note", "rule", "finding_id"],
+    detail.table_with_details(
+        recs.assign(rule=views.rule_links(recs["rule"]), note=recs["note"].fillna("none")).reset_index(
+            drop=True
+        ),
+        ["mitigation", "target", "action", "risk_removed", "rule"],
         key="recs",
+        title=["mitigation", "target"],
+        csv_name=f"{cluster}-recommendations.csv",
+        what="recommendation",
     )
     if "mitigations" in nav.available():
         st.caption(

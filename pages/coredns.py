@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import charts, ui, views
+from dashboard import charts, detail, responsive, ui, views
 from dashboard.state import current_assessment
 
 a = current_assessment()
@@ -15,25 +15,32 @@ st.warning(
     icon=":material/info:",
 )
 
+responsive.style()
 metrics = a.coredns_metrics
 st.subheader("Per cluster")
-ui.chart(charts.coredns_comparison(metrics), key="compare")
-ui.table(
-    metrics.sort_values("qps", ascending=False, na_position="last"),
-    [
-        "cluster",
-        "source",
-        "qps",
-        "p50_ms",
-        "p99_ms",
-        "forward_p99_ms",
-        "share_over_1s",
-        "servfail_share",
-        "nxdomain_share",
-        "window_s",
-        "note",
-    ],
+with responsive.wide("compare"):
+    ui.chart(charts.coredns_comparison(metrics), key="compare")
+with responsive.phone("compare"):
+    ui.chart(charts.coredns_comparison(metrics, stacked=True), key="compare_phone")
+collected = metrics.dropna(subset=["qps", "p99_ms", "forward_p99_ms", "servfail_share"], how="all")
+missing = metrics.drop(collected.index)
+if len(missing):  # listed with their reason, not as rows of empty cells
+    st.caption(
+        "Not collected: "
+        + "; ".join(
+            f"{views.md_escape(r.cluster)} ({views.md_escape(r.note if isinstance(r.note, str) else r.source)})"
+            for r in missing.itertuples()
+        )
+    )
+detail.table_with_details(
+    collected.sort_values("qps", ascending=False, na_position="last")
+    .assign(note=collected["note"].fillna("none"))
+    .reset_index(drop=True),
+    ["cluster", "source", "qps", "p99_ms", "forward_p99_ms", "servfail_share", "note"],
     key="metrics",
+    title=["cluster"],
+    csv_name="coredns.csv",
+    what="cluster",
 )
 
 st.subheader("Over time")
@@ -66,4 +73,9 @@ left, right = st.columns(2)
 with left:
     ui.chart(charts.latency_quantiles(a.coredns_series, focus), key="latency")
 with right:
-    ui.chart(charts.rcode_mix(a.coredns_series, focus), key="rcodes")
+    caveat = views.rcode_caveat(a.dns_service, focus)
+    if caveat:  # the chart would show wrong shares: say why it is not drawn instead
+        st.markdown(f"**CoreDNS responses by rcode: {views.md_escape(focus)}**")
+        st.info(f"Not drawn: {views.md_escape(caveat)}", icon=":material/info:")
+    else:
+        ui.chart(charts.rcode_mix(a.coredns_series, focus), key="rcodes")

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import charts, ui, views
+from dashboard import charts, detail, ui, views
 from dashboard.state import current_assessment
 from dnsfleet.verdicts import kernel_verdict
 
@@ -47,7 +47,14 @@ ui.table(
 )
 
 st.subheader("Nodes")
-ui.table(views.by_risk(nodes), views.NODE_COLUMNS, key="nodes")
+detail.table_with_details(
+    views.node_table(nodes),
+    ["cluster", "node", "level", "score", "kernel_version", "race1", "race2", "race3", "why", "rule"],
+    key="nodes",
+    title=["cluster", "node"],
+    csv_name="nodes.csv",
+    what="node",
+)
 
 st.subheader("conntrack insert_failed")
 st.caption(

@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import charts, nav, ui, views
+from dashboard import charts, detail, nav, ui, views
 from dashboard.state import current_assessment
 
 a = current_assessment()
@@ -14,18 +14,20 @@ st.caption(
 )
 
 wl = a.workloads
-f1, f2, f3, f4, f5 = st.columns([2, 2, 1, 1, 2])
+# Two rows: Level and Resolver get half a row each, wide enough to show the chosen values.
+f1, f2, f3 = st.columns([2, 2, 2])
 with f1:
     clusters = ui.url_multiselect("Cluster", views.options(wl, "cluster"), "cluster")
 wl = views.filter_in(wl, "cluster", clusters)
 with f2:
     namespaces = ui.url_multiselect("Namespace", views.options(wl, "namespace"), "ns")
 with f3:
-    levels = ui.url_multiselect("Level", views.options(wl, "level"), "level")
-with f4:
-    resolvers = ui.url_multiselect("Resolver", views.options(wl, "resolver"), "resolver")
-with f5:
     text = ui.url_text("Search", "q", placeholder="name, image or option")
+f4, f5 = st.columns(2)
+with f4:
+    levels = ui.url_multiselect("Level", views.options(wl, "level"), "level")
+with f5:
+    resolvers = ui.url_multiselect("Resolver", views.options(wl, "resolver"), "resolver")
 wl = views.filter_in(wl, "namespace", namespaces)
 wl = views.filter_in(wl, "level", levels)
 wl = views.filter_in(wl, "resolver", resolvers)
@@ -36,10 +38,19 @@ c1.metric("Workloads", ui.fmt_int(len(wl)))
 c2.metric("Pods", ui.fmt_int(wl["pods"].fillna(0).sum()))
 c3.metric("Pods exposed", ui.fmt_int(wl["exposed_pods"].fillna(0).sum()))
 
-ui.chart(charts.workload_treemap(wl), key="treemap")
+exposed_any = bool(wl["exposed_pods"].fillna(0).sum())
+size = st.segmented_control(
+    "Size tiles by",
+    list(charts.TREEMAP_SIZES),
+    format_func=charts.TREEMAP_SIZES.get,
+    default="exposed" if exposed_any else "pods",
+    key="treemap_size",
+    help="Exposed pods: a small cluster where every pod is exposed is not a sliver beside big safe ones",
+)
+ui.chart(charts.workload_treemap(wl, size=size or "pods"), key="treemap")
 
 st.subheader("Workloads, highest risk first")
-ui.table(
+detail.table_with_details(
     views.workload_table(wl),
     [
         "cluster",
@@ -47,19 +58,15 @@ ui.table(
         "owner",
         "level",
         "score",
-        "pods",
         "exposed_pods",
-        "exposure",
         "resolver",
-        "image",
-        "dns_policy",
-        "dns_options",
-        "ndots",
-        "stall_s",
         "recommended_fix",
-        "why",
+        "rule",
     ],
     key="workloads",
+    title=["cluster", "namespace", "owner"],
+    csv_name="workloads.csv",
+    what="workload",
 )
 
 # One click from here into the mitigation flow for the shown workloads that a resolver option fixes.

@@ -102,7 +102,7 @@ def test_overview_shows_metrics_ranking_and_top_cluster(demo):
     assert list(table["cluster"]) == list(views.by_risk(demo.clusters)["cluster"])
     assert table["open"].iloc[0] == views.cluster_url(top)
     assert [p.label for p in at.page_link] == [f"Highest risk: {top}"]
-    assert len(at.get("plotly_chart")) == 2
+    assert [c.key for c in at.get("plotly_chart")] == ["ranking", "heatmap", "heatmap_phone"]
     badge = " ".join(m.value for m in at.sidebar.markdown)
     assert "DEMO FLEET" in badge
 
@@ -114,7 +114,7 @@ def test_overview_lists_the_failed_demo_cluster_with_its_reason(demo):
     table = at.dataframe[0].value
     row = table[table["cluster"] == failed["cluster"].iloc[0]].iloc[0]
     assert row["status"] == "failed"
-    assert row["reason"] == failed["reason"].iloc[0]
+    assert row["why"] == f"scan failed: {failed['reason'].iloc[0]}"
     assert "could not be scanned" in texts(at)
 
 
@@ -125,7 +125,8 @@ def test_cluster_page_defaults_to_top_cluster_with_why_path_and_recommendations(
     assert at.selectbox[0].value == top["cluster"]
     body = texts(at)
     for reason in str(top["why"]).split("; "):
-        assert reason in body
+        assert views.linked_markdown(reason) in body  # rule ids linked to the Rules page
+    assert "[K8](rules?rule=K8)" in body
     assert "kube-proxy mode" in body and "Corefile plugins" in body
     factors, recs = at.dataframe[0].value, at.dataframe[1].value
     assert len(factors) == len(views.cluster_factors(demo.factors, top["cluster"]))
@@ -205,10 +206,14 @@ def test_nodes_page_tables_filters_and_not_collected_note(demo):
 def test_coredns_page_has_the_charts_and_the_client_side_note(demo):
     at = run_app("coredns")
     assert any("do **not** show in CoreDNS latency" in w.value for w in at.warning)
-    charts = at.get("plotly_chart")
-    assert len(charts) == 5  # comparison, request rate, forward p99, quantiles, rcode mix
+    charts = [c.key for c in at.get("plotly_chart")]
+    # comparison (desktop and phone variants), request rate, forward p99, quantiles, rcode mix
+    assert charts == ["compare", "compare_phone", "qps", "forward", "latency", "rcodes"]
     metrics = at.dataframe[0].value
-    assert set(metrics["cluster"]) == set(demo.coredns_metrics["cluster"])
+    every = set(demo.coredns_metrics["cluster"])
+    missing = set(demo.coredns_metrics.loc[demo.coredns_metrics["qps"].isna(), "cluster"])
+    assert missing and set(metrics["cluster"]) == every - missing  # not collected: a caption, not None cells
+    assert all(f"{c} (" in texts(at) for c in missing)
 
 
 def test_workloads_page_filters_by_level_from_the_url(demo):
@@ -254,7 +259,7 @@ def test_upload_snapshot_switches_source_and_shows_failed_row():
     table = at.dataframe[0].value
     dead = table[table["cluster"] == "dead-cluster"].iloc[0]
     assert dead["status"] == "failed"
-    assert dead["reason"] == "unreachable: connection refused to https://127.0.0.1:1"
+    assert dead["why"] == "scan failed: unreachable: connection refused to https://127.0.0.1:1"
     # and back to the demo fleet
     at.sidebar.radio[0].set_value("demo").run()
     assert metric(at, "Clusters") == "7"
@@ -336,7 +341,7 @@ def test_scan_of_unreachable_cluster_is_a_failed_row_and_is_not_repeated(tmp_pat
     assert bars[cluster_bar] == 100 and SECRET_TOKEN not in cluster_bar
     table = at.dataframe[0].value
     row = table[table["cluster"] == "gone-cluster"].iloc[0]
-    assert row["status"] == "failed" and "unreachable" in row["reason"]
+    assert row["status"] == "failed" and "unreachable" in row["why"]
     assert any("Every cluster failed to scan" in e.value for e in at.error)
     assert "LIVE: gone-cluster" in " ".join(m.value for m in at.sidebar.markdown)
     assert SECRET_TOKEN not in texts(at) + table.to_csv()

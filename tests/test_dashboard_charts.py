@@ -105,7 +105,8 @@ def test_factor_heatmap_shows_the_pts_columns_with_gaps_for_missing():
     df = clusters(4)
     fig = charts.factor_heatmap(df)
     hm = fig.data[0]
-    assert list(hm.x) == [charts.FACTOR_LABELS[f] for f in schema.FACTOR_NAMES]
+    assert list(hm.x) == [charts.FACTOR_SHORT[f] for f in schema.FACTOR_NAMES]
+    assert list(hm.customdata[0]) == [charts.FACTOR_LABELS[f] for f in schema.FACTOR_NAMES]  # in the hover
     ranked = views.by_risk(df).reset_index(drop=True)
     assert list(hm.y) == list(ranked["cluster"])
     row0 = ranked.iloc[0]

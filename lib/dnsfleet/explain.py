@@ -70,6 +70,58 @@ def _texts(r: pd.DataFrame, factor: str) -> pd.Series:
     return codes.render(r[f"{factor}_code"], r)
 
 
+# Reason codes that leave a row unknown -> the code that says what would decide it (and how to provide
+# it). A row whose level is "unknown" gets these appended to its ``why``.
+TO_DECIDE: dict[str, str] = {
+    "KERNEL-UNKNOWN": "RESOLVE-ROW-KERNEL",
+    "NODE-UNKNOWN": "RESOLVE-ROW-KERNEL",
+    "NODES-UNKNOWN": "RESOLVE-ROW-KERNEL",
+    "K8": "RESOLVE-ROW-KERNEL",
+    "NODE-IPVS": "RESOLVE-ROW-IPVS",
+    "IPVS-RACE3": "RESOLVE-ROW-IPVS",
+    "R11": "RESOLVE-ROW-RESOLVER",
+    "R9": "RESOLVE-ROW-RESOLVER",
+    "RESOLVER-UNKNOWN": "RESOLVE-ROW-RESOLVER",
+    "R4": "RESOLVE-ROW-GLIBC",
+    "P-UNREAD": "RESOLVE-ROW-PATH",
+    "P-NONE": "RESOLVE-ROW-PATH",
+    "P2-IPVS": "RESOLVE-ROW-PATH",
+    "P2-NFT": "RESOLVE-ROW-PATH",
+    "P3-TC": "RESOLVE-ROW-PATH",
+    "P3-NOSOCK": "RESOLVE-ROW-PATH",
+    "P4": "RESOLVE-ROW-PATH",
+    "P-LINK-UNKNOWN": "RESOLVE-ROW-PATH",
+    "PATH-NODE-UNKNOWN": "RESOLVE-ROW-PATH",
+}
+
+
+def to_decide(r: pd.DataFrame, level: pd.Series) -> pd.Series:
+    """Per row of unknown ``level``: what would decide it and how to provide it ("" for other rows, and
+    for an unknown row none of whose codes is in ``TO_DECIDE``)."""
+    out = pd.Series("", index=level.index, dtype="object")
+    unknown = (level.astype("string").fillna("unknown") == "unknown").to_numpy()
+    if not unknown.any():
+        return out
+    cols = [f"{f}_code" for f in ("kernel", "service_path", "resolver") if f"{f}_code" in r.columns]
+    texts = {c: message(c, {}) for c in set(TO_DECIDE.values())}
+    # Some of a workload's pods on nodes of unknown kernel while its kernel text names the open ones.
+    k_unk = pd.to_numeric(r["k_unk"], errors="coerce").fillna(0) if "k_unk" in r.columns else None
+    for i in np.flatnonzero(unknown):
+        found = [
+            TO_DECIDE[c] for c in (r[col].iloc[i] for col in cols) if isinstance(c, str) and c in TO_DECIDE
+        ]
+        if k_unk is not None and k_unk.iloc[i] > 0:
+            found.insert(0, "RESOLVE-ROW-KERNEL")
+        decided = dict.fromkeys(found)
+        out.iloc[i] = "; ".join(texts[c] for c in decided)
+    return out
+
+
+def _with(why: pd.Series | np.ndarray, extra: pd.Series) -> pd.Series:
+    why = pd.Series(why, index=extra.index, dtype="object")
+    return why.where(extra == "", why.fillna("").astype(str) + "; " + extra)
+
+
 def explain_workloads(wl: pd.DataFrame, r: pd.DataFrame) -> pd.DataFrame:
     wl = wl.copy()
     t = {f: _texts(r, f) for f in schema.FACTOR_NAMES}
@@ -88,7 +140,7 @@ def explain_workloads(wl: pd.DataFrame, r: pd.DataFrame) -> pd.DataFrame:
         {"reason": pd.Series(zero_reason, index=wl.index)},
     )
     why = np.where((wl["score"].fillna(0) == 0) & (zero != ""), zero, exposed_why)
-    wl["why"] = np.where(zf == "not_applicable", t["service_path"], why)
+    wl["why"] = _with(np.where(zf == "not_applicable", t["service_path"], why), to_decide(r, wl["level"]))
     return wl
 
 
@@ -97,7 +149,9 @@ def explain_nodes(nodes: pd.DataFrame, r: pd.DataFrame) -> pd.DataFrame:
     t = {f: _texts(r, f) for f in schema.FACTOR_NAMES}
     for f, v in t.items():
         nodes[f"{f}_text"] = v
-    nodes["why"] = t["kernel"] + "; " + t["service_path"] + "; " + t["evidence"]
+    nodes["why"] = _with(
+        t["kernel"] + "; " + t["service_path"] + "; " + t["evidence"], to_decide(r, nodes["level"])
+    )
     return nodes
 
 
@@ -145,6 +199,8 @@ def explain_clusters(cl: pd.DataFrame, r: pd.DataFrame, dns_service: pd.DataFram
             why.append(message("ZERO-CLUSTER", {"reason": reason}))
             continue
         top = [row[f"{names[j]}_text"] for j in order[i][:3] if row[f"{names[j]}_text"]]
+        if row["level"] == "unknown" and cl["unknown_resolve"].iloc[i]:
+            top.append(cl["unknown_resolve"].iloc[i])  # what is missing, and how to provide it
         why.append("; ".join(top))
     cl["why"] = why
     return cl

@@ -57,7 +57,7 @@ PRIORITY = {
 NO_AAAA_GLIBC = (2, 36)
 ROLL_OUT = "patching the pod template triggers a rollout (M2)"
 NODELOCAL_CAVEATS = (
-    "allow hostNetwork egress to the kube-dns IP by ipBlock under NetworkPolicy (§4); "
+    "allow hostNetwork egress to the kube-dns IP by ipBlock under NetworkPolicy (M6); "
     "Calico policies can conflict with its NOTRACK rules (kubernetes#98758)"
 )
 
@@ -168,7 +168,7 @@ def _workload_recs(wl: pd.DataFrame, frames: Frames) -> pd.DataFrame:
             "risk_removed": g["score"],
             "pods": g["pods"],
             "rule": "R1, R2, M1, M2, M5",
-            "note": np.where(bare, "Pod dnsConfig is immutable: recreate needed (§3)", ROLL_OUT),
+            "note": np.where(bare, "Pod dnsConfig is immutable: recreate needed (M2)", ROLL_OUT),
         }
     )
     ipv4_only = wl["cluster"].map(frames.dns_service.set_index("cluster")["ipv4_only"]).astype("boolean")

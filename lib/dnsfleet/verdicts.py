@@ -6,6 +6,9 @@ this module only summarises those columns the same way wherever they are shown.
 
 from __future__ import annotations
 
+import math
+
+import numpy as np
 import pandas as pd
 
 # The three conntrack races; the NFQUEUE path only matters where an NFQUEUE agent is on the DNS path.
@@ -24,3 +27,17 @@ def kernel_verdict(nodes: pd.DataFrame) -> pd.Series:
     out[any_unknown] = "unknown"
     out[any_open] = "open"
     return out
+
+
+def round_score(score: pd.Series) -> pd.Series:
+    """Scores as whole points, halves rounded up (78.5 → 79), NA kept: the one rounding every table,
+    chart label and badge shows, so a score reads the same wherever it appears."""
+    s = pd.to_numeric(score, errors="coerce").astype("float64")
+    return pd.Series(np.floor(s + 0.5), index=score.index).astype("Int64")
+
+
+def score_text(score: object, na: str = "n/a") -> str:
+    """One score as text, rounded as ``round_score`` rounds it."""
+    if score is None or score is pd.NA or (isinstance(score, float) and math.isnan(score)):
+        return na
+    return str(math.floor(float(score) + 0.5))

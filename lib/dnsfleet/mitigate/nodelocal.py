@@ -290,7 +290,7 @@ def cni_caveats(cni: str | None) -> list[str]:
     out = [
         "NetworkPolicy: node-local-dns runs with hostNetwork, so namespace/pod-selector egress rules "
         "may not match it; allow egress to the kube-dns ClusterIP (and the link-local IP) with an "
-        "ipBlock (facts §4).",
+        "ipBlock (M6).",
     ]
     if c in ("calico", "unknown", "other"):
         out.append(

@@ -250,7 +250,7 @@ def plan_resolver_options(kube: Kube, targets: Iterable[Target], options: Mappin
         policy = get_path(live, spec_path + "/dnsPolicy")
         if get_path(live, spec_path + "/hostNetwork") and policy != "ClusterFirstWithHostNet":
             notes.append(
-                "hostNetwork pod without ClusterFirstWithHostNet: it uses the node's resolv.conf (§3)"
+                "hostNetwork pod without ClusterFirstWithHostNet: it uses the node's resolv.conf (P5)"
             )
         plan.changes.append(
             Change(
