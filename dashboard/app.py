@@ -25,4 +25,7 @@ current = st.navigation(nav.pages())
 sidebar.carry_filters(current.url_path)
 sidebar.render_sidebar()
 sidebar.render_source_error()
-current.run()
+try:
+    current.run()
+finally:  # st.stop() in a page ends the run here too
+    sidebar.remember_filters()

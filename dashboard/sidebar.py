@@ -51,6 +51,7 @@ K_RANGE = "src.metrics_range"
 K_UPLOAD = "src.upload"
 K_FILTERS = "sidebar.filters"
 K_PAGE = "sidebar.page"
+K_DONE = "sidebar.scan_done"  # the final progress bars of the scan just finished, drawn once
 MAX_PROGRESS_BARS = 12  # per-cluster bars drawn during a scan; larger fleets get the overall bar only
 # Resources the collector reports per cluster before cluster_done; only scales the per-cluster bars.
 RESOURCES_PER_CLUSTER = 10
@@ -93,6 +94,10 @@ def render_sidebar() -> None:
     badge = sb.empty()
     age = sb.empty()
     progress_box = sb.container()  # above the controls: a running scan is visible without scrolling
+    if done := st.session_state.pop(K_DONE, None):
+        box = progress_box.container(border=True)
+        for text, frac in done:
+            box.progress(frac, text=text)
     sb.radio("Data source", list(KIND_LABELS), format_func=KIND_LABELS.get, key=K_KIND)
     kind = st.session_state[K_KIND]
     if kind == KUBECONFIG:
@@ -117,16 +122,11 @@ def render_source_error() -> None:
 
 
 def carry_filters(page: str) -> None:
-    """Keep the cluster and filters across pages: remember the sticky URL parameters while a page is
-    shown, and put them back into the URL when another page is entered without them."""
+    """Keep the cluster and filters across pages: entering another page, put the remembered sticky
+    URL parameters back into the URL unless the link that led here set its own."""
     ss, qp = st.session_state, st.query_params
     mem: dict[str, list[str]] = ss.setdefault(K_FILTERS, {})
     if ss.get(K_PAGE) == page:
-        for p in STICKY:
-            if p in qp:
-                mem[p] = qp.get_all(p)
-            else:
-                mem.pop(p, None)
         return
     ss[K_PAGE] = page
     for p in STICKY:
@@ -134,6 +134,18 @@ def carry_filters(page: str) -> None:
             mem[p] = qp.get_all(p)
         elif p in mem:
             qp[p] = mem[p]
+
+
+def remember_filters() -> None:
+    """After the page ran (also when it stopped early): remember the sticky parameters it left in the
+    URL; one it removed was cleared by the user."""
+    mem: dict[str, list[str]] = st.session_state.setdefault(K_FILTERS, {})
+    qp = st.query_params
+    for p in STICKY:
+        if p in qp:
+            mem[p] = qp.get_all(p)
+        else:
+            mem.pop(p, None)
 
 
 def _init_defaults() -> None:
@@ -315,6 +327,7 @@ def _scan(req: ScanRequest, targets: list[str], box_parent: Any) -> None:
     }
     done_resources: dict[str, int] = {}
     finished: set[str] = set()
+    bar_text: dict[str, str] = {name: f"{name}: waiting" for name in bars}
 
     def progress(event: str, cluster: str, detail: str) -> None:
         """Draws the collector's events; ``dnsfleet.collect.scan`` calls it on this (the script) thread."""
@@ -326,6 +339,7 @@ def _scan(req: ScanRequest, targets: list[str], box_parent: Any) -> None:
             done_resources[cluster] = done_resources.get(cluster, 0) + (event == "resource_done")
             frac = min(0.95, done_resources[cluster] / RESOURCES_PER_CLUSTER)
             text = f"{cluster}: {detail or event.replace('_', ' ')}"
+        bar_text[cluster] = text
         if cluster in bars:
             bars[cluster].progress(frac, text=_short(text))
         elif len(bars) < MAX_PROGRESS_BARS:
@@ -337,11 +351,16 @@ def _scan(req: ScanRequest, targets: list[str], box_parent: Any) -> None:
     except Exception as e:  # collector-level failure (bad kubeconfig content, bad Prometheus URL...)
         _set_error(f"Scan failed: {one_line(e)}")
         return
-    overall.progress(1.0, text=f"Scan finished: {len(finished) or total} cluster(s)")
     st.session_state[K_LIVE] = kept.scan_id
     snapshot = sources.scan_store().snapshot(kept.scan_id) or {}
     if note := sources.scan_problems(snapshot, req.prometheus):
         _set_error(note)
+    # Rerun so the whole page (badge, Rescan button, URL) shows the new scan; the final bars are drawn
+    # once more on that run.
+    st.session_state[K_DONE] = [(f"Scan finished: {len(finished) or total} cluster(s)", 1.0)] + [
+        (_short(bar_text[name]), 1.0 if name in finished else 0.0) for name in bars
+    ]
+    st.rerun()
 
 
 def _snapshot_controls() -> None:

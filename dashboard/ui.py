@@ -169,7 +169,7 @@ def _sync(param: str, value: str | list[str] | None) -> None:
 
 def url_multiselect(label: str, choices: list[str], param: str, *, help: str | None = None) -> list[str]:
     key = f"url.{param}"
-    if key not in st.session_state:
+    if not isinstance(st.session_state.get(key), list):  # unset, or a single choice from another page
         st.session_state[key] = [v for v in st.query_params.get_all(param) if v in choices]
     else:
         st.session_state[key] = [v for v in st.session_state[key] if v in choices]

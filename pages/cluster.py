@@ -18,6 +18,19 @@ row = views.cluster_row(a.clusters, cluster)
 
 st.header(cluster)
 ui.level_badge(row["level"], row["score"])
+views_of = st.columns(2)
+views_of[0].page_link(
+    nav.page("nodes"),
+    label=f"Nodes of {cluster}",
+    icon=":material/memory:",
+    query_params={"cluster": cluster},
+)
+views_of[1].page_link(
+    nav.page("workloads"),
+    label=f"Workloads of {cluster}",
+    icon=":material/apps:",
+    query_params={"cluster": cluster},
+)
 if row["status"] == "failed":
     st.error(f"Scan failed: {row['reason'] if pd.notna(row['reason']) else 'no data'}")
     st.stop()

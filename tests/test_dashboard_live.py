@@ -1,0 +1,174 @@
+"""Issue 16.1 and 15.4 on the dashboard (AppTest): live scans kept server-side and opened by link,
+the chosen cluster and filters carried across pages, and visitors beyond loopback limited to the
+operator's contexts."""
+
+from __future__ import annotations
+
+import stat
+from typing import Any
+
+import pytest
+import streamlit as st
+from streamlit.testing.v1 import AppTest
+
+from tests.test_dashboard import APP, ENV, unreachable_kubeconfig
+
+
+@pytest.fixture(autouse=True)
+def clean_state(monkeypatch: pytest.MonkeyPatch):
+    for k in ENV:
+        monkeypatch.delenv(k, raising=False)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield
+    st.cache_data.clear()
+    st.cache_resource.clear()
+
+
+@pytest.fixture
+def scans(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    import dnsfleet.collect as collect
+
+    calls: list[dict[str, Any]] = []
+    real = collect.scan
+
+    def counting(**kw: Any) -> dict[str, Any]:
+        calls.append(kw)
+        return real(**kw)
+
+    monkeypatch.setattr(collect, "scan", counting)
+    return calls
+
+
+def app(query: dict[str, str] | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120)
+    for k, v in (query or {}).items():
+        at.query_params[k] = v
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def scan_button(at: AppTest):
+    return at.sidebar.button(key="src.scan")
+
+
+def sidebar_text(at: AppTest) -> str:
+    return " ".join(str(m.value) for m in (*at.sidebar.markdown, *at.sidebar.caption))
+
+
+def shown_scan_id(at: AppTest) -> str:
+    return at.session_state["dnsfleet.live"]
+
+
+def test_a_shared_link_opens_the_kept_scan_without_scanning(tmp_path, monkeypatch, scans):
+    monkeypatch.setenv("DNSFLEET_KUBECONFIG", str(unreachable_kubeconfig(tmp_path)))
+    first = app()
+    assert scan_button(first).label == "Scan"
+    scan_button(first).click().run()
+    assert len(scans) == 1
+    scan_id = shown_scan_id(first)
+    assert scan_button(first).label == "Rescan"
+    assert "Scanned " in sidebar_text(first) and " s ago)" in sidebar_text(first)
+    # another session (a shared link, a reload): the same data, no scan
+    other = app({"scan": scan_id})
+    assert len(scans) == 1
+    assert shown_scan_id(other) == scan_id
+    assert "LIVE: gone-cluster" in sidebar_text(other)
+    table = other.dataframe[0].value
+    assert list(table["cluster"]) == ["gone-cluster"] and table["status"].iloc[0] == "failed"
+    assert scan_button(other).label == "Rescan"
+    # Rescan replaces it for everyone opening the dashboard afterwards
+    scan_button(other).click().run()
+    assert len(scans) == 2
+    newest = shown_scan_id(other)
+    assert newest != scan_id
+    assert shown_scan_id(app()) == newest  # a new session without a link: the newest kept scan
+    assert shown_scan_id(app({"scan": scan_id})) == scan_id  # the old link still opens its own data
+    assert len(scans) == 2
+
+
+def test_a_link_to_a_scan_no_longer_kept_says_so(tmp_path, monkeypatch, scans):
+    monkeypatch.setenv("DNSFLEET_KUBECONFIG", str(unreachable_kubeconfig(tmp_path)))
+    at = app({"scan": "AAAAAAAAAAAAAAAA"})
+    assert any("no longer kept on this server" in e.value for e in at.error)
+    assert any("press **Scan**" in i.value for i in at.info)
+    assert not scans
+    at = app({"scan": "../../etc/passwd"})  # not an id: never a path
+    assert any("no longer kept on this server" in e.value for e in at.error)
+
+
+def test_kept_scans_are_owner_only_files(tmp_path, monkeypatch, scans):
+    state = tmp_path / "state"
+    monkeypatch.setenv("DNSFLEET_STATE_DIR", str(state))
+    monkeypatch.setenv("DNSFLEET_KUBECONFIG", str(unreachable_kubeconfig(tmp_path)))
+    at = app()
+    scan_button(at).click().run()
+    files = sorted(p.name for p in (state / "live-scans").iterdir())
+    scan_id = shown_scan_id(at)
+    assert files == [f"{scan_id}.json.gz", f"{scan_id}.meta.json"]
+    assert stat.S_IMODE((state / "live-scans").stat().st_mode) == 0o700
+    for p in (state / "live-scans").iterdir():
+        assert stat.S_IMODE(p.stat().st_mode) == 0o600
+
+
+def test_cluster_and_filters_are_carried_across_pages():
+    at = app()
+    at.switch_page("../pages/workloads.py").run()
+    at.multiselect(key="url.level").set_value(["high"]).run()
+    at.switch_page("../pages/cluster.py").run()
+    assert not at.exception
+    cluster = at.selectbox(key="url.cluster").value
+    at.switch_page("../pages/nodes.py").run()
+    assert at.multiselect(key="url.level").value == ["high"]
+    at.switch_page("../pages/workloads.py").run()
+    assert at.multiselect(key="url.level").value == ["high"]
+    assert at.multiselect(key="url.cluster").value == [cluster]
+
+
+def test_cluster_page_links_to_its_nodes_and_workloads():
+    at = app()
+    at.switch_page("../pages/cluster.py").run()
+    cluster = at.selectbox(key="url.cluster").value
+    links = {p.proto.label: p.proto for p in at.get("page_link")}
+    nodes = links[f"Nodes of {cluster}"]
+    workloads = links[f"Workloads of {cluster}"]
+    assert nodes.page.endswith("nodes") and workloads.page.endswith("workloads")
+    assert nodes.query_string == workloads.query_string == f"cluster={cluster}"
+
+
+def test_beyond_loopback_visitors_choose_contexts_never_files_or_urls(tmp_path, monkeypatch):
+    import dashboard.auth as A
+
+    kubeconfig = unreachable_kubeconfig(tmp_path)
+    monkeypatch.setenv("DNSFLEET_KUBECONFIG", str(kubeconfig))
+    monkeypatch.setenv("DNSFLEET_PROMETHEUS", "http://127.0.0.1:9/")
+    monkeypatch.setattr(A, "bind_address", lambda: "0.0.0.0")
+    at = app()
+    labels = [t.label for t in at.sidebar.text_input]
+    assert "Kubeconfig path" not in labels and "Prometheus URL (optional)" not in labels
+    assert at.sidebar.multiselect(key="src.contexts").options == ["gone-cluster"]
+    assert "configured by the operator" in sidebar_text(at)
+    assert "127.0.0.1:9" not in sidebar_text(at)
+    # a value pushed into the session (as a crafted widget message would) is not used
+    at.session_state["src.kubeconfig"] = str(tmp_path / "other.yaml")
+    at.run()
+    assert at.sidebar.multiselect(key="src.contexts").options == ["gone-cluster"]
+
+
+def test_beyond_loopback_without_an_operator_kubeconfig_says_who_sets_it(monkeypatch):
+    import dashboard.auth as A
+
+    monkeypatch.setattr(A, "bind_address", lambda: "0.0.0.0")
+    at = app()
+    at.sidebar.radio[0].set_value("kubeconfig").run()
+    assert not at.exception
+    assert any("operator sets DNSFLEET_KUBECONFIG" in e.value for e in at.sidebar.error)
+    assert "Kubeconfig path" not in [t.label for t in at.sidebar.text_input]
+
+
+def test_loopback_keeps_the_typed_kubeconfig_and_prometheus_fields(tmp_path, monkeypatch):
+    monkeypatch.setenv("DNSFLEET_KUBECONFIG", str(unreachable_kubeconfig(tmp_path)))
+    at = app()
+    labels = [t.label for t in at.sidebar.text_input]
+    assert "Kubeconfig path" in labels and "Prometheus URL (optional)" in labels
