@@ -43,12 +43,13 @@ def test_missing_metrics_lower_the_score_by_at_most_the_named_points(pair):
     full, bare = pair
     drop = _score(full, CLUSTER) - _score(bare, CLUSTER)
     assert drop > 5  # the drop the issue saw (91 -> 78) is real: evidence and query rate count 0
-    g = score_gaps(bare.clusters, bare.factors).set_index("cluster")
+    g = score_gaps(bare.clusters, bare.snapshot).set_index("cluster")
     assert list(g.index) == [CLUSTER]
     assert g.loc[CLUSTER, "up_to"] == W_EVIDENCE + W_RATE
     assert drop <= g.loc[CLUSTER, "up_to"]
     assert g.loc[CLUSTER, "missing"] == "conntrack counters, CoreDNS query rate"
-    assert gap_text(bare.clusters, bare.factors, CLUSTER) == (
+    assert g.loc[CLUSTER, "note"] == "no CoreDNS series"
+    assert gap_text(bare.clusters, bare.snapshot, CLUSTER) == (
         "not counted for lack of metrics: conntrack counters (up to 10 points) and CoreDNS query rate "
         "(up to 5 points); the score may be up to 15 points higher once they are collected"
     )
@@ -56,6 +57,6 @@ def test_missing_metrics_lower_the_score_by_at_most_the_named_points(pair):
 
 def test_no_gap_when_metrics_are_there_or_nothing_is_scored(pair):
     full, bare = pair
-    assert gap_text(full.clusters, full.factors, CLUSTER) is None
-    others = set(score_gaps(bare.clusters, bare.factors)["cluster"])
+    assert gap_text(full.clusters, full.snapshot, CLUSTER) is None
+    others = set(score_gaps(bare.clusters, bare.snapshot)["cluster"])
     assert others == {CLUSTER}  # failed and zero-score clusters are never told to collect metrics
