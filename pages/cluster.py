@@ -5,6 +5,7 @@ import streamlit as st
 
 from dashboard import charts, nav, ui, views
 from dashboard.state import current_assessment
+from dnsfleet.gaps import gap_text
 
 a = current_assessment()
 
@@ -43,6 +44,8 @@ if row["status"] == "partial":
 
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Risk score", "n/a" if pd.isna(row["score"]) else f"{row['score']:.0f} / 100")
+if gap := gap_text(a.clusters, a.snapshot, cluster):  # missing metrics never lower a score unseen
+    c1.caption(gap)
 c2.metric(
     "Pods exposed",
     f"{ui.fmt_int(row['exposed_pods'])} of {ui.fmt_int(row['applicable_pods'])}",

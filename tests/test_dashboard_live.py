@@ -172,3 +172,32 @@ def test_loopback_keeps_the_typed_kubeconfig_and_prometheus_fields(tmp_path, mon
     at = app()
     labels = [t.label for t in at.sidebar.text_input]
     assert "Kubeconfig path" in labels and "Prometheus URL (optional)" in labels
+
+
+STALE = (
+    "Prometheus reachable; newest CoreDNS sample at 2026-12-01 10:00:00 UTC, outside the window "
+    "2026-12-03 09:00:00 UTC to 2026-12-03 10:00:00 UTC (2.0 days before its end)"
+)
+
+
+def test_stale_metrics_are_said_on_the_coredns_and_cluster_pages(tmp_path, monkeypatch):
+    from dnsfleet.demo import demo_snapshot
+    from dnsfleet.snapshot import save
+    from tests.test_score_gaps import CLUSTER, without_metrics
+
+    snap = without_metrics(demo_snapshot(), CLUSTER)
+    next(c for c in snap["clusters"] if c["name"] == CLUSTER)["metrics"]["note"] = STALE
+    path = save(snap, tmp_path / "stale.json.gz")
+    monkeypatch.setenv("DNSFLEET_SNAPSHOT", str(path))
+    at = app()
+    at.switch_page("../pages/coredns.py").run()
+    assert not at.exception
+    warning = next(w.value for w in at.warning if "CoreDNS metrics missing" in w.value)
+    assert f"**{CLUSTER}**: {STALE}" in warning
+    assert "eks-dr-usw2" not in warning  # the failed demo cluster is not a metrics problem
+    gaps = next(i.value for i in at.info if "Scores computed without metrics" in i.value)
+    assert f"**{CLUSTER}**: not counted for lack of metrics: conntrack counters (up to 10 points)" in gaps
+    assert not any("need a Prometheus URL" in i.value for i in at.info)
+    at.switch_page("../pages/cluster.py").run()
+    at.selectbox(key="url.cluster").set_value(CLUSTER).run()
+    assert any("the score may be up to 15 points higher" in c.value for c in at.caption)
