@@ -3,6 +3,7 @@ column config, level badges and headline numbers."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -140,6 +141,15 @@ def level_legend() -> None:
         ),
         unsafe_allow_html=True,
     )
+
+
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~$-])")
+
+
+def md_text(v: object) -> str:
+    """Text from a cluster, a snapshot or a server, for use inside markdown: shown as typed, never as
+    links, images or formatting."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(v).split()))
 
 
 def fmt_int(v: object) -> str:

@@ -29,7 +29,7 @@ if len(missing):
     lines = []
     for cluster, source, note in zip(missing["cluster"], missing["source"], missing["note"], strict=True):
         why = note if isinstance(note, str) and note else f"source: {source}"
-        lines.append(f"- **{cluster}**: {why}")
+        lines.append(f"- **{ui.md_text(cluster)}**: {ui.md_text(why)}")
     st.warning(
         f"CoreDNS metrics missing for {len(missing)} of {len(metrics) - len(failed)} scanned cluster(s):\n"
         + "\n".join(lines),
@@ -39,7 +39,9 @@ gaps = score_gaps(a.clusters, a.snapshot)
 if len(gaps):
     st.info(
         "Scores computed without metrics:\n"
-        + "\n".join(f"- **{c}**: {t}" for c, t in zip(gaps["cluster"], gaps["text"], strict=True)),
+        + "\n".join(
+            f"- **{ui.md_text(c)}**: {t}" for c, t in zip(gaps["cluster"], gaps["text"], strict=True)
+        ),
         icon=":material/functions:",
     )
 

@@ -181,6 +181,7 @@ STALE = (
 
 
 def test_stale_metrics_are_said_on_the_coredns_and_cluster_pages(tmp_path, monkeypatch):
+    from dashboard.ui import md_text
     from dnsfleet.demo import demo_snapshot
     from dnsfleet.snapshot import save
     from tests.test_score_gaps import CLUSTER, without_metrics
@@ -193,11 +194,29 @@ def test_stale_metrics_are_said_on_the_coredns_and_cluster_pages(tmp_path, monke
     at.switch_page("../pages/coredns.py").run()
     assert not at.exception
     warning = next(w.value for w in at.warning if "CoreDNS metrics missing" in w.value)
-    assert f"**{CLUSTER}**: {STALE}" in warning
+    assert f"**{md_text(CLUSTER)}**: {md_text(STALE)}" in warning
     assert "eks-dr-usw2" not in warning  # the failed demo cluster is not a metrics problem
     gaps = next(i.value for i in at.info if "Scores computed without metrics" in i.value)
-    assert f"**{CLUSTER}**: not counted for lack of metrics: conntrack counters (up to 10 points)" in gaps
+    assert (
+        f"**{md_text(CLUSTER)}**: not counted for lack of metrics: conntrack counters (up to 10 points)"
+        in gaps
+    )
     assert not any("need a Prometheus URL" in i.value for i in at.info)
     at.switch_page("../pages/cluster.py").run()
     at.selectbox(key="url.cluster").set_value(CLUSTER).run()
     assert any("the score may be up to 15 points higher" in c.value for c in at.caption)
+
+
+def test_failed_clusters_are_named_with_their_reason_as_plain_text(tmp_path, monkeypatch):
+    from dnsfleet.demo import demo_snapshot
+    from dnsfleet.snapshot import save
+
+    snap = demo_snapshot()
+    bad = next(c for c in snap["clusters"] if c["status"] == "failed")
+    bad["reason"] = "unreachable: see [here](http://203.0.113.9/x) ![img](http://203.0.113.9/i.png)"
+    monkeypatch.setenv("DNSFLEET_SNAPSHOT", str(save(snap, tmp_path / "f.json.gz")))
+    at = app()
+    warning = next(w.value for w in at.warning if "could not be scanned" in w.value)
+    assert warning.startswith("1 cluster(s) could not be scanned:\n- **eks\\-dr\\-usw2**: unreachable: see ")
+    assert "[here](" not in warning and "![img](" not in warning
+    assert "\\[here\\]\\(http://203.0.113.9/x\\)" in warning
