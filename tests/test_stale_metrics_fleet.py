@@ -68,3 +68,13 @@ def test_cli_scan_says_the_samples_are_old_and_what_the_score_could_not_count(fl
     assert "conntrack counters (up to 10 points)" in gap and "CoreDNS query rate (up to 5 points)" in gap
     assert f"Prometheus reachable; newest CoreDNS sample at {_utc(fleet.metrics_end)}" in gap
     assert row["score"] > 0
+
+
+def test_conntrack_staleness_is_one_short_clause_after_the_coredns_note(fleet):
+    at = fleet.metrics_end + 2 * 3600
+    m = collect_metrics(PromSource(fleet.prometheus_url, time=at), CLUSTER, node_names=["x"])
+    assert m["conntrack"]["reason"] == (
+        f"not collected: Prometheus reachable; newest conntrack sample at {_utc(fleet.metrics_end)}, "
+        "outside the window"
+    )
+    assert m["note"].count("--prometheus-time") == 1

@@ -353,14 +353,17 @@ def newest_sample(cl: PromClient, metrics: list[str], sel: str, at: float) -> fl
 
 
 def stale_note(
-    cl: PromClient, what: str, metrics: list[str], sel: str, at: float, window_s: float
+    cl: PromClient, what: str, metrics: list[str], sel: str, at: float, window_s: float, brief: bool = False
 ) -> str | None:
     """Why queries at ``at`` found no series, when Prometheus has them at another time: "Prometheus
     reachable; newest CoreDNS sample at T, outside the window ...". None when it has none in the week
-    before ``at`` nor up to now (the metrics are simply not there)."""
+    before ``at`` nor up to now (the metrics are simply not there). ``brief``: without the window and
+    the hint (a second note of the same scan)."""
     newest = newest_sample(cl, metrics, sel, at)
     now = _time.time()
     hint = "query an earlier time (--prometheus-time, DNSFLEET_PROMETHEUS_TIME or the dashboard's time range)"
+    if newest is not None and brief:  # the window and what to do were said in the CoreDNS note
+        return f"Prometheus reachable; newest {what} sample at {_utc(newest)}, outside the window"
     if newest is not None:
         return (
             f"Prometheus reachable; newest {what} sample at {_utc(newest)}, outside the window "
@@ -479,7 +482,9 @@ def _conntrack(
         why = (
             f"conntrack series for {sel} carry no label matching a node name"
             if unmatched
-            else stale_note(cl, "conntrack", ["node_nf_conntrack_stat_insert_failed"], sel, at, src.window_s)
+            else stale_note(
+                cl, "conntrack", ["node_nf_conntrack_stat_insert_failed"], sel, at, src.window_s, brief=True
+            )
             or f"no node_nf_conntrack_stat_insert_failed series for {sel} "
             "(needs node_exporter >= 1.2.0 on the host network)"
         )
