@@ -348,11 +348,13 @@ if kind != "Kernel upgrades":
             ss[K_PLAN] = _run(
                 "Plan undo", lambda: ctrl.plan_undo_resolver_options(undoable[k] for k in choice)
             )
+            st.rerun()  # the plan section is drawn above this one
     else:
         st.caption("Deletes only the NodeLocal DNSCache objects dnsfleet created (label and field manager).")
         if st.button("Plan undo", key="mit.undo_btn", disabled=undo_reason is not None, help=undo_reason):
             _reset()
             ss[K_PLAN] = _run("Plan undo", ctrl.plan_undo_nodelocal)
+            st.rerun()  # the plan section is drawn above this one
     if undo_reason:
         st.caption(f"Undo disabled: {undo_reason}.")
 

@@ -342,7 +342,7 @@ def test_a_kept_scan_is_shared_by_link_and_read_with_the_operators_kubeconfig(
     alice.run()
     _scan(alice)
     assert len(scans) == 1
-    scan_id = alice.query_params["scan"][0]
+    scan_id = alice.session_state["dnsfleet.live"]  # what alice's URL carries as ?scan=
     bob = AppTest.from_file(APP, default_timeout=120)
     bob.query_params["scan"] = scan_id
     bob.run()
