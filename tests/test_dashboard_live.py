@@ -220,3 +220,21 @@ def test_failed_clusters_are_named_with_their_reason_as_plain_text(tmp_path, mon
     assert warning.startswith("1 cluster(s) could not be scanned:\n- **eks\\-dr\\-usw2**: unreachable: see ")
     assert "[here](" not in warning and "![img](" not in warning
     assert "\\[here\\]\\(http://203.0.113.9/x\\)" in warning
+
+
+def _walk(node: Any) -> list[Any]:
+    out = [node]
+    for child in getattr(node, "children", {}).values():
+        out += _walk(child)
+    return out
+
+
+def test_scan_progress_is_drawn_above_the_sidebar_controls(tmp_path, monkeypatch, scans):
+    monkeypatch.setenv("DNSFLEET_KUBECONFIG", str(unreachable_kubeconfig(tmp_path)))
+    at = app()
+    scan_button(at).click().run()
+    order = [getattr(n, "type", "") for n in _walk(at.sidebar)]
+    assert "progress" in order and "radio" in order
+    assert order.index("progress") < order.index("radio") < order.index("text_input")
+    bars = [p.text for p in at.sidebar.progress]
+    assert bars[0] == "Scan finished: 1 cluster(s)" and bars[1].startswith("gone-cluster: failed")
