@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 import streamlit as st
@@ -106,6 +107,8 @@ def table(
     With ``select``, a single row can be selected and the selection event is returned."""
     if columns is not None:
         df = df[[c for c in columns if c in df.columns]]
+    if "open" in df.columns and (scan := st.query_params.get("scan")):  # links open the same live scan
+        df = df.assign(open=df["open"].astype(str) + "&scan=" + quote(scan, safe=""))
     capped = views.cap(df, limit)
     if capped.note:
         st.caption(capped.note)

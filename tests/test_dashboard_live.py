@@ -78,6 +78,7 @@ def test_a_shared_link_opens_the_kept_scan_without_scanning(tmp_path, monkeypatc
     table = other.dataframe[0].value
     assert list(table["cluster"]) == ["gone-cluster"] and table["status"].iloc[0] == "failed"
     assert scan_button(other).label == "Rescan"
+    assert list(other.dataframe[0].value["open"]) == [f"cluster?cluster=gone-cluster&scan={scan_id}"]
     # Rescan replaces it for everyone opening the dashboard afterwards
     scan_button(other).click().run()
     assert len(scans) == 2
