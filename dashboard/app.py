@@ -1,7 +1,8 @@
 """dnsfleet dashboard entry point: ``streamlit run dashboard/app.py`` from the repository root.
 
-A frame around the pages in ``pages/``: page config, navigation, the data-source sidebar and the
-source error line; each page then renders itself.
+A frame around the pages in ``pages/``: page config, navigation, the data-source sidebar
+(``dashboard.sidebar``), the filters carried across pages and the source error line; each page then
+renders itself.
 """
 
 import sys
@@ -13,7 +14,7 @@ if _ROOT not in sys.path:  # `streamlit run` puts dashboard/ on sys.path, the pa
 
 import streamlit as st  # noqa: E402
 
-from dashboard import nav, state  # noqa: E402
+from dashboard import nav, sidebar  # noqa: E402
 
 # A local file, not a :material/...: icon or an emoji: Streamlit turns those into favicon URLs on public
 # font/CDN hosts, and the dashboard must work (and load nothing) without internet access.
@@ -21,6 +22,10 @@ st.set_page_config(
     page_title="dnsfleet", page_icon=str(Path(__file__).with_name("favicon.png")), layout="wide"
 )
 current = st.navigation(nav.pages())
-state.render_sidebar()
-state.render_source_error()
-current.run()
+sidebar.carry_filters(current.url_path)
+sidebar.render_sidebar()
+sidebar.render_source_error()
+try:
+    current.run()
+finally:  # st.stop() in a page ends the run here too
+    sidebar.remember_filters()

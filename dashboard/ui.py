@@ -3,8 +3,10 @@ column config, level badges and headline numbers."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote
 
 import pandas as pd
 import streamlit as st
@@ -108,6 +110,8 @@ def table(
     With ``select``, a single row can be selected and the selection event is returned."""
     if columns is not None:
         df = df[[c for c in columns if c in df.columns]]
+    if "open" in df.columns and (scan := st.query_params.get("scan")):  # links open the same live scan
+        df = df.assign(open=df["open"].astype(str) + "&scan=" + quote(scan, safe=""))
     capped = views.cap(df, limit)
     if capped.note:
         st.caption(capped.note)
@@ -149,6 +153,15 @@ def level_legend() -> None:
     )
 
 
+_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~$-])")
+
+
+def md_text(v: object) -> str:
+    """Text from a cluster, a snapshot or a server, for use inside markdown: shown as typed, never as
+    links, images or formatting."""
+    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(v).split()))
+
+
 def fmt_int(v: object) -> str:
     return "n/a" if v is None or pd.isna(v) else f"{int(v):,}"
 
@@ -176,7 +189,7 @@ def _sync(param: str, value: str | list[str] | None) -> None:
 
 def url_multiselect(label: str, choices: list[str], param: str, *, help: str | None = None) -> list[str]:
     key = f"url.{param}"
-    if key not in st.session_state:
+    if not isinstance(st.session_state.get(key), list):  # unset, or a single choice from another page
         st.session_state[key] = [v for v in st.query_params.get_all(param) if v in choices]
     else:
         st.session_state[key] = [v for v in st.session_state[key] if v in choices]

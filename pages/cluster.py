@@ -5,6 +5,7 @@ import streamlit as st
 
 from dashboard import charts, detail, nav, ui, views
 from dashboard.state import current_assessment
+from dnsfleet.gaps import gap_text
 from dnsfleet.verdicts import score_text
 
 a = current_assessment()
@@ -19,6 +20,19 @@ row = views.cluster_row(a.clusters, cluster)
 
 st.header(cluster)
 ui.level_badge(row["level"], row["score"])
+views_of = st.columns(2)
+views_of[0].page_link(
+    nav.page("nodes"),
+    label=f"Nodes of {cluster}",
+    icon=":material/memory:",
+    query_params={"cluster": cluster},
+)
+views_of[1].page_link(
+    nav.page("workloads"),
+    label=f"Workloads of {cluster}",
+    icon=":material/apps:",
+    query_params={"cluster": cluster},
+)
 if row["status"] == "failed":
     st.error(f"Scan failed: {row['reason'] if pd.notna(row['reason']) else 'no data'}")
     st.stop()
@@ -31,6 +45,8 @@ if row["status"] == "partial":
 
 c1, c2, c3, c4 = st.columns(4)
 c1.metric("Risk score", "n/a" if pd.isna(row["score"]) else f"{score_text(row['score'])} / 100")
+if gap := gap_text(a.clusters, a.snapshot, cluster):  # missing metrics never lower a score unseen
+    c1.caption(gap)
 c2.metric(
     "Pods exposed",
     f"{ui.fmt_int(row['exposed_pods'])} of {ui.fmt_int(row['applicable_pods'])}",

@@ -1,11 +1,18 @@
-"""CoreDNS: load, latency, answers and upstream latency per cluster, from Prometheus or one scrape."""
+"""CoreDNS: load, latency, answers and upstream latency per cluster, from Prometheus or one scrape.
 
+When metrics are missing the page says why, per cluster (no Prometheus URL, Prometheus unreachable,
+or reachable with its newest samples outside the window), and what the scores could not count.
+"""
+
+import pandas as pd
 import streamlit as st
 
 from dashboard import charts, detail, responsive, ui, views
-from dashboard.state import current_assessment
+from dashboard.state import current_assessment, current_source
+from dnsfleet.gaps import score_gaps
 
 a = current_assessment()
+src = current_source()
 
 st.title("CoreDNS")
 st.warning(
@@ -17,6 +24,28 @@ st.warning(
 
 responsive.style()
 metrics = a.coredns_metrics
+failed = set(a.clusters.loc[a.clusters["status"] == "failed", "cluster"])
+missing = metrics[metrics["qps"].isna() & ~metrics["cluster"].isin(failed)] if len(metrics) else metrics
+if len(missing):
+    lines = []
+    for cluster, source, note in zip(missing["cluster"], missing["source"], missing["note"], strict=True):
+        why = note if isinstance(note, str) and note else f"source: {source}"
+        lines.append(f"- **{ui.md_text(cluster)}**: {ui.md_text(why)}")
+    st.warning(
+        f"CoreDNS metrics missing for {len(missing)} of {len(metrics) - len(failed)} scanned cluster(s):\n"
+        + "\n".join(lines),
+        icon=":material/query_stats:",
+    )
+gaps = score_gaps(a.clusters, a.snapshot)
+if len(gaps):
+    st.info(
+        "Scores computed without metrics:\n"
+        + "\n".join(
+            f"- **{ui.md_text(c)}**: {t}" for c, t in zip(gaps["cluster"], gaps["text"], strict=True)
+        ),
+        icon=":material/functions:",
+    )
+
 st.subheader("Per cluster")
 with responsive.wide("compare"):
     ui.chart(charts.coredns_comparison(metrics), key="compare")
@@ -46,11 +75,27 @@ detail.table_with_details(
 st.subheader("Over time")
 with_series = views.options(a.coredns_series, "cluster") if len(a.coredns_series) else []
 if not with_series:
-    st.info(
-        "Not collected: no CoreDNS time series (they need a Prometheus URL; a direct scrape is a "
-        "single point in time)."
-    )
+    if src["kind"] == "kubeconfig" and src.get("prometheus_url"):
+        st.info(
+            "Not collected: no CoreDNS time series came back from Prometheus for the window scanned "
+            "(the reasons per cluster are above). Choose another time in the sidebar's **Metrics time "
+            "range** and press **Scan**."
+        )
+    else:
+        st.info(
+            "Not collected: no CoreDNS time series (they need a Prometheus URL; a direct scrape is a "
+            "single point in time)."
+        )
     st.stop()
+ts = pd.to_datetime(a.coredns_series["ts"])
+st.caption(
+    f"Series from {ts.min():%Y-%m-%d %H:%M} to {ts.max():%Y-%m-%d %H:%M} UTC"
+    + (
+        " (the sidebar's **Metrics time range** sets them for the next scan)"
+        if src["kind"] == "kubeconfig"
+        else ""
+    )
+)
 chosen = ui.url_multiselect("Clusters", with_series, "cluster", help="Empty: the busiest clusters")
 series = views.filter_in(a.coredns_series, "cluster", chosen)
 left, right = st.columns(2)

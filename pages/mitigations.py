@@ -14,7 +14,7 @@ from dashboard.auth import render_identity, write_decision
 from dashboard.state import current_assessment, current_source
 from dnsfleet.authz import WRITES_OFF
 from dnsfleet.mitigate import kernel as kernel_plan
-from dnsfleet.mitigate import nodelocal, resolver_options
+from dnsfleet.mitigate import nodelocal, offline, resolver_options
 from dnsfleet.mitigate.audit import AuditLog
 from dnsfleet.mitigate.errors import FAILURES, MitigationError
 from dnsfleet.mitigate.flow import Controller
@@ -62,6 +62,13 @@ elif decision.reason == WRITES_OFF:
 else:
     st.info(f"Writes are **off**: plans, diffs and dry runs work; {decision.reason}.", icon="🔒")
 render_identity(decision)
+if not live:
+    st.info(
+        f"This is {'the demo fleet' if src.get('kind') == 'demo' else 'a snapshot file'}: plans and diffs "
+        "are computed from the snapshot's own objects. A dry run, apply and undo need the live cluster: "
+        "choose **Kubeconfig (live scan)** in the sidebar and scan.",
+        icon=":material/description:",
+    )
 
 
 def _reset() -> None:
@@ -96,8 +103,9 @@ if qp.get("cluster") != cluster:
     qp["cluster"] = cluster
 kind = c2.radio("Mitigation", KINDS, horizontal=True, key="mit.kind", on_change=_reset)
 ctrl = Controller(cluster, kubeconfig, decision=decision, audit=audit)
-plan_reason = (
-    None if live and kubeconfig else "planning reads the live objects: choose a kubeconfig and scan first"
+plan_reason = None  # live: from the live objects; else from the snapshot's own (dnsfleet.mitigate.offline)
+cluster_reason = (
+    None if live and kubeconfig else "dry run, apply and undo need the live cluster: scan a kubeconfig"
 )
 
 recs = a.recommendations[a.recommendations["cluster"] == cluster]
@@ -158,7 +166,12 @@ if kind == "Resolver options":
     if st.button("Plan", key="mit.plan_btn", disabled=reason is not None, help=reason, type="primary"):
         targets = resolver_options.targets_from_workloads(wl[wl["label"].isin(picked)], cluster)
         _reset()
-        ss[K_PLAN] = _run("Plan", lambda: ctrl.plan_resolver_options(targets, options))
+        if live:
+            ss[K_PLAN] = _run("Plan", lambda: ctrl.plan_resolver_options(targets, options))
+        else:
+            ss[K_PLAN] = _run(
+                "Plan", lambda: offline.plan_resolver_options(a.snapshot, cluster, targets, options)
+            )
     if reason:
         st.caption(f"Plan disabled: {reason}.")
 
@@ -215,16 +228,17 @@ elif kind == "NodeLocal DNSCache":
     reason = plan_reason or (None if rendered else "choose the mode and fix the inputs above")
     if st.button("Plan", key="mit.plan_btn", disabled=reason is not None, help=reason, type="primary"):
         _reset()
-        ss[K_PLAN] = _run(
-            "Plan",
-            lambda: ctrl.plan_nodelocal(
-                proxy_mode=mode,
-                cluster_ip=cluster_ip,
-                cluster_domain=domain,
-                local_ip=local_ip,
-                cni=_text(dns_row.get("cni"), "unknown"),
-            ),
-        )
+        inputs = {
+            "proxy_mode": mode,
+            "cluster_ip": cluster_ip,
+            "cluster_domain": domain,
+            "local_ip": local_ip,
+            "cni": _text(dns_row.get("cni"), "unknown"),
+        }
+        if live:
+            ss[K_PLAN] = _run("Plan", lambda: ctrl.plan_nodelocal(**inputs))
+        else:
+            ss[K_PLAN] = _run("Plan", lambda: offline.plan_nodelocal(a.snapshot, cluster, **inputs))
     if reason:
         st.caption(f"Plan disabled: {reason}.")
 
@@ -245,31 +259,10 @@ else:
         key="mit.kernel_csv",
     )
 
-# --- undo ----------------------------------------------------------------------------------------------
-if kind != "Kernel upgrades":
-    st.subheader("Undo")
-    undo_reason = plan_reason
-    if kind == "Resolver options":
-        undoable = ctrl.undoable()
-        choice = st.multiselect("Workloads changed by dnsfleet", list(undoable), key="mit.undo_pick")
-        undo_reason = undo_reason or (None if choice else "choose a workload dnsfleet changed")
-        if st.button("Plan undo", key="mit.undo_btn", disabled=undo_reason is not None, help=undo_reason):
-            _reset()
-            ss[K_PLAN] = _run(
-                "Plan undo", lambda: ctrl.plan_undo_resolver_options(undoable[k] for k in choice)
-            )
-    else:
-        st.caption("Deletes only the NodeLocal DNSCache objects dnsfleet created (label and field manager).")
-        if st.button("Plan undo", key="mit.undo_btn", disabled=undo_reason is not None, help=undo_reason):
-            _reset()
-            ss[K_PLAN] = _run("Plan undo", ctrl.plan_undo_nodelocal)
-    if undo_reason:
-        st.caption(f"Undo disabled: {undo_reason}.")
-
 # --- the current plan: diff, dry run, apply ------------------------------------------------------------
 plan: Plan | None = ss.get(K_PLAN)
 if plan is not None and plan.cluster == cluster:
-    st.subheader(f"Plan: {plan.mitigation} on {plan.cluster}")
+    st.subheader(f"Plan: {plan.mitigation} on {plan.cluster}" + ("" if live else " (from the snapshot)"))
     rows = [
         {
             "object": c.ref.label(),
@@ -296,10 +289,12 @@ if plan is not None and plan.cluster == cluster:
                 st.code(c.commit_instead, language="yaml")
 
     actionable = bool(plan.actionable)
-    dry_reason = None if actionable else "nothing in this plan can be sent"
+    dry_reason = cluster_reason or (None if actionable else "nothing in this plan can be sent")
     if st.button("Dry run", key="mit.dry_btn", disabled=dry_reason is not None, help=dry_reason):
         ss[K_DRY] = _run("Dry run", lambda: ctrl.dry_run(plan))
         ss.pop(K_RESULT, None)
+    if dry_reason:
+        st.caption(f"Dry run disabled: {dry_reason}.")
     dry = ss.get(K_DRY)
     if dry:
         st.markdown("**Server-side dry run** (`dryRun=All`)")
@@ -310,7 +305,11 @@ if plan is not None and plan.cluster == cluster:
         )
 
     confirm = st.text_input(f"Type **{cluster}** to confirm", key="mit.confirm")
-    apply_reason = "; ".join(ctrl.apply_blockers(plan, dry, confirm, applied=bool(ss.get(K_RESULT)))) or None
+    apply_reason = (
+        cluster_reason
+        or "; ".join(ctrl.apply_blockers(plan, dry, confirm, applied=bool(ss.get(K_RESULT))))
+        or None
+    )
     if st.button(
         "Apply", key="mit.apply_btn", type="primary", disabled=apply_reason is not None, help=apply_reason
     ):
@@ -335,6 +334,29 @@ if plan is not None and plan.cluster == cluster:
             hide_index=True,
             width="stretch",
         )
+
+# --- undo ----------------------------------------------------------------------------------------------
+if kind != "Kernel upgrades":
+    st.subheader("Undo")
+    undo_reason = cluster_reason
+    if kind == "Resolver options":
+        undoable = ctrl.undoable()
+        choice = st.multiselect("Workloads changed by dnsfleet", list(undoable), key="mit.undo_pick")
+        undo_reason = undo_reason or (None if choice else "choose a workload dnsfleet changed")
+        if st.button("Plan undo", key="mit.undo_btn", disabled=undo_reason is not None, help=undo_reason):
+            _reset()
+            ss[K_PLAN] = _run(
+                "Plan undo", lambda: ctrl.plan_undo_resolver_options(undoable[k] for k in choice)
+            )
+            st.rerun()  # the plan section is drawn above this one
+    else:
+        st.caption("Deletes only the NodeLocal DNSCache objects dnsfleet created (label and field manager).")
+        if st.button("Plan undo", key="mit.undo_btn", disabled=undo_reason is not None, help=undo_reason):
+            _reset()
+            ss[K_PLAN] = _run("Plan undo", ctrl.plan_undo_nodelocal)
+            st.rerun()  # the plan section is drawn above this one
+    if undo_reason:
+        st.caption(f"Undo disabled: {undo_reason}.")
 
 # --- audit log -----------------------------------------------------------------------------------------
 st.subheader("Audit log")

@@ -41,9 +41,13 @@ with responsive.phone_order(2):
     c5.metric("Clusters at high risk", ui.fmt_int(m["clusters_high"]))
 
     if m["clusters_failed"]:
+        failed = a.clusters[a.clusters["status"] == "failed"]
         st.warning(
-            f"{m['clusters_failed']} cluster(s) could not be scanned; "
-            "they are listed in the table below with the reason."
+            f"{m['clusters_failed']} cluster(s) could not be scanned:\n"
+            + "\n".join(
+                f"- **{ui.md_text(c)}**: {ui.md_text(r) if isinstance(r, str) and r else 'no reason recorded'}"
+                for c, r in zip(failed["cluster"], failed["reason"], strict=True)
+            )
         )
 
 with responsive.phone_order(1):

@@ -25,6 +25,12 @@ from tests.fleet.spec import ClusterSpec
 _TIMINGS: dict[str, float] = {}
 
 
+@pytest.fixture(autouse=True)
+def _dashboard_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Live scans the dashboard keeps (dashboard.livestore) go to a directory of this test's own."""
+    monkeypatch.setenv("DNSFLEET_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
     attach = os.environ.get("DNSFLEET_FLEET_DIR")

@@ -351,8 +351,8 @@ def test_scan_of_unreachable_cluster_is_a_failed_row_and_is_not_repeated(tmp_pat
     assert any("Scan failed" in e.value for e in at.error)
     at.switch_page("../pages/overview.py").run()
     assert len(calls) == 1
-    # Pressing Scan again is an explicit request: it collects again.
-    next(b for b in at.sidebar.button if b.label == "Scan").click().run()
+    # Pressing Rescan is an explicit request: it collects again.
+    next(b for b in at.sidebar.button if b.label == "Rescan").click().run()
     assert len(calls) == 2
 
 

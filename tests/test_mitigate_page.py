@@ -3,6 +3,7 @@ when writes are off, when SelfSubjectAccessReview denies, and on data that is no
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -48,18 +49,28 @@ def _live_page(monkeypatch, kubeconfig: Path, cluster: str = "aks-legacy") -> Ap
     return at
 
 
-def test_demo_fleet_page_disables_planning_and_apply():
+def test_demo_fleet_page_plans_from_the_snapshot_and_disables_dry_run_and_apply():
     at = AppTest.from_file(APP, default_timeout=60)
     at.run()
     at.switch_page(PAGE).run()
     assert not at.exception
     assert at.title[0].value == "Mitigations"
     assert "Writes are **off**" in at.info[0].value
-    assert _button(at, "mit.plan_btn").disabled
-    assert "Plan disabled: planning reads the live objects" in _captions(at)
+    assert "plans and diffs are computed from the snapshot's own objects" in at.info[1].value
+    assert _button(at, "mit.undo_btn").disabled
     _button(at, "mit.pick_recs").click().run()
     picked = at.multiselect(key="mit.workloads").value
     assert picked and all(p.endswith("(glibc)") for p in picked)  # the engine recommends SRR for glibc only
+    assert not _button(at, "mit.plan_btn").disabled
+    _button(at, "mit.plan_btn").click().run()
+    assert not at.exception and not at.error, [e.value for e in at.error]
+    assert at.subheader[0].value.endswith("(from the snapshot)")
+    diff = at.code[0].value
+    assert re.search(r"^\+\s+- name: single-request-reopen$", diff, re.M), diff
+    assert _button(at, "mit.dry_btn").disabled and _button(at, "mit.apply_btn").disabled
+    assert "Dry run disabled: dry run, apply and undo need the live cluster" in _captions(at)
+    headers = [h.value for h in at.subheader]
+    assert headers.index("Undo") > 0  # the plan renders above the Undo section
     at.radio(key="mit.kind").set_value("NodeLocal DNSCache").run()
     assert not at.exception
     assert "Download rendered YAML" in [d.proto.label for d in at.get("download_button")]

@@ -72,7 +72,8 @@ class DashboardServer:
 def start_server(workdir: Path, env: dict[str, str] | None = None, name: str = "app") -> DashboardServer:
     port = free_port()
     log = workdir / f"streamlit-{name}-{port}.log"
-    full_env = clean_env(**(env or {}))
+    # Live scans this server keeps (dashboard.livestore) stay with it, not in the user's state dir.
+    full_env = clean_env(**{"DNSFLEET_STATE_DIR": str(workdir / f"state-{name}-{port}"), **(env or {})})
     cmd = streamlit_command(port)
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=full_env, stdout=out, stderr=subprocess.STDOUT)

@@ -153,8 +153,10 @@ def _run_scan(args: argparse.Namespace, stdout: TextIO | None, stderr: TextIO | 
     # importing them in a thread during it gains nothing on a CPU-bound scan.
     from dnsfleet.engine import cluster_risk
 
+    clusters = None
     try:
-        df = summary_frame(cluster_risk(snap))
+        clusters = cluster_risk(snap)
+        df = summary_frame(clusters)
     except Exception as e:  # scoring must not hide the scan result; say why in one line
         err.write(
             f"dnsfleet scan: scoring failed ({type(e).__name__}: {scrub(' '.join(str(e).split()))[:160]})\n"
@@ -162,4 +164,8 @@ def _run_scan(args: argparse.Namespace, stdout: TextIO | None, stderr: TextIO | 
         df = snapshot_summary(snap)
     out.write(render(df, args.output))
     out.flush()
+    from dnsfleet.gaps import metrics_gap_lines
+
+    for line in metrics_gap_lines(snap, clusters):  # on stderr: -o json|csv stay as they are
+        err.write(line + "\n")
     return fail_on(df, args.fail_on, err)

@@ -435,7 +435,9 @@ def collect_metrics(
             coredns["version"] = (version or coredns_version or "").lstrip("v") or None
         out["coredns"], out["coredns_series"] = coredns, series
         if coredns is None:
-            notes.append(f"no CoreDNS series for {sel} in Prometheus")
+            coredns_names = sorted({n for c in names_for(None) for n in (c.requests, "coredns_build_info")})
+            stale = stale_note(cl, "CoreDNS", coredns_names, sel, at, src.window_s)
+            notes.append(stale or f"no CoreDNS series for {sel} in Prometheus")
         out["conntrack"] = _conntrack(cl, src, sel, w, at, set(node_names or []), node_addresses or {})
         if out["conntrack"]["reason"]:
             notes.append(out["conntrack"]["reason"])
@@ -451,6 +453,60 @@ def collect_metrics(
         notes.append(f"{cl.malformed} malformed sample(s) in Prometheus answers skipped")
     out["note"] = "; ".join(notes) or None
     return out
+
+
+# How far back a query that found nothing looks for the newest sample, and at what resolution (a
+# subquery: timestamp() of the last sample in each step's 5-minute lookback, maximised).
+STALE_LOOKBACK_S = 7 * 86400
+STALE_STEP_S = 300
+
+
+def newest_sample(cl: PromClient, metrics: list[str], sel: str, at: float) -> float | None:
+    """Epoch seconds of the newest sample of any of ``metrics`` matching ``sel`` in the
+    ``STALE_LOOKBACK_S`` before ``at``; None when there is none."""
+    names = "|".join(re.escape(m) for m in metrics)
+    expr = (
+        f'max(max_over_time(timestamp({{__name__=~"{names}",{sel}}})[{STALE_LOOKBACK_S}s:{STALE_STEP_S}s]))'
+    )
+    return _scalar(cl.query(expr, at))
+
+
+def stale_note(
+    cl: PromClient, what: str, metrics: list[str], sel: str, at: float, window_s: float, brief: bool = False
+) -> str | None:
+    """Why queries at ``at`` found no series, when Prometheus has them at another time: "Prometheus
+    reachable; newest CoreDNS sample at T, outside the window ...". None when it has none in the week
+    before ``at`` nor up to now (the metrics are simply not there). ``brief``: without the window and
+    the hint (a second note of the same scan)."""
+    newest = newest_sample(cl, metrics, sel, at)
+    now = _time.time()
+    hint = "query an earlier time (--prometheus-time, DNSFLEET_PROMETHEUS_TIME or the dashboard's time range)"
+    if newest is not None and brief:  # the window and what to do were said in the CoreDNS note
+        return f"Prometheus reachable; newest {what} sample at {_utc(newest)}, outside the window"
+    if newest is not None:
+        return (
+            f"Prometheus reachable; newest {what} sample at {_utc(newest)}, outside the window "
+            f"{_utc(at - window_s)} to {_utc(at)} ({_age(at - newest)} before its end); {hint}"
+        )
+    if now - at > STALE_STEP_S and (later := newest_sample(cl, metrics, sel, now)) is not None and later > at:
+        return (
+            f"Prometheus reachable; no {what} sample in the week before {_utc(at)}, the newest is at "
+            f"{_utc(later)}, after the query time; query a later time or now"
+        )
+    return None
+
+
+def _utc(t: float) -> str:
+    return _time.strftime("%Y-%m-%d %H:%M:%S UTC", _time.gmtime(t))
+
+
+def _age(s: float) -> str:
+    s = max(0.0, s)
+    if s < 5400:
+        return f"{s / 60:.0f} min"
+    if s < 172800:
+        return f"{s / 3600:.1f} h"
+    return f"{s / 86400:.1f} days"
 
 
 def _coredns(
@@ -545,7 +601,10 @@ def _conntrack(
         why = (
             f"conntrack series for {sel} carry no label matching a node name"
             if unmatched
-            else f"no node_nf_conntrack_stat_insert_failed series for {sel} "
+            else stale_note(
+                cl, "conntrack", ["node_nf_conntrack_stat_insert_failed"], sel, at, src.window_s, brief=True
+            )
+            or f"no node_nf_conntrack_stat_insert_failed series for {sel} "
             "(needs node_exporter >= 1.2.0 on the host network)"
         )
         return {"reason": f"not collected: {why}", "nodes": {}}

@@ -1,0 +1,394 @@
+"""Where the dashboard's data comes from: cached loaders, the live scan runner, and what is shown.
+
+Pages use ``dashboard.state`` (``current_assessment``, ``current_source``, ...), which reads from here;
+``dashboard.sidebar`` draws the widgets that choose the source.
+
+- The demo snapshot and its assessment are cached globally (they hold no cluster data).
+- A live scan is kept server-side (``dashboard.livestore.scan_store``) and shared by every session: a
+  link with ``?scan=<id>``, a reload or a new tab opens it without scanning again. Its assessment is
+  cached globally per scan id. Every visitor reads the clusters with the operator's kubeconfig
+  identity (served beyond loopback, visitors only choose among the operator's contexts); writes
+  impersonate the signed-in user (``dnsfleet.authz``).
+- An uploaded snapshot is cached per file digest, per session.
+- Snapshots and assessments are cached with ``st.cache_resource``, so neither storing nor a rerun
+  costs a copy; pages must treat both as read-only.
+
+Every cache has a ``ttl`` and ``max_entries``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import streamlit as st
+
+from dashboard.livestore import Kept, new_scan_id, scan_store, selection_key
+from dnsfleet.perf import gc_paused
+from dnsfleet.scrub import scrub
+from dnsfleet.snapshot import load, loads
+
+if TYPE_CHECKING:
+    from dnsfleet.engine import Assessment
+
+DEMO, KUBECONFIG, SNAPSHOT = "demo", "kubeconfig", "snapshot"
+KIND_LABELS = {DEMO: "Demo fleet", KUBECONFIG: "Kubeconfig (live scan)", SNAPSHOT: "Snapshot file"}
+DEMO_SEED = 7
+SCAN_TIMEOUT_S = 10.0
+DEFAULT_RANGE_S = 3 * 3600.0  # CoreDNS and conntrack series drawn on the pages
+RATE_WINDOW_S = 3600.0  # rates and increases behind the scores (PromSource.window_s)
+
+# Session keys shared by the sidebar (which writes them) and the loaders here (which read them).
+K_KIND = "src.kind"
+K_LIVE = "dnsfleet.live"  # scan id of the live scan this session shows
+K_FILE = "dnsfleet.file"  # digest/name of the last successfully loaded snapshot file
+K_ERROR = "dnsfleet.source_error"
+
+# The operator's resolver mapping (DNSFLEET_RESOLVER_MAP, the CLI's --resolver-map): (path, mtime) or
+# None. Part of every assessment's cache key, so editing the file re-scores on the next rerun.
+MappingKey = tuple[str, float] | None
+Progress = Callable[[str, str, str], None]
+
+
+# --- cached loaders -------------------------------------------------------------------------------
+
+
+@st.cache_resource(ttl="1h", max_entries=2, show_spinner=False)
+def _demo_snapshot(seed: int) -> dict[str, Any]:
+    from dnsfleet.demo import demo_snapshot
+
+    return demo_snapshot(seed)
+
+
+# Assessments are cached as resources, not data: st.cache_data would unpickle a copy on every rerun
+# (0.7 s for a 100,000-pod fleet). Pages must treat the frames as read-only.
+@st.cache_resource(ttl="1h", max_entries=2, show_spinner="Scoring the demo fleet…")
+def _demo_assessment(seed: int, mapping: MappingKey) -> Assessment:
+    return _analyze(_demo_snapshot(seed), mapping)
+
+
+# A kept live scan is the same for every visitor: scored once per scan id, not once per session.
+@st.cache_resource(ttl="1h", max_entries=4, show_spinner="Scoring the fleet…")
+def _live_assessment(scan_id: str, mapping: MappingKey) -> Assessment:
+    snap = scan_store().snapshot(scan_id)
+    if snap is None:
+        raise LookupError(f"scan {scan_id} is no longer kept on this server")
+    return _analyze(snap, mapping)
+
+
+# Snapshots are cached as resources too: st.cache_data pickles a copy when storing and unpickles one on
+# every read (1 s for a 100,000-pod snapshot, twice on the first page load). Nothing mutates them.
+@st.cache_resource(ttl="1h", max_entries=4, scope="session", show_spinner=False)
+def file_snapshot(digest: str, name: str, _data: bytes) -> dict[str, Any]:
+    with gc_paused(freeze=True):  # kept until evicted: see dnsfleet.perf
+        return loads(_data, name=name)
+
+
+@st.cache_resource(ttl="1h", max_entries=2, show_spinner=False)
+def server_snapshot(path: str, mtime: float) -> dict[str, Any]:
+    with gc_paused(freeze=True):
+        return load(path)
+
+
+@st.cache_resource(ttl="1h", max_entries=4, scope="session", show_spinner="Scoring the fleet…")
+def _file_assessment(digest: str, mapping: MappingKey, _snapshot: Callable[[], dict[str, Any]]) -> Assessment:
+    return _analyze(_snapshot(), mapping)
+
+
+# The operator's DNSFLEET_SNAPSHOT is the same for every visitor: scored once, not once per session.
+@st.cache_resource(ttl="1h", max_entries=2, show_spinner="Scoring the fleet…")
+def _server_assessment(path: str, mtime: float, mapping: MappingKey) -> Assessment:
+    return _analyze(server_snapshot(path, mtime), mapping)
+
+
+def _mapping_key() -> MappingKey:
+    """The mapping to score with; a file that cannot be read or parsed is said on the page (every
+    rerun) and scoring goes on without it."""
+    from dnsfleet.rules.resolver import MappingError
+
+    path = os.environ.get("DNSFLEET_RESOLVER_MAP")
+    if not path:
+        return None
+    try:
+        key = (path, os.stat(path).st_mtime)
+        _mapping(*key)
+    except OSError as e:
+        st.warning(f"DNSFLEET_RESOLVER_MAP: cannot read {path}: {e.strerror}; scoring without it.")
+        return None
+    except MappingError as e:
+        st.warning(f"DNSFLEET_RESOLVER_MAP: {e}; scoring without it.")
+        return None
+    return key
+
+
+@st.cache_resource(ttl="1h", max_entries=2, show_spinner=False)
+def _mapping(path: str, mtime: float) -> tuple[Any, ...]:
+    from dnsfleet.rules.resolver import load_mapping
+
+    return load_mapping(path)
+
+
+def _analyze(snapshot: dict[str, Any], mapping: MappingKey) -> Assessment:
+    from dnsfleet.engine import analyze
+
+    rules = _mapping(*mapping) if mapping is not None else ()
+    with gc_paused(freeze=True):  # a bulk build of long-lived frames: see dnsfleet.perf
+        return analyze(snapshot, rules)
+
+
+def clear_caches() -> None:
+    """Drop every cached snapshot and assessment (tests; the 'Clear cache' menu does the same)."""
+    for f in (
+        _demo_snapshot,
+        _demo_assessment,
+        _live_assessment,
+        file_snapshot,
+        server_snapshot,
+        _server_assessment,
+        _file_assessment,
+        _mapping,
+    ):
+        f.clear()
+
+
+# --- the live scan runner -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ScanRequest:
+    """What a Scan press asks for: the kubeconfig and contexts, Prometheus and its time range."""
+
+    kubeconfig: str
+    contexts: tuple[str, ...]  # empty with all_contexts
+    all_contexts: bool
+    prometheus: str | None
+    prometheus_time: float | None  # evaluation time, epoch s (None: now)
+    range_s: float = DEFAULT_RANGE_S
+
+    @property
+    def key(self) -> str:
+        return selection_key(
+            self.kubeconfig,
+            self.contexts,
+            self.all_contexts,
+            self.prometheus,
+            self.prometheus_time,
+            self.range_s,
+        )
+
+
+def run_scan(req: ScanRequest, progress: Progress | None = None) -> Kept:
+    """Scan, keep the result server-side and return what was kept. ``progress`` receives the
+    collector's events on this thread (``dnsfleet.collect.scan`` relays them from its workers), so it
+    may draw Streamlit elements. Raises ValueError or ConfigError (one line) for unusable settings."""
+    from dnsfleet import collect
+    from dnsfleet.collect.prom import operator_credentials as prom_credentials
+
+    prom = None
+    if req.prometheus:
+        try:
+            creds = prom_credentials(req.prometheus)  # only for the operator's DNSFLEET_PROMETHEUS
+            prom = collect.PromSource(
+                req.prometheus,
+                time=req.prometheus_time,
+                timeout=SCAN_TIMEOUT_S,
+                window_s=min(RATE_WINDOW_S, req.range_s),
+                series_range_s=req.range_s,
+                **creds,
+            )
+        except ValueError as e:
+            raise ValueError(f"Prometheus: {one_line(e)}") from None
+    snapshot = collect.scan(
+        kubeconfig=req.kubeconfig,
+        contexts=list(req.contexts) or None,
+        all_contexts=req.all_contexts,
+        prometheus=prom,
+        progress=progress,
+        timeout=SCAN_TIMEOUT_S,
+    )
+    kept = Kept(
+        scan_id=new_scan_id(),
+        key=req.key,
+        scanned_at=(parse_time(snapshot.get("generated_at")) or datetime.now(UTC)).isoformat(),
+        kubeconfig=req.kubeconfig,
+        contexts=req.contexts,
+        all_contexts=req.all_contexts,
+        prometheus=scrub(req.prometheus) if req.prometheus else req.prometheus,
+        prometheus_time=req.prometheus_time,
+        range_s=req.range_s,
+        clusters=tuple(str(c.get("name", "?")) for c in snapshot.get("clusters", [])),
+    )
+    return scan_store().put(kept, snapshot)
+
+
+def kept_scan(scan_id: str | None) -> Kept | None:
+    return scan_store().meta(scan_id) if scan_id else None
+
+
+def scan_problems(snapshot: dict[str, Any], prometheus: str | None) -> str | None:
+    """One line for the page when a scan is not usable as a whole: every cluster failed, or the
+    Prometheus URL given could not be used for any cluster."""
+    clusters = snapshot.get("clusters", [])
+    failed = [c for c in clusters if c.get("status") == "failed"]
+    if failed and len(failed) == len(clusters):
+        return f"Every cluster failed to scan; first reason: {failed[0].get('reason') or 'unknown'}"
+    if not prometheus:
+        return None
+    notes = []
+    for c in clusters:
+        m = c.get("metrics") or {}
+        if m.get("source") == "prometheus":
+            return None
+        if m.get("note"):
+            notes.append(str(m["note"]))
+    return f"Prometheus not used: {one_line(notes[0])}" if notes else None
+
+
+# --- what is shown --------------------------------------------------------------------------------
+
+
+def kind() -> str:
+    return st.session_state.get(K_KIND, DEMO)
+
+
+def shown_scan() -> Kept | None:
+    """The kept live scan this session shows (kubeconfig source), if any."""
+    return kept_scan(st.session_state.get(K_LIVE)) if kind() == KUBECONFIG else None
+
+
+def current_source() -> dict[str, Any]:
+    """What the pages show: ``kind`` (demo|kubeconfig|snapshot), ``label``, ``scanned_at`` (datetime UTC
+    or None), ``contexts`` (list), ``prometheus_url`` (str or None), ``kubeconfig`` (the path the shown
+    scan read, kubeconfig kind only, else None), ``loaded`` (False while a kubeconfig is not scanned
+    yet or no snapshot is loaded) and ``scan_id`` (the kept live scan, else None)."""
+    k = kind()
+    if k == KUBECONFIG:
+        live = shown_scan()
+        if live is None:
+            prom = (st.session_state.get("src.prometheus") or "").strip() or None
+            return _src(KUBECONFIG, "LIVE: not scanned yet", None, [], prom, loaded=False)
+        clusters = list(live.clusters)
+        label = ", ".join(clusters[:3]) + (f" +{len(clusters) - 3} more" if len(clusters) > 3 else "")
+        return _src(
+            KUBECONFIG,
+            f"LIVE: {label or 'no clusters'}",
+            live.when,
+            clusters,
+            live.prometheus,
+            kubeconfig=live.kubeconfig,
+            scan_id=live.scan_id,
+        )
+    if k == SNAPSHOT:
+        f = st.session_state.get(K_FILE)
+        if not f:
+            return _src(SNAPSHOT, "SNAPSHOT: none loaded", None, [], None, loaded=False)
+        return _src(SNAPSHOT, f"SNAPSHOT: {f['name']}", f["generated_at"], f["contexts"], None)
+    snap = _demo_snapshot(DEMO_SEED)
+    return _src(DEMO, "DEMO FLEET", parse_time(snap.get("generated_at")), [], None)
+
+
+def current_snapshot() -> dict[str, Any]:
+    """The snapshot dict behind the current assessment (for the snapshot download)."""
+    k = kind()
+    if k == KUBECONFIG and (live := shown_scan()) and (snap := scan_store().snapshot(live.scan_id)):
+        return snap
+    if k == SNAPSHOT and (f := st.session_state.get(K_FILE)):
+        return file_loader(f)()
+    return _demo_snapshot(DEMO_SEED)
+
+
+def source_key() -> str:
+    """A string naming the loaded data (kind plus scan id or file digest): a cache key for derived data."""
+    k = kind()
+    if k == KUBECONFIG and (live := shown_scan()):
+        return "live|" + live.scan_id
+    if k == SNAPSHOT and (f := st.session_state.get(K_FILE)):
+        return "file|" + f["digest"]
+    return f"demo|{DEMO_SEED}"
+
+
+def current_assessment() -> Assessment:
+    """The engine's assessment of the current source. When nothing is loaded yet (kubeconfig not
+    scanned, no snapshot uploaded), says what to do and stops the page."""
+    k = kind()
+    if k == KUBECONFIG:
+        live = shown_scan()
+        if live is None:
+            st.info("Choose the contexts in the sidebar and press **Scan** to collect live data.")
+            st.stop()
+        try:
+            return _live_assessment(live.scan_id, _mapping_key())
+        except LookupError as e:
+            st.info(f"The {e}: press **Scan** to collect live data.")
+            st.stop()
+    if k == SNAPSHOT:
+        f = st.session_state.get(K_FILE)
+        if not f:
+            st.info("Upload a dnsfleet snapshot (.json or .json.gz) in the sidebar.")
+            st.stop()
+        if f.get("path"):
+            return _server_assessment(f["path"], f["mtime"], _mapping_key())
+        return _file_assessment(f["digest"], _mapping_key(), file_loader(f))
+    return _demo_assessment(DEMO_SEED, _mapping_key())
+
+
+def file_loader(f: dict[str, Any]) -> Callable[[], dict[str, Any]]:
+    if f.get("path"):
+        return lambda: server_snapshot(f["path"], f["mtime"])
+    return lambda: file_snapshot(f["digest"], f["name"], f["data"])
+
+
+# --- small helpers --------------------------------------------------------------------------------
+
+
+def one_line(e: BaseException | str, limit: int = 240) -> str:
+    """First line of an error message, shortened: what the user sees, never a traceback."""
+    text = scrub(str(e).strip()) or type(e).__name__
+    line = text.splitlines()[0].strip()
+    return line if len(line) <= limit else line[: limit - 1] + "…"
+
+
+def parse_time(value: object) -> datetime | None:
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
+def ago(when: datetime) -> str:
+    s = max(0, int((datetime.now(UTC) - when).total_seconds()))
+    if s < 90:
+        return f"{s} s ago"
+    if s < 90 * 60:
+        return f"{s // 60} min ago"
+    if s < 48 * 3600:
+        return f"{s // 3600} h ago"
+    return f"{s // 86400} days ago"
+
+
+def _src(
+    kind: str,
+    label: str,
+    scanned_at: datetime | None,
+    contexts: list[str],
+    prom: str | None,
+    loaded: bool = True,
+    kubeconfig: str | None = None,
+    scan_id: str | None = None,
+) -> dict[str, Any]:
+    return {
+        "kind": kind,
+        "label": label,
+        "scanned_at": scanned_at,
+        "contexts": list(contexts),
+        "prometheus_url": prom,
+        "kubeconfig": kubeconfig,
+        "loaded": loaded,
+        "scan_id": scan_id,
+    }
