@@ -23,6 +23,7 @@ PAGES: dict[str, tuple[str, str]] = {
     "workloads": ("Workloads", ":material/apps:"),
     "mitigations": ("Mitigations", ":material/build:"),  # written by the mitigations helper; optional
     "reports": ("Reports", ":material/download:"),
+    "history": ("History", ":material/timeline:"),  # the snapshot store's index (DNSFLEET_STORE)
 }
 
 

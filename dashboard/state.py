@@ -119,9 +119,18 @@ def _file_snapshot(digest: str, name: str, _data: bytes) -> dict[str, Any]:
         return loads(_data, name=name)
 
 
+# DNSFLEET_STORE: the newest scan per cluster from a snapshot store (dnsfleet.store), read through its
+# index; it rides the server-side snapshot path with "store+" before the URL and a minute as "mtime".
+STORE_PREFIX, STORE_REFRESH_S = "store+", 60
+
+
 @st.cache_resource(ttl="1h", max_entries=2, show_spinner=False)
 def _server_snapshot(path: str, mtime: float) -> dict[str, Any]:
     with gc_paused(freeze=True):
+        if path.startswith(STORE_PREFIX):
+            from dnsfleet.store import SnapshotStore
+
+            return SnapshotStore(path.removeprefix(STORE_PREFIX)).latest().snapshot
         return load(path)
 
 
@@ -313,7 +322,7 @@ def render_source_error() -> None:
 def _init_defaults() -> None:
     ss = st.session_state
     if _K_KIND not in ss:
-        if os.environ.get("DNSFLEET_SNAPSHOT"):
+        if os.environ.get("DNSFLEET_SNAPSHOT") or os.environ.get("DNSFLEET_STORE"):
             ss[_K_KIND] = SNAPSHOT
         elif env_kubeconfig():
             ss[_K_KIND] = KUBECONFIG
@@ -324,6 +333,8 @@ def _init_defaults() -> None:
         ss[_K_ALL] = True
         if path := os.environ.get("DNSFLEET_SNAPSHOT"):
             _load_server_snapshot(path)
+        elif url := os.environ.get("DNSFLEET_STORE"):
+            _load_server_snapshot(STORE_PREFIX + url)
     # Keep the widget values when the widgets are not drawn (another source is selected).
     for k in (_K_KUBECONFIG, _K_PROM, _K_ALL, _K_CONTEXTS):
         if k in ss:
@@ -498,16 +509,23 @@ def _snapshot_controls() -> None:
 
 
 def _load_server_snapshot(path: str) -> None:
+    from dnsfleet.store import StoreError
+
     try:
-        mtime = os.path.getmtime(path)
+        store = path.startswith(STORE_PREFIX)
+        mtime = time.time() // STORE_REFRESH_S if store else os.path.getmtime(path)
         snap = _server_snapshot(path, mtime)
+    except StoreError as e:
+        _set_error(f"Cannot read DNSFLEET_STORE: {one_line(e)}")
+        return
     except OSError as e:
         _set_error(f"Cannot read DNSFLEET_SNAPSHOT {path}: {e.strerror}")
         return
     except SnapshotError as e:
         _set_error(f"Cannot use DNSFLEET_SNAPSHOT: {one_line(e)}")
         return
-    _remember_file(snap, f"path:{path}:{mtime}", os.path.basename(path), None, path=path, mtime=mtime)
+    name = f"store {path.removeprefix(STORE_PREFIX)}" if store else os.path.basename(path)
+    _remember_file(snap, f"path:{path}:{mtime}", name, None, path=path, mtime=mtime)
 
 
 def _remember_file(

@@ -75,6 +75,7 @@ def build_parser() -> argparse.ArgumentParser:
     mitigate.add_mitigate_parser(sub)
     collector.add_deploy_parser(sub)
     collector.add_store_parser(sub)
+    collector.add_history_parser(sub)
     return p
 
 

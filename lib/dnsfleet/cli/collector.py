@@ -100,6 +100,80 @@ def write_to_store(
         raise CliError(f"store: {e}") from None
 
 
+def load_store_snapshot(url: str, err: TextIO) -> dict[str, Any]:
+    """The newest usable scan of each cluster in the store, its notes on ``err`` (one line each)."""
+    from dnsfleet.store import SnapshotStore, StoreError
+
+    try:
+        latest = SnapshotStore(url).latest()
+    except StoreError as e:
+        raise CliError(f"store: {e}") from None
+    for cluster, notes in sorted(latest.notes.items()):
+        for n in notes:
+            err.write(f"note: {cluster}: {n}\n")
+    for n in latest.fleet_notes:
+        err.write(f"note: {n}\n")
+    if not latest.snapshot["clusters"]:
+        raise CliError(f"store {url}: no scans yet")
+    return latest.snapshot
+
+
+# -- history -----------------------------------------------------------------------------------------
+def add_history_parser(sub: Any) -> None:
+    from dnsfleet.cli.output import FORMATS
+
+    h = sub.add_parser(
+        "history",
+        help="per-cluster risk over time from a snapshot store, regressions flagged",
+        description="One row per cluster per scan from the store index (scan time = the store's clock).",
+    )
+    h.add_argument(
+        "--store", metavar="URL", help="store URL (default $DNSFLEET_STORE, else the local default)"
+    )
+    h.add_argument("--cluster", action="append", metavar="C", help="only this cluster (repeat)")
+    h.add_argument("--regressions", action="store_true", help="only the scans flagged as regressions")
+    h.add_argument("-o", "--output", choices=FORMATS, default="table", help="output format (csv for a sheet)")
+    h.set_defaults(func=cmd_history)
+
+
+HISTORY_TABLE = (
+    "cluster",
+    "scan_time",
+    "level",
+    "score",
+    "exposed_pods",
+    "unknown_pods",
+    "nodes",
+    "regression_why",
+)
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    from dnsfleet.cli.output import render
+    from dnsfleet.store import SnapshotStore, StoreError
+    from dnsfleet.store.history import history_frame
+
+    try:
+        idx = SnapshotStore(store_url(args.store)).read_index()
+    except StoreError as e:
+        raise CliError(f"store: {e}") from None
+    for cluster, notes in sorted(idx.notes.items()):
+        for n in notes:
+            sys.stderr.write(f"note: {cluster}: {n}\n")
+    df = history_frame(idx, args.cluster)
+    if args.regressions:
+        df = df[df["regression"]]
+    if args.output == "table":
+        df = df[list(HISTORY_TABLE)].assign(scan_time=df["scan_time"].dt.strftime("%Y-%m-%d %H:%M:%S"))
+    elif args.output == "json":
+        df = df.assign(
+            scan_time=df["scan_time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+            collected_at=df["collected_at"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        )
+    sys.stdout.write(render(df.reset_index(drop=True), args.output))
+    return EXIT_OK
+
+
 # -- deploy collector --------------------------------------------------------------------------------
 def add_deploy_parser(sub: Any) -> None:
     d = sub.add_parser("deploy", help="print the manifests of an in-cluster component (plain YAML)")
