@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from dnsfleet import __version__
-from dnsfleet.cli import collector, mitigate, scan, show
+from dnsfleet.cli import collector, metrics, mitigate, scan, show
 from dnsfleet.cli.output import EXIT_OK, EXIT_USAGE, CliError
 from dnsfleet.perf import keep_freed_memory
 
@@ -76,6 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
     collector.add_deploy_parser(sub)
     collector.add_store_parser(sub)
     collector.add_history_parser(sub)
+    metrics.add_parsers(sub)
     return p
 
 
