@@ -306,6 +306,8 @@ class SnapshotStore:
             if r:
                 used[name] = r
         snap = new_snapshot(out_clusters, "store")
+        if used:  # the snapshot is as new as its newest scan, not the moment it was read
+            snap["generated_at"] = iso(max(r["stored_at"] for r in used.values()))
         return Latest(snap, used, {k: v for k, v in notes.items() if v}, idx.fleet_notes)
 
     def _load_cluster(self, row: Mapping[str, Any]) -> dict[str, Any]:
