@@ -22,8 +22,8 @@ PAGES: dict[str, tuple[str, str]] = {
     "coredns": ("CoreDNS", ":material/dns:"),
     "workloads": ("Workloads", ":material/apps:"),
     "mitigations": ("Mitigations", ":material/build:"),  # written by the mitigations helper; optional
-    "reports": ("Reports", ":material/download:"),
     "history": ("History", ":material/timeline:"),  # the snapshot store's index (DNSFLEET_STORE)
+    "reports": ("Reports", ":material/download:"),
 }
 
 
