@@ -23,6 +23,7 @@ PAGES: dict[str, tuple[str, str]] = {
     "workloads": ("Workloads", ":material/apps:"),
     "mitigations": ("Mitigations", ":material/build:"),  # written by the mitigations helper; optional
     "rules": ("Rules", ":material/menu_book:"),  # what each rule id (K8, P1, R11 ...) means, with sources
+    "history": ("History", ":material/timeline:"),  # the snapshot store's index (DNSFLEET_STORE)
     "reports": ("Reports", ":material/download:"),
 }
 

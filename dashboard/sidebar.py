@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -162,7 +163,7 @@ def _init_defaults() -> None:
             tzinfo=None
         )
         ss[K_RANGE] = next(k for k, v in RANGES.items() if v == DEFAULT_RANGE_S)
-        if os.environ.get("DNSFLEET_SNAPSHOT"):
+        if os.environ.get("DNSFLEET_SNAPSHOT") or os.environ.get("DNSFLEET_STORE"):
             ss[K_KIND] = SNAPSHOT
         elif env_kubeconfig():
             ss[K_KIND] = KUBECONFIG
@@ -170,6 +171,8 @@ def _init_defaults() -> None:
             ss[K_KIND] = sources.DEMO
         if path := os.environ.get("DNSFLEET_SNAPSHOT"):
             _load_server_snapshot(path)
+        elif url := os.environ.get("DNSFLEET_STORE"):
+            _load_server_snapshot(sources.STORE_PREFIX + url)
         _open_kept_scan(remote)
     # Keep the widget values when the widgets are not drawn (another source is selected).
     for k in (K_KUBECONFIG, K_PROM, K_ALL, K_CONTEXTS, K_NOW, K_AT, K_RANGE):
@@ -386,16 +389,23 @@ def _snapshot_controls() -> None:
 
 
 def _load_server_snapshot(path: str) -> None:
+    from dnsfleet.store import StoreError
+
+    store = path.startswith(sources.STORE_PREFIX)
     try:
-        mtime = os.path.getmtime(path)
+        mtime = time.time() // sources.STORE_REFRESH_S if store else os.path.getmtime(path)
         snap = sources.server_snapshot(path, mtime)
+    except StoreError as e:
+        _set_error(f"Cannot read DNSFLEET_STORE: {one_line(e)}")
+        return
     except OSError as e:
         _set_error(f"Cannot read DNSFLEET_SNAPSHOT {path}: {e.strerror}")
         return
     except SnapshotError as e:
         _set_error(f"Cannot use DNSFLEET_SNAPSHOT: {one_line(e)}")
         return
-    _remember_file(snap, f"path:{path}:{mtime}", os.path.basename(path), None, path=path, mtime=mtime)
+    name = f"store {path.removeprefix(sources.STORE_PREFIX)}" if store else os.path.basename(path)
+    _remember_file(snap, f"path:{path}:{mtime}", name, None, path=path, mtime=mtime)
 
 
 def _remember_file(

@@ -87,9 +87,18 @@ def file_snapshot(digest: str, name: str, _data: bytes) -> dict[str, Any]:
         return loads(_data, name=name)
 
 
+# DNSFLEET_STORE: the newest scan per cluster from a snapshot store (dnsfleet.store), read through its
+# index; it rides the server-side snapshot path with "store+" before the URL and a minute as "mtime".
+STORE_PREFIX, STORE_REFRESH_S = "store+", 60
+
+
 @st.cache_resource(ttl="1h", max_entries=2, show_spinner=False)
 def server_snapshot(path: str, mtime: float) -> dict[str, Any]:
     with gc_paused(freeze=True):
+        if path.startswith(STORE_PREFIX):
+            from dnsfleet.store import SnapshotStore
+
+            return SnapshotStore(path.removeprefix(STORE_PREFIX)).latest().snapshot
         return load(path)
 
 

@@ -17,6 +17,9 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 OUT_K8S="$CACHE/k8s/$K8S_VERSION"
 OUT_ETCD="$CACHE/etcd/$ETCD_VERSION"
 OUT_KUBECTL="$CACHE/kubectl/$K8S_VERSION"  # own dir: an apiserver rebuild replaces $OUT_K8S wholesale
+# The S3-compatible server the snapshot-store tests write to (versitygw, Apache-2.0, its posix backend).
+VERSITYGW_VERSION=${VERSITYGW_VERSION:-v1.8.0}
+OUT_VERSITYGW="$CACHE/versitygw/$VERSITYGW_VERSION"
 export GOTOOLCHAIN=local CGO_ENABLED=0 GOFLAGS=-mod=mod
 
 say() { printf '[test-fleet build] %s\n' "$*" >&2; }
@@ -118,6 +121,29 @@ build_coredns() {
   say "coredns: $("$out/coredns" -version | head -1)"
 }
 
+# versitygw: a real S3 gateway (SigV4, conditional writes, list v2) serving a local directory; the store
+# tests (tests/store_server.py) start it on 127.0.0.1. Its own go.mod, built as released.
+build_versitygw() {
+  if [ -x "$OUT_VERSITYGW/versitygw" ] && "$OUT_VERSITYGW/versitygw" --version 2>/dev/null | grep -q "${VERSITYGW_VERSION#v}"; then
+    say "versitygw $VERSITYGW_VERSION cached at $OUT_VERSITYGW"; return
+  fi
+  say "building versitygw $VERSITYGW_VERSION"
+  local work; work=$(mktemp -d)
+  (
+    cd "$work"
+    GOFLAGS= go mod download -x github.com/versity/versitygw@"$VERSITYGW_VERSION" >/dev/null 2>"$work/dl.log" || {
+      say "ERROR: the Go module proxy did not serve github.com/versity/versitygw@$VERSITYGW_VERSION"; tail -5 "$work/dl.log" >&2; exit 3; }
+    src=$(GOFLAGS= go mod download -json github.com/versity/versitygw@"$VERSITYGW_VERSION" | sed -n 's/.*"Dir": "\(.*\)",/\1/p')
+    cd "$src"
+    mkdir -p "$OUT_VERSITYGW.tmp"
+    GOFLAGS=-mod=readonly go build -trimpath \
+      -ldflags "-s -w -X main.Version=$VERSITYGW_VERSION -X main.Build=dnsfleet -X main.BuildTime=0" \
+      -o "$OUT_VERSITYGW.tmp/versitygw" ./cmd/versitygw
+  )
+  rm -rf "$work" "$OUT_VERSITYGW"; mv "$OUT_VERSITYGW.tmp" "$OUT_VERSITYGW"
+  say "versitygw: $("$OUT_VERSITYGW/versitygw" --version 2>&1 | head -1)"
+}
+
 build_corednses() { local v; for v in $COREDNS_VERSIONS; do build_coredns "$v"; done; }
 
 case "${1:-all}" in
@@ -126,8 +152,10 @@ case "${1:-all}" in
   kubectl) build_kubectl ;;
   print-kubectl) echo "$OUT_KUBECTL/kubectl" ;;
   coredns) build_corednses ;;
-  all) build_etcd; build_apiserver; build_corednses ;;
+  versitygw) build_versitygw ;;
+  print-versitygw) echo "$OUT_VERSITYGW/versitygw" ;;
+  all) build_etcd; build_apiserver; build_corednses; build_versitygw ;;
   print-dirs) echo "$OUT_K8S $OUT_ETCD" ;;
   print-coredns) echo "$CACHE/coredns $COREDNS_VERSIONS" ;;
-  *) say "usage: $0 [all|apiserver|etcd|coredns|kubectl|print-dirs|print-coredns|print-kubectl]"; exit 2 ;;
+  *) say "usage: $0 [all|apiserver|etcd|coredns|kubectl|versitygw|print-dirs|print-coredns|print-kubectl|print-versitygw]"; exit 2 ;;
 esac

@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from dnsfleet import __version__
-from dnsfleet.cli import mitigate, scan, show
+from dnsfleet.cli import collector, metrics, mitigate, scan, show
 from dnsfleet.cli.output import EXIT_OK, EXIT_USAGE, CliError
 from dnsfleet.perf import keep_freed_memory
 from dnsfleet.scrub import scrub
@@ -74,6 +74,10 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_parsers(sub)
     scan.add_scan_parser(sub)
     mitigate.add_mitigate_parser(sub)
+    collector.add_deploy_parser(sub)
+    collector.add_store_parser(sub)
+    collector.add_history_parser(sub)
+    metrics.add_parsers(sub)
     return p
 
 

@@ -11,7 +11,16 @@ import sys
 from pathlib import Path
 from typing import Any, TextIO
 
-from dnsfleet.cli.output import EXIT_USAGE, add_output_args, fail_on, render, snapshot_summary, summary_frame
+from dnsfleet.cli import collector
+from dnsfleet.cli.output import (
+    EXIT_USAGE,
+    CliError,
+    add_output_args,
+    fail_on,
+    render,
+    snapshot_summary,
+    summary_frame,
+)
 from dnsfleet.collect import ConfigError, PromSource, scan
 from dnsfleet.collect.prom import credentials
 from dnsfleet.perf import gc_paused
@@ -59,6 +68,7 @@ def add_scan_parser(subparsers: Any) -> argparse.ArgumentParser:
     add_output_args(p)
     p.add_argument("--timeout", metavar="S", type=float, default=10.0, help="per-request timeout, s (10)")
     p.add_argument("--workers", metavar="N", type=int, default=8, help="clusters scanned at once (8)")
+    collector.add_store_scan_args(p)
     p.set_defaults(func=run_scan)
     return p
 
@@ -129,17 +139,22 @@ def _run_scan(args: argparse.Namespace, stdout: TextIO | None, stderr: TextIO | 
         prom = _prom_source(args)
         if args.out and not Path(args.out).resolve().parent.is_dir():
             raise ConfigError(f"--out directory does not exist: {Path(args.out).parent}")
-        snap = scan(
-            kubeconfig=args.kubeconfig,
-            contexts=args.contexts,
-            all_contexts=args.all_contexts,
-            prometheus=prom,
-            progress=ProgressBar(err),
-            timeout=args.timeout,
-            workers=args.workers,
-            scrape=not args.no_scrape,
-        )
-    except ConfigError as e:
+        collector.check_scan_args(args)
+        collector_id = None
+        if args.in_cluster:
+            snap, collector_id = collector.scan_in_cluster(args, prom, ProgressBar(err))
+        else:
+            snap = scan(
+                kubeconfig=args.kubeconfig,
+                contexts=args.contexts,
+                all_contexts=args.all_contexts,
+                prometheus=prom,
+                progress=ProgressBar(err),
+                timeout=args.timeout,
+                workers=args.workers,
+                scrape=not args.no_scrape,
+            )
+    except (ConfigError, CliError) as e:
         err.write(f"dnsfleet scan: {scrub(str(e))}\n")
         return EXIT_USAGE
     if args.out:
@@ -153,19 +168,26 @@ def _run_scan(args: argparse.Namespace, stdout: TextIO | None, stderr: TextIO | 
     # importing them in a thread during it gains nothing on a CPU-bound scan.
     from dnsfleet.engine import cluster_risk
 
-    clusters = None
+    scored = None
     try:
-        clusters = cluster_risk(snap)
-        df = summary_frame(clusters)
+        scored = cluster_risk(snap)
+        df = summary_frame(scored)
     except Exception as e:  # scoring must not hide the scan result; say why in one line
         err.write(
             f"dnsfleet scan: scoring failed ({type(e).__name__}: {scrub(' '.join(str(e).split()))[:160]})\n"
         )
         df = snapshot_summary(snap)
+    if args.store:
+        try:
+            collector.write_to_store(args.store, snap, scored, collector_id, err)
+        except CliError as e:
+            err.write(f"dnsfleet scan: {scrub(str(e))}\n")
+            out.write(render(df, args.output))
+            return EXIT_USAGE
     out.write(render(df, args.output))
     out.flush()
     from dnsfleet.gaps import metrics_gap_lines
 
-    for line in metrics_gap_lines(snap, clusters):  # on stderr: -o json|csv stay as they are
+    for line in metrics_gap_lines(snap, scored):  # on stderr: -o json|csv stay as they are
         err.write(line + "\n")
     return fail_on(df, args.fail_on, err)

@@ -29,6 +29,7 @@ def _add_source(p: argparse.ArgumentParser) -> None:
     g = p.add_mutually_exclusive_group(required=True)
     g.add_argument("--snapshot", metavar="FILE", help="a snapshot written by 'dnsfleet scan --out'")
     g.add_argument("--demo", action="store_true", help="use the bundled demo fleet")
+    g.add_argument("--store", metavar="URL", help="the newest scan of each cluster in a snapshot store")
     p.add_argument("--resolver-map", metavar="FILE", help="CSV 'pattern,resolver' overriding image inference")
 
 
@@ -47,7 +48,12 @@ def load_assessment(args: argparse.Namespace) -> Any:
     from dnsfleet.engine import analyze
     from dnsfleet.rules.resolver import load_mapping
 
-    snap = load_snapshot(None if args.demo else args.snapshot)
+    if getattr(args, "store", None):
+        from dnsfleet.cli.collector import load_store_snapshot
+
+        snap = load_store_snapshot(args.store, sys.stderr)
+    else:
+        snap = load_snapshot(None if args.demo else args.snapshot)
     mapping = load_mapping(args.resolver_map) if getattr(args, "resolver_map", None) else ()
     return analyze(snap, mapping)
 

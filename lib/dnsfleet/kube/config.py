@@ -31,6 +31,9 @@ from dnsfleet.kube.errors import ClusterFailed, ConfigError, one_line
 from dnsfleet.scrub import remember, remember_kubeconfig
 
 IN_CLUSTER = "in-cluster"
+# Where a pod's service account token and CA are mounted; DNSFLEET_SERVICEACCOUNT_DIR overrides it (a
+# projected token mounted elsewhere, and the tests, which run the collector against a real API server).
+SERVICEACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 # Set on a client built with impersonated groups: the request class sends one header per group.
 IMPERSONATE_GROUPS_ATTR = "dnsfleet_impersonate_groups"
 
@@ -159,7 +162,10 @@ def new_api_client(
     execauth.clear_error()
     try:
         if target.config_file is None:
-            k8s_config.load_incluster_config(client_configuration=cfg)
+            sa = Path(os.environ.get("DNSFLEET_SERVICEACCOUNT_DIR") or SERVICEACCOUNT_DIR)
+            k8s_config.incluster_config.InClusterConfigLoader(
+                token_filename=str(sa / "token"), cert_filename=str(sa / "ca.crt")
+            ).load_and_set(cfg)
             client = k8s_client.ApiClient(configuration=cfg)
         else:
             client = k8s_config.new_client_from_config(
