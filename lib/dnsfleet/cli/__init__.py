@@ -5,7 +5,7 @@ fleet, ``cli.show``), ``mitigate`` (``cli.mitigate``) and ``kernel`` (here). Wha
 clusters goes through ``cli.output``.
 
 Exit codes: 0 success; 1 a cluster is at or above ``--fail-on``; 2 bad input or configuration (one line
-on stderr, never a traceback).
+on stderr, never a traceback); 3 ``--fail-on`` given but nothing could be assessed (every cluster failed).
 """
 
 from __future__ import annotations

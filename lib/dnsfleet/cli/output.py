@@ -3,7 +3,8 @@
 ``render(df, fmt)`` writes a cluster summary as a table (for people), JSON (for scripts) or CSV (through
 the report's CSV writer, so spreadsheets get the same formula-safe cells as ``dnsfleet report``).
 ``fail_on`` is the CI exit code: 1 when a cluster's level is at or above the threshold (``unknown``
-never is), with the clusters named on stderr.
+never is), with the clusters named on stderr; 3 when nothing could be assessed (every cluster failed),
+because "no cluster is at or above high" would then be a pass nobody earned.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ SUMMARY_COLUMNS = (
     "reason",
     "why",
 )
-EXIT_OK, EXIT_FAIL_ON, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAIL_ON, EXIT_USAGE, EXIT_NOTHING_ASSESSED = 0, 1, 2, 3
 CELL_WIDTH = 70
 
 
@@ -117,8 +118,24 @@ def render_json(df: pd.DataFrame) -> str:
     return orjson.dumps(records, option=orjson.OPT_INDENT_2).decode() + "\n"
 
 
+def nothing_assessed(df: pd.DataFrame) -> str | None:
+    """The one-line message when no cluster of the summary could be assessed (all failed), else None."""
+    if not len(df):
+        return "nothing could be assessed: the snapshot has no clusters"
+    if "status" in df.columns and all(str(s) == "failed" for s in df["status"]):
+        names = ", ".join(str(c) for c in df["cluster"])
+        return f"nothing could be assessed: all {len(df)} cluster(s) failed ({names})"
+    return None
+
+
 def fail_on(df: pd.DataFrame, threshold: str | None, err: TextIO) -> int:
-    """``EXIT_FAIL_ON`` when a cluster is at or above ``threshold`` (named on ``err``), else ``EXIT_OK``."""
+    """``EXIT_FAIL_ON`` when a cluster is at or above ``threshold`` (named on ``err``);
+    ``EXIT_NOTHING_ASSESSED`` when every cluster failed (said on ``err`` with or without a threshold,
+    the code only with one); else ``EXIT_OK``."""
+    nothing = nothing_assessed(df)
+    if nothing:
+        err.write(nothing + "\n")
+        return EXIT_NOTHING_ASSESSED if threshold else EXIT_OK
     if not threshold:
         return EXIT_OK
     rank = LEVEL_ORDER[threshold]

@@ -1,6 +1,7 @@
 """``dnsfleet scan``: read live clusters, score them, print a summary, optionally save the snapshot.
 
-Exit codes: 0 ok, 1 when a cluster is at or above ``--fail-on``, 2 usage or configuration error.
+Exit codes: 0 ok, 1 when a cluster is at or above ``--fail-on``, 2 usage or configuration error, 3 with
+``--fail-on`` when every cluster failed (nothing could be assessed).
 Progress goes to stderr (a bar on a terminal, one line per cluster otherwise); results to stdout.
 """
 
