@@ -7,10 +7,14 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as hs
 
 from dnsfleet.cli.output import render, summary_frame
 from dnsfleet.engine import analyze
@@ -221,3 +225,278 @@ def test_reports_page_with_every_cluster_failed(clean_app: Any, tmp_path: Path) 
     assert len(at.get("download_button")) == 5  # four CSVs and the snapshot
     shown = at.dataframe[0].value
     assert list(shown["scan_reason"]) == ["timed out after 3 s", "unauthorized (401)"]
+
+
+# -- the typed snapshot schema ---------------------------------------------------------------------------
+
+
+def _base_clusters() -> list[dict[str, Any]]:
+    """Demo clusters cut down (2 nodes, 3 pods, 3 samples) so every kind of field is there and scoring
+    is quick: AKS with conntrack evidence, Cilium, NodeLocal DNSCache, a failed one; plus a cluster
+    written by an older collector (decided fields, the whole Corefile)."""
+    from dnsfleet.demo import demo_snapshot
+
+    wanted = ("aks-legacy-weu", "cilium-edge", "aks-nodelocal-neu", "eks-dr-usw2")
+    out = []
+    for c in demo_snapshot()["clusters"]:
+        if c["name"] not in wanted:
+            continue
+        c["nodes"] = (c.get("nodes") or [])[:2]
+        c["pods"] = (c.get("pods") or [])[:3]
+        kept = {p.get("owner_name") for p in c["pods"]}
+        c["owners"] = {
+            k: {n: v for n, v in (m or {}).items() if n.split("/")[-1] in kept}
+            for k, m in (c.get("owners") or {}).items()
+        }
+        m = c.get("metrics") or {}
+        if m.get("coredns_series"):
+            series = m["coredns_series"]["metrics"]
+            m["coredns_series"]["metrics"] = {k: v[:3] for k, v in list(series.items())[:2]}
+        if m.get("conntrack") and m["conntrack"].get("nodes"):
+            names = [n["name"] for n in c["nodes"]]
+            m["conntrack"]["nodes"] = {
+                k: {**v, "insert_failed_rate": (v.get("insert_failed_rate") or [])[:3]}
+                for k, v in m["conntrack"]["nodes"].items()
+                if k in names
+            }
+        out.append(c)
+    out.append(
+        cluster(
+            "old-collector",
+            nodes=[node("o1")],
+            pods=[pod("p1", "o1", "alpine:3.19", options=[{"name": "ndots", "value": "2"}])],
+            nodelocal_ip="169.254.20.10",
+            nodelocal_nodes=["o1"],
+            nfqueue_agent=False,
+        )
+    )
+    return out
+
+
+def _paths(value: Any, here: tuple = ()) -> list[tuple]:
+    """Every place in ``value`` (list items: the first two)."""
+    out = [here] if here else []
+    if isinstance(value, dict):
+        for k, v in value.items():
+            out += _paths(v, (*here, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value[:2]):
+            out += _paths(v, (*here, i))
+    return out
+
+
+def _replace(doc: Any, path: tuple, new: Any) -> Any:
+    """``doc`` with the value at ``path`` replaced; copies only along the path."""
+    if not path:
+        return new
+    head, rest = path[0], path[1:]
+    if isinstance(doc, dict):
+        return {**doc, head: _replace(doc[head], rest, new)}
+    out = list(doc)
+    out[head] = _replace(doc[head], rest, new)
+    return out
+
+
+BASE = _base_clusters()
+CLUSTER_PATHS = [(i, p) for i, c in enumerate(BASE) for p in _paths(c)]
+TOP_KEYS = ("format", "schema_version", "tool_version", "generated_at", "source", "clusters")
+# One value of every JSON type, and the edge values of each.
+WRONG = [
+    None,
+    True,
+    False,
+    0,
+    -1,
+    5,
+    2**63,
+    1.5,
+    -1e308,
+    1e308,
+    "",
+    "x",
+    "=cmd",
+    [],
+    [1],
+    ["a"],
+    {},
+    {"a": 1},
+]
+
+
+def _snap(clusters: list[dict[str, Any]], /, **top: Any) -> dict[str, Any]:
+    from dnsfleet.snapshot import new_snapshot
+
+    return {**new_snapshot(clusters, source="file"), **top}
+
+
+def _pipeline(doc: dict[str, Any]) -> str:
+    """Everything a loaded snapshot feeds: scoring, the four reports, every -o format, the kernel plan.
+    Returns "refused" (one-line SnapshotError) or "ok"; an exception is the bug."""
+    import orjson
+
+    from dnsfleet.snapshot import SnapshotError, loads
+
+    try:
+        snap = loads(orjson.dumps(doc), name="m.json")
+    except SnapshotError as e:
+        assert "\n" not in str(e) and str(e).startswith("m.json: ")
+        return "refused"
+    a = analyze(snap)
+    csv_reports(a)
+    summary = summary_frame(a.clusters)
+    for fmt in ("table", "json", "csv"):
+        render(summary, fmt)
+    kernel_plan.upgrade_plan_csv(kernel_plan.upgrade_plan(a.nodes, a.dns_service))
+    return "ok"
+
+
+def _batch(mutated: list[dict[str, Any]], **top: Any) -> None:
+    """Score mutated clusters together (scoring has a fixed cost; clusters do not affect each other):
+    renamed apart unless the name itself was mutated. On a failure, find the culprit."""
+    clusters = mutated
+    try:
+        assert _pipeline(_snap(clusters, **top)) in ("refused", "ok")
+    except Exception:
+        for c in clusters:
+            try:
+                _pipeline(_snap([c], **top))
+            except Exception as e:
+                raise AssertionError(f"{type(e).__name__}: {e} with cluster {c!r:.2000}") from e
+        raise
+
+
+def _mutated(i: int, path: tuple, value: Any, n: int) -> dict[str, Any]:
+    c = _replace(BASE[i], path, value)
+    if path != ("name",):
+        c = {**c, "name": f"m{n}-{BASE[i]['name']}"}
+    return c
+
+
+def test_the_base_is_valid_and_covers_every_field_kind() -> None:
+    assert _pipeline(_snap(BASE)) == "ok"
+    keys = {p[-1] for _, p in CLUSTER_PATHS if isinstance(p[-1], str)}
+    for k in ("kernel_version", "labels", "dns_config", "options", "daemonset_facts", "configmap_facts",
+              "coredns_series", "insert_failed_rate", "corefile", "nodelocal_nodes", "ReplicaSet",
+              "conntrack", "cilium_config", "service_ip_families"):  # fmt: skip
+        assert k in keys, k
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        (("nodes", 0, "kernel_version"), 5, "clusters[0].nodes[0].kernel_version: expected a string or null, got an integer"),
+        (("pods", 0, "dns_config"), True, "clusters[0].pods[0].dns_config: expected an object or null, got true or false"),
+        (("nodes", 0, "labels"), [], "clusters[0].nodes[0].labels: expected an object or null, got a list"),
+        (("dns", "ready_endpoints"), -1, "clusters[0].dns.ready_endpoints: expected `int` >= 0"),
+        (("metrics", "coredns", "qps"), "fast", "clusters[0].metrics.coredns.qps: expected a number or null, got a string"),
+    ],
+)  # fmt: skip
+def test_wrong_field_types_are_one_line_naming_the_field(path: tuple, value: Any, message: str) -> None:
+    import orjson
+
+    from dnsfleet.snapshot import SnapshotError, loads
+
+    with pytest.raises(SnapshotError) as err:
+        loads(orjson.dumps(_snap([_replace(BASE[0], path, value)])), name="m.json")
+    assert str(err.value) == f"m.json: {message}"
+
+
+def test_cli_and_dashboard_refuse_a_wrong_type_in_one_line(tmp_path: Path, clean_app: Any) -> None:
+    import orjson
+
+    bad = orjson.dumps(_snap([_replace(BASE[0], ("nodes", 0, "kernel_version"), 5)]))
+    (tmp_path / "bad.json").write_bytes(bad)
+    p = subprocess.run(
+        [sys.executable, "-m", "dnsfleet.cli", "show", "--snapshot", str(tmp_path / "bad.json")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert p.returncode == 2 and p.stdout == ""
+    assert p.stderr == (
+        "dnsfleet: error: bad.json: clusters[0].nodes[0].kernel_version: expected a string or null, "
+        "got an integer\n"
+    )
+    at = _upload("bad.json", bad)
+    (err,) = [e.value for e in at.error]
+    assert err.startswith("Snapshot not loaded: bad.json: clusters[0].nodes[0].kernel_version: expected")
+
+
+def test_every_field_replaced_by_every_json_type_is_refused_in_one_line_or_works() -> None:
+    """Exhaustive over the fields: each one replaced by each value in WRONG. The schema refuses most in
+    one line; every variant it accepts is scored, reported and rendered without an exception."""
+    import orjson
+
+    from dnsfleet.snapshot import SnapshotError, loads
+
+    accepted: list[dict[str, Any]] = []
+    refused = 0
+    for i, path in CLUSTER_PATHS:
+        for value in WRONG:
+            c = _mutated(i, path, value, len(accepted))
+            try:
+                loads(orjson.dumps(_snap([c])), name="m.json")
+            except SnapshotError as e:
+                assert "\n" not in str(e) and str(e).startswith("m.json: ")
+                refused += 1
+                continue
+            accepted.append(c)
+    assert refused > len(accepted) > 0
+    names = [c["name"] for c in accepted]
+    assert len(set(names)) < len(names)  # the mutated names collide with each other: run those alone
+    unique = {c["name"]: c for c in accepted}
+    for start in range(0, len(unique), 400):
+        _batch(list(unique.values())[start : start + 400])
+    top_ok = []
+    for value in WRONG:
+        taken = []
+        for key in TOP_KEYS:
+            try:
+                loads(orjson.dumps(_snap(BASE[:1], **{key: value})), name="m.json")
+            except SnapshotError as e:
+                assert "\n" not in str(e) and str(e).startswith("m.json: ")
+                continue
+            taken.append(key)
+        assert set(taken) <= {"tool_version", "generated_at", "source"}, (value, taken)
+        if taken:
+            top_ok.append({k: value for k in taken})
+    assert [sorted(t) for t in top_ok] == [["generated_at", "source", "tool_version"]] * 4  # null, 3 strings
+    for top in top_ok:
+        assert _pipeline(_snap(BASE[:1], **top)) == "ok", top
+
+
+_json_values = hs.recursive(
+    hs.none()
+    | hs.booleans()
+    | hs.integers()
+    | hs.floats(allow_nan=False, allow_infinity=False)
+    | hs.text(max_size=12),
+    lambda inner: hs.lists(inner, max_size=3) | hs.dictionaries(hs.text(max_size=8), inner, max_size=3),
+    max_leaves=10,
+)
+
+
+@settings(max_examples=12, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    hs.lists(hs.tuples(hs.sampled_from(CLUSTER_PATHS), _json_values), min_size=1, max_size=40),
+    hs.one_of(hs.none(), hs.tuples(hs.sampled_from(TOP_KEYS[2:5]), _json_values)),
+)
+def test_property_mutated_snapshots_are_refused_in_one_line_or_work(
+    edits: list[tuple[tuple[int, tuple], Any]], top: tuple[str, Any] | None
+) -> None:
+    """Fields of a valid snapshot replaced by any JSON value, one per cluster copy (so one scoring run
+    checks up to 40 mutations), and optionally a top-level field: never a traceback."""
+    import orjson
+
+    from dnsfleet.snapshot import SnapshotError, loads
+
+    ok = []
+    for n, ((i, path), value) in enumerate(edits):
+        c = _mutated(i, path, value, n)
+        try:
+            loads(orjson.dumps(_snap([c])), name="m.json")
+        except SnapshotError:
+            continue
+        if c["name"] not in {o["name"] for o in ok}:
+            ok.append(c)
+    _batch(ok or BASE[:1], **(dict([top]) if top else {}))

@@ -145,9 +145,10 @@ def _gunzip_capped(data: bytes, name: str = "snapshot") -> bytes:
 
 
 def validate(doc: Any, name: str = "snapshot", raw: bytes | None = None) -> None:
-    """Raise SnapshotError unless ``doc`` is a usable snapshot. ``raw``: the JSON text ``doc`` was parsed
-    from, which lets the nesting and string-length caps be checked on the bytes (fast) instead of by
-    walking every object."""
+    """Raise SnapshotError unless ``doc`` is a usable snapshot: the checks below, then every field's type
+    against the one typed schema (``dnsfleet.snapshot_schema``). ``raw``: the JSON text ``doc`` was
+    parsed from, which lets the nesting and string-length caps be checked on the bytes (fast) instead of
+    by walking every object, and the schema decode it directly."""
     if not isinstance(doc, dict):
         raise SnapshotError(f"{name}: top level must be a JSON object")
     if doc.get("format") != FORMAT:
@@ -167,6 +168,8 @@ def validate(doc: Any, name: str = "snapshot", raw: bytes | None = None) -> None
     clusters = doc.get("clusters")
     if not isinstance(clusters, list):
         raise SnapshotError(f"{name}: 'clusters' must be a list")
+    if not clusters:
+        raise SnapshotError(f"{name}: 'clusters' is empty: nothing to assess")
     seen = set()
     for i, c in enumerate(clusters):
         if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not c["name"]:
@@ -181,6 +184,9 @@ def validate(doc: Any, name: str = "snapshot", raw: bytes | None = None) -> None
             for j, item in enumerate(c.get(key) or []):
                 if not isinstance(item, dict) or not isinstance(item.get("name"), str):
                     raise SnapshotError(f"{name}: cluster {c['name']!r}: {key}[{j}] has no name")
+    from dnsfleet import snapshot_schema  # msgspec types: every other field, one line on the first wrong one
+
+    snapshot_schema.check(raw if raw is not None else doc, name)
 
 
 def _shape_ok(raw: bytes) -> bool:
