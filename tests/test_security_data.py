@@ -500,3 +500,126 @@ def test_property_mutated_snapshots_are_refused_in_one_line_or_work(
         if c["name"] not in {o["name"] for o in ok}:
             ok.append(c)
     _batch(ok or BASE[:1], **(dict([top]) if top else {}))
+
+
+# -- what a snapshot keeps of the Corefile ------------------------------------------------------------
+
+SECRET_COREFILE = """\
+.:53 {
+    errors
+    health {
+       lameduck 5s
+    }
+    kubernetes cluster.example in-addr.arpa ip6.arpa {
+       kubeconfig /etc/coredns/kubeconfig-SECRETPATH kube
+       fallthrough in-addr.arpa ip6.arpa
+    }
+    etcd skydns.local {
+        endpoint https://10.0.0.5:2379
+        credentials etcd-user ETCD-PASSWORD-s3cr3t
+        tls /etc/certs/client.crt /etc/certs/client.key /etc/certs/ETCD-CA.crt
+    }
+    route53 example.org.:Z1D633PJN98FT9 {
+        aws_access_key AKIAIOSFODNN7EXAMPLE wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY
+    }
+    tsig {
+        secret cluster.key. TSIG-c2VjcmV0LWJhc2U2NA==
+    }
+    prometheus :9153
+    forward . tls://9.9.9.9 {
+        tls_servername dns.quad9.net
+    }
+    cache 30
+}
+"""
+SECRETS = (
+    "SECRETPATH",
+    "ETCD-PASSWORD",
+    "ETCD-CA",
+    "AKIAIOSFODNN7EXAMPLE",
+    "wJalrXUtnFEMI",
+    "TSIG-c2Vj",
+    "quad9",
+)
+
+
+def test_corefile_facts_keep_plugin_names_and_domain_only() -> None:
+    from dnsfleet.corefile import facts
+
+    f = facts(SECRET_COREFILE)
+    assert f == {
+        "plugins": [
+            "errors",
+            "health",
+            "kubernetes",
+            "etcd",
+            "route53",
+            "tsig",
+            "prometheus",
+            "forward",
+            "cache",
+        ],
+        "cluster_domain": "cluster.example",
+    }
+    text = repr(f)
+    assert not [s for s in SECRETS if s in text]
+    # A Corefile whose braces are off cannot push a secret line's value into the plugin list.
+    f = facts("}\n}\n.:53 {\n credentials etcd-user ETCD-PASSWORD-s3cr3t\n AKIAIOSFODNN7EXAMPLE\n}\n")
+    assert f == {"plugins": ["credentials"], "cluster_domain": None}
+
+
+def test_an_older_snapshot_with_the_whole_corefile_is_read_as_facts_and_never_written_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    import orjson
+
+    from dnsfleet.cli import main
+    from dnsfleet.snapshot import dumps, loads
+
+    old = snapshot(cluster("old", corefile=SECRET_COREFILE))
+    data = orjson.dumps(old)
+    assert b"ETCD-PASSWORD" in data
+    snap = loads(data, name="old.json")
+    assert "corefile" not in snap["clusters"][0]["dns"]
+    assert snap["clusters"][0]["dns"]["corefile_facts"]["cluster_domain"] == "cluster.example"
+    again = dumps(snap, compress=False)  # what the dashboard's Reports page offers for download
+    assert not [s for s in SECRETS if s.encode() in again]
+    row = analyze(snap).dns_service.iloc[0]
+    assert row["cluster_domain"] == "cluster.example" and row["corefile_plugins"].startswith("errors,health,")
+    (tmp_path / "old.json").write_bytes(data)
+    assert main(["report", "--snapshot", str(tmp_path / "old.json"), "--out", str(tmp_path / "r")]) == 0
+    assert main(["show", "--snapshot", str(tmp_path / "old.json"), "-o", "json"]) == 0
+    out = capsys.readouterr().out + "".join(p.read_text() for p in (tmp_path / "r").iterdir())
+    assert not [s for s in SECRETS if s in out]
+
+
+@pytest.mark.fleet
+def test_scan_of_a_corefile_with_credentials_stores_none_of_them(fleet: Any) -> None:
+    """The real collector against a real apiserver whose coredns ConfigMap holds etcd credentials, a
+    tsig secret and route53 keys (restored afterwards). The NodeLocal DNSCache mitigation still gets the
+    cluster domain (from the stored facts) and plans."""
+    from dnsfleet import kube as K
+    from dnsfleet.collect import scan_cluster
+    from dnsfleet.mitigate import nodelocal
+    from dnsfleet.snapshot import dumps, loads, new_snapshot
+
+    ctx = fleet.contexts[0]
+    core = fleet.clusters[ctx].api_client("admin")
+    from kubernetes import client as kc
+
+    v1 = kc.CoreV1Api(core)
+    before = v1.read_namespaced_config_map("coredns", "kube-system").data["Corefile"]
+    v1.patch_namespaced_config_map("coredns", "kube-system", {"data": {"Corefile": SECRET_COREFILE}})
+    try:
+        target = K.resolve_targets(fleet.kubeconfig, [ctx])[0]
+        c = scan_cluster(target, scrape=False, timeout=10)
+    finally:
+        v1.patch_namespaced_config_map("coredns", "kube-system", {"data": {"Corefile": before}})
+    data = dumps(new_snapshot([c], source="live"), compress=False)
+    assert c["status"] == "ok" and b"etcd" in data  # the plugin name is there
+    assert not [s for s in SECRETS if s.encode() in data]
+    row = analyze(loads(data)).dns_service.iloc[0]
+    assert row["cluster_domain"] == "cluster.example"
+    objs = nodelocal.render(row["cluster_ip"], "iptables", cluster_domain=row["cluster_domain"])
+    cm = next(o for o in objs if o["kind"] == "ConfigMap")
+    assert "cluster.example:53" in cm["data"]["Corefile"]
