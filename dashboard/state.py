@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import streamlit as st
 from streamlit.runtime.scriptrunner import add_script_run_ctx, get_script_run_ctx
 
+from dashboard.ui import plain
 from dnsfleet.perf import gc_paused
 from dnsfleet.snapshot import SnapshotError, load, loads
 
@@ -385,7 +386,7 @@ def _scan(path: str, targets: list[str], all_ctx: bool, prom: str) -> None:
     try:
         snapshot = _run_scan_with_progress(args, targets)
     except Exception as e:  # collector-level failure (bad kubeconfig content, bad Prometheus URL...)
-        _set_error(f"Scan failed: {one_line(e)}")
+        _set_error(f"Scan failed: {plain(one_line(e))}")
         return
     clusters = [c.get("name", "?") for c in snapshot.get("clusters", [])]
     label = ", ".join(clusters[:3]) + (f" +{len(clusters) - 3} more" if len(clusters) > 3 else "")
@@ -398,7 +399,9 @@ def _scan(path: str, targets: list[str], all_ctx: bool, prom: str) -> None:
     }
     failed = [c for c in snapshot.get("clusters", []) if c.get("status") == "failed"]
     if failed and len(failed) == len(clusters):
-        _set_error(f"Every cluster failed to scan; first reason: {failed[0].get('reason') or 'unknown'}")
+        _set_error(
+            f"Every cluster failed to scan; first reason: {plain(failed[0].get('reason') or 'unknown')}"
+        )
     elif prom and (note := _prometheus_problem(snapshot)):
         _set_error(note)
 
@@ -414,7 +417,7 @@ def _prometheus_problem(snapshot: dict[str, Any]) -> str | None:
             notes.append(str(m["note"]))
     if not notes:
         return None
-    return f"Prometheus not used: {one_line(notes[0])}"
+    return f"Prometheus not used: {plain(one_line(notes[0]))}"
 
 
 def _run_scan_with_progress(args: tuple[Any, ...], targets: list[str]) -> dict[str, Any]:
@@ -491,7 +494,7 @@ def _snapshot_controls() -> None:
     try:
         snap = _file_snapshot(digest, up.name, data)
     except SnapshotError as e:
-        _set_error(f"Snapshot not loaded: {one_line(e)}")
+        _set_error(f"Snapshot not loaded: {plain(one_line(e))}")
         return
     _remember_file(snap, digest, up.name, lambda: data)
     st.session_state[_K_FILE]["file_id"] = up.file_id
@@ -505,7 +508,7 @@ def _load_server_snapshot(path: str) -> None:
         _set_error(f"Cannot read DNSFLEET_SNAPSHOT {path}: {e.strerror}")
         return
     except SnapshotError as e:
-        _set_error(f"Cannot use DNSFLEET_SNAPSHOT: {one_line(e)}")
+        _set_error(f"Cannot use DNSFLEET_SNAPSHOT: {plain(one_line(e))}")
         return
     _remember_file(snap, f"path:{path}:{mtime}", os.path.basename(path), None, path=path, mtime=mtime)
 

@@ -1,8 +1,9 @@
 """Small Streamlit building blocks shared by the pages: filters kept in the URL, capped tables with
-column config, level badges and headline numbers."""
+column config, level badges and headline numbers, and ``plain`` for untrusted text in markdown."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -198,3 +199,25 @@ def url_select(label: str, choices: list[str], param: str, *, default: str | Non
     value = st.selectbox(label, choices, key=key)
     _sync(param, value)
     return value
+
+
+# --- untrusted text in markdown ----------------------------------------------------------------------
+
+# Characters that start markdown (or Streamlit's extensions: :color[..], $LaTeX$) anywhere in a line;
+# what starts a block only at the start (heading, setext, list); what GFM turns into a link by itself.
+_MD_INLINE = re.compile(r"([\\`*_\[\]<>~$|])")
+_MD_BLOCK_START = re.compile(r"^([#=+-])|^(\d+)([.)])")
+_AUTOLINK = re.compile(r"(?i)(?<=:)//|(?<=www)\.|@")
+
+
+def plain(text: object) -> str:
+    """``text`` (a cluster, node or file name, a scan reason, a server message: anything a server or a
+    snapshot controls) as markdown that renders as exactly that text, for ``st.error``/``st.header``/
+    ``st.markdown`` and friends, which all render markdown: no link, image, emphasis, heading, list,
+    colour directive or LaTeX can form, and no URL or address becomes a link. Control characters are
+    removed and the text is one line (``dnsfleet.textsafe.one_line``)."""
+    from dnsfleet.textsafe import one_line
+
+    s = _MD_INLINE.sub(r"\\\1", one_line(text))
+    s = _MD_BLOCK_START.sub(lambda m: "\\" + m.group(1) if m.group(1) else m.group(2) + "\\" + m.group(3), s)
+    return _AUTOLINK.sub(lambda m: "".join("\\" + ch for ch in m.group(0)), s)

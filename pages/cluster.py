@@ -16,15 +16,15 @@ if not ranked:
 cluster = ui.url_select("Cluster (highest risk first)", ranked, "cluster", default=ranked[0])
 row = views.cluster_row(a.clusters, cluster)
 
-st.header(cluster)
+st.header(ui.plain(cluster))
 ui.level_badge(row["level"], row["score"])
 if row["status"] == "failed":
-    st.error(f"Scan failed: {row['reason'] if pd.notna(row['reason']) else 'no data'}")
+    st.error(f"Scan failed: {ui.plain(row['reason']) if pd.notna(row['reason']) else 'no data'}")
     st.stop()
 if row["status"] == "partial":
     st.warning(
-        f"Partial scan: {row['reason'] if pd.notna(row['reason']) else 'some resources were unreadable'}. "
-        f"Unreadable: {row['missing'] if pd.notna(row['missing']) else 'not listed'}; "
+        f"Partial scan: {ui.plain(row['reason']) if pd.notna(row['reason']) else 'some resources were unreadable'}. "
+        f"Unreadable: {ui.plain(row['missing']) if pd.notna(row['missing']) else 'not listed'}; "
         "what they feed is unknown."
     )
 
@@ -41,11 +41,11 @@ c4.metric("Kubernetes", row["server_version"] if pd.notna(row["server_version"])
 
 st.subheader("Why")
 for reason in str(row["why"] if pd.notna(row["why"]) else "no reasons recorded").split("; "):
-    st.markdown(f"- {reason}")
+    st.markdown(f"- {ui.plain(reason)}")
 if pd.notna(row["findings"]) and row["findings"]:
-    st.warning(f"**Finding (D7):** {row['findings']}")
+    st.warning(f"**Finding (D7):** {ui.plain(row['findings'])}")
 if pd.notna(row["unknown_resolve"]) and row["unknown_resolve"]:
-    st.info(f"**Unknown:** {row['unknown_resolve']}")
+    st.info(f"**Unknown:** {ui.plain(row['unknown_resolve'])}")
 
 left, right = st.columns([3, 2])
 with left:
@@ -57,7 +57,7 @@ with right:
     st.subheader("DNS service path")
     facts = views.dns_path_facts(a.dns_service, cluster)
     if facts:
-        st.markdown("\n".join(f"- **{label}:** {value}" for label, value in facts))
+        st.markdown("\n".join(f"- **{label}:** {ui.plain(value)}" for label, value in facts))
     else:
         st.info("The DNS service path was not collected for this cluster.")
 

@@ -163,7 +163,7 @@ def test_scan_fail_on_with_every_cluster_failing(tmp_path: Path, capsys: pytest.
     kc.write_text(
         "apiVersion: v1\nkind: Config\ncurrent-context: gone\n"
         "clusters: [{name: gone, cluster: {server: 'https://127.0.0.1:1', insecure-skip-tls-verify: true}}]\n"
-        "users: [{name: u, user: {token: t}}]\n"
+        "users: [{name: u, user: {token: tok-0123456789abcdef}}]\n"
         "contexts: [{name: gone, context: {cluster: gone, user: u}}]\n"
     )
     args = argparse.Namespace(
@@ -417,9 +417,12 @@ def test_cli_and_dashboard_refuse_a_wrong_type_in_one_line(tmp_path: Path, clean
         "dnsfleet: error: bad.json: clusters[0].nodes[0].kernel_version: expected a string or null, "
         "got an integer\n"
     )
+    from dashboard.ui import plain
+
     at = _upload("bad.json", bad)
     (err,) = [e.value for e in at.error]
-    assert err.startswith("Snapshot not loaded: bad.json: clusters[0].nodes[0].kernel_version: expected")
+    line = "bad.json: clusters[0].nodes[0].kernel_version: expected a string or null, got an integer"
+    assert err == f"Snapshot not loaded: {plain(line)}"  # shown as that text, not markdown
 
 
 def test_every_field_replaced_by_every_json_type_is_refused_in_one_line_or_works() -> None:
@@ -623,3 +626,142 @@ def test_scan_of_a_corefile_with_credentials_stores_none_of_them(fleet: Any) -> 
     objs = nodelocal.render(row["cluster_ip"], "iptables", cluster_domain=row["cluster_domain"])
     cm = next(o for o in objs if o["kind"] == "ConfigMap")
     assert "cluster.example:53" in cm["data"]["Corefile"]
+
+
+# -- terminal and markdown output -----------------------------------------------------------------------
+
+ESC_NAME = "evil\x1b]0;owned\x07\x1b[2J\x1b[31mred\x9b1m\u202eabc\rX"
+MD_NAME = "![x](http://evil.invalid/a.png) [click](http://evil.invalid) :red[big] $x$ # _a_"
+
+
+def test_terminal_text_has_no_control_characters() -> None:
+    from dnsfleet.textsafe import terminal
+
+    assert terminal(ESC_NAME) == "evil]0;owned[2J[31mred1mabcX"
+    assert terminal("a\r\nb\tc\n") == "a\r\nb\tc\n"  # CSV line ends, tabs and newlines stay
+
+
+@pytest.mark.parametrize("fmt", ["table", "json", "csv"])
+def test_show_prints_no_escape_sequence_from_a_snapshot(
+    tmp_path: Path, capsys: pytest.CaptureFixture, fmt: str
+) -> None:
+    from dnsfleet.cli import main
+
+    c = cluster(ESC_NAME)
+    c.update(
+        status="failed", reason="boom \x1b[?1049h\x1b]8;;http://evil.invalid\x07link", nodes=None, pods=None
+    )
+    path = save(snapshot(c, cluster("fine")), tmp_path / "esc.json")
+    assert main(["show", "--snapshot", str(path), "-o", fmt, "--fail-on", "high"]) in (0, 1)
+    out, err = capsys.readouterr()
+    for text in (out, err):
+        assert not [ch for ch in text if (ord(ch) < 32 and ch not in "\r\n\t") or 0x7F <= ord(ch) <= 0x9F]
+    assert "evil]0;owned" in out or "evil\\u001b" in out  # the name is there (JSON escapes it instead)
+
+
+def test_scan_progress_lines_have_no_control_characters() -> None:
+    from dnsfleet.cli.scan import ProgressBar
+
+    err = io.StringIO()
+    bar = ProgressBar(err)
+    bar("cluster_started", ESC_NAME, "ctx")
+    bar("cluster_done", ESC_NAME, "failed: \x1b[31mno\x07")
+    bar.close()
+    assert err.getvalue() == "[1/1] evil]0;owned[2J[31mred1mabcX: failed: [31mno\n"
+
+
+def test_rich_table_on_a_terminal_is_the_show_layout_and_safe() -> None:
+    """On a terminal (isatty) the table is drawn by rich, with the same header as the plain one, and
+    names are text: no rich markup, no control characters; every line fits 80 columns."""
+    import pandas as pd
+
+    from dnsfleet.cli.output import render_table, write_summary
+
+    class Tty(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    df = pd.DataFrame(
+        [{"cluster": "[bold]x[/bold]" + ESC_NAME, "status": "failed", "level": "unknown", "score": None,
+          "reason": "r " * 80, "why": None}]
+    )  # fmt: skip
+    out = Tty()
+    import os
+
+    old = os.environ.get("COLUMNS")
+    os.environ["COLUMNS"] = "80"
+    try:
+        write_summary(df, "table", out)
+    finally:
+        if old is None:
+            os.environ.pop("COLUMNS")
+        else:
+            os.environ["COLUMNS"] = old
+    text = out.getvalue()
+    import re
+
+    plain_text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # rich's own colour codes
+    assert "[bold]x[/bold]" in plain_text and "\x07" not in text and "\x1b]" not in text
+    lines = plain_text.splitlines()
+    header = set(lines[0].split()) | set(next(x for x in lines if "REASON / WHY" in x).split()) - {"/"}
+    assert header == set(render_table(df).splitlines()[0].split())  # the same columns as the plain layout
+    assert "r r r" in plain_text  # the long reason is wrapped, not cut
+    assert max(len(line) for line in plain_text.splitlines()) <= 80
+
+
+def test_untrusted_text_renders_as_text_in_markdown() -> None:
+    from markdown_it import MarkdownIt
+
+    from dashboard.ui import plain
+
+    md = MarkdownIt("commonmark").enable(["table", "strikethrough"])
+    for text in (
+        MD_NAME,
+        "- item",
+        "12. x",
+        "<img src=x onerror=alert(1)>",
+        "a\\[b\\]",
+        "=== x",
+        "| a | b |",
+    ):
+        tokens = md.parse(plain(text))
+        assert [t.type for t in tokens] == ["paragraph_open", "inline", "paragraph_close"], text
+        inline = tokens[1].children
+        assert [t.type for t in inline] == ["text"] * len(inline), text
+        assert "".join(t.content for t in inline) == text
+
+
+@settings(max_examples=200, deadline=None)
+@given(hs.text(alphabet=hs.characters(min_codepoint=32, max_codepoint=0x2FF), max_size=40))
+def test_property_plain_is_lossless_and_inert(text: str) -> None:
+    from markdown_it import MarkdownIt
+
+    from dashboard.ui import plain
+    from dnsfleet.textsafe import one_line
+
+    tokens = MarkdownIt("commonmark").parse(plain(text))
+    if not one_line(text):
+        return
+    assert [t.type for t in tokens] == ["paragraph_open", "inline", "paragraph_close"]
+    inline = [t for t in tokens[1].children if t.type != "softbreak"]
+    assert {t.type for t in inline} <= {"text"}
+    assert "".join(t.content for t in inline) == one_line(text)
+
+
+def test_dashboard_cluster_page_shows_untrusted_names_as_text(clean_app: Any) -> None:
+    from dashboard.ui import plain
+    from dnsfleet.snapshot import dumps
+
+    c = cluster(MD_NAME)
+    c.update(
+        status="failed",
+        reason="see [docs](http://evil.invalid) ![](http://evil.invalid/t.png)",
+        nodes=None,
+        pods=None,
+    )
+    at = _upload("md.json", dumps(snapshot(c, cluster("fine"))))
+    at.query_params["cluster"] = MD_NAME
+    at.switch_page("../pages/cluster.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert [h.value for h in at.header] == [plain(MD_NAME)]
+    assert [e.value for e in at.error] == [f"Scan failed: {plain(c['reason'])}"]
