@@ -765,3 +765,44 @@ def test_dashboard_cluster_page_shows_untrusted_names_as_text(clean_app: Any) ->
     assert not at.exception, [e.value for e in at.exception]
     assert [h.value for h in at.header] == [plain(MD_NAME)]
     assert [e.value for e in at.error] == [f"Scan failed: {plain(c['reason'])}"]
+
+
+def test_kernel_strings_of_every_json_type_are_refused_or_unknown() -> None:
+    """The kernel-strings row, fed wrong types through the only door they have (a snapshot file):
+    ``kernel_version``/``os_image`` of any other JSON type are refused in one line naming the field;
+    null and odd strings load and classify as ``unknown``, never as fixed."""
+    import orjson
+
+    from dnsfleet.rules.kernel import classify
+    from dnsfleet.snapshot import SnapshotError, loads
+
+    accepted = []
+    for field in ("kernel_version", "os_image"):
+        for value in WRONG:
+            n = node("n1")
+            n[field] = value
+            data = orjson.dumps(_snap([cluster("k", nodes=[n])]))
+            try:
+                loads(data, name="k.json")
+            except SnapshotError as e:
+                assert str(e).startswith(f"k.json: clusters[0].nodes[0].{field}: expected a string or null")
+                assert not isinstance(value, str) and value is not None
+                continue
+            assert value is None or isinstance(value, str)
+            accepted.append((field, value))
+    assert len(accepted) == 2 * 4  # null, "", "x", "=cmd"
+    nodes = []
+    for i, (field, value) in enumerate(accepted):
+        n = node(f"n{i}")
+        n[field] = value
+        nodes.append(n)
+    a = analyze(loads(orjson.dumps(_snap([cluster("k", nodes=nodes)]))))
+    by = a.nodes.set_index("node")
+    for i, (field, _) in enumerate(accepted):
+        races = list(by.loc[f"n{i}", ["race1", "race2", "race3"]])
+        if field == "kernel_version":
+            assert races == ["unknown"] * 3
+        else:  # an odd or missing OS image does not change the verdict on a known Azure kernel
+            assert races == [
+                getattr(classify("4.15.0-1029-azure", None), r) for r in ("race1", "race2", "race3")
+            ]
