@@ -225,6 +225,10 @@ def test_reports_page_with_every_cluster_failed(clean_app: Any, tmp_path: Path) 
     assert len(at.get("download_button")) == 5  # four CSVs and the snapshot
     shown = at.dataframe[0].value
     assert list(shown["scan_reason"]) == ["timed out after 3 s", "unauthorized (401)"]
+    assert [w.value for w in at.warning] == [
+        "Nothing could be assessed: every cluster failed to scan. clusters.csv lists them with their "
+        "reasons; the node, workload and recommendation reports have a header only."
+    ]
 
 
 # -- the typed snapshot schema ---------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from msgspec import Meta, Struct
 # Bounds: far above anything real, low enough that sums and products stay finite.
 Count = Annotated[int, Meta(ge=0, le=10_000_000)]
 Amount = Annotated[float, Meta(ge=0, le=1e15)]
-Epoch = Annotated[float, Meta(ge=0, le=1e11)]  # seconds since 1970, up to year ~5000
+Epoch = Annotated[float, Meta(ge=-1e11, le=1e11)]  # seconds since 1970, within +-3,000 years
 Step = Annotated[float, Meta(gt=0, le=1e8)]
 Name = Annotated[str, Meta(min_length=1)]
 
