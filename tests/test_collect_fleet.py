@@ -92,7 +92,7 @@ def test_scan_reads_every_cluster_as_seeded(fleet, live):
         assert d["coredns_replicas"] == e["coredns_replicas"]
         assert d["kube_proxy_mode"] == e["proxy_mode"]
         assert d["corefile_facts"]["cluster_domain"] == "cluster.local" and "corefile" not in d
-        assert d["corefile_facts"]["plugins"][:3] == ["errors", "health", "kubernetes"]
+        assert d["corefile_facts"]["plugins"][:4] == ["errors", "health", "ready", "kubernetes"]
         # Facts, not decisions (rules/path.py decides from them).
         facts = {f["name"]: f for f in d["daemonset_facts"]}
         assert sorted(facts) == d["daemonsets"]
