@@ -67,7 +67,7 @@ from typing import Any
 
 import orjson
 
-from dnsfleet import __version__
+from dnsfleet import __version__, corefile, snapshot_schema
 
 FORMAT = "dnsfleet.snapshot"
 RESOLVER_ANNOTATION = "dnsfleet.io/resolver"  # the one pod annotation a snapshot keeps
@@ -143,8 +143,6 @@ def loads(data: bytes, name: str = "snapshot") -> dict[str, Any]:
 def _forget_corefile_text(doc: dict[str, Any]) -> None:
     """An older snapshot's whole Corefile (it may hold etcd credentials, tsig secrets, route53 keys)
     becomes the facts a current one keeps (``dnsfleet.corefile``), so it is never shown or saved again."""
-    from dnsfleet import corefile
-
     for c in doc["clusters"]:
         dns = c.get("dns")
         if isinstance(dns, dict) and "corefile" in dns:
@@ -203,9 +201,7 @@ def validate(doc: Any, name: str = "snapshot", raw: bytes | None = None) -> None
             for j, item in enumerate(c.get(key) or []):
                 if not isinstance(item, dict) or not isinstance(item.get("name"), str):
                     raise SnapshotError(f"{name}: cluster {c['name']!r}: {key}[{j}] has no name")
-    from dnsfleet import snapshot_schema  # msgspec types: every other field, one line on the first wrong one
-
-    snapshot_schema.check(raw if raw is not None else doc, name)
+    snapshot_schema.check(raw if raw is not None else doc, name)  # every other field's type, one line
 
 
 def _shape_ok(raw: bytes) -> bool:
