@@ -1,9 +1,8 @@
 """Small Streamlit building blocks shared by the pages: filters kept in the URL, capped tables with
-column config, level badges and headline numbers."""
+column config, level badges and headline numbers, and ``plain`` for untrusted text in markdown."""
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote
@@ -12,6 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from dashboard import charts, views
+from dnsfleet import textsafe
 from dnsfleet.verdicts import score_text
 
 LEVEL_BADGE = {"high": "red", "medium": "orange", "low": "green", "unknown": "gray", "n/a": "gray"}
@@ -153,13 +153,10 @@ def level_legend() -> None:
     )
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()<>#+!|~$-])")
-
-
 def md_text(v: object) -> str:
     """Text from a cluster, a snapshot or a server, for use inside markdown: shown as typed, never as
-    links, images or formatting."""
-    return _MD_SPECIAL.sub(r"\\\1", " ".join(str(v).split()))
+    links, images or formatting (``plain``)."""
+    return textsafe.markdown(v)
 
 
 def fmt_int(v: object) -> str:
@@ -218,3 +215,10 @@ def url_select(label: str, choices: list[str], param: str, *, default: str | Non
     value = st.selectbox(label, choices, key=key)
     _sync(param, value)
     return value
+
+
+def plain(text: object) -> str:
+    """``text`` (a cluster, node or file name, a scan reason, a server message: anything a server or a
+    snapshot controls) as markdown that renders as exactly that text, one line
+    (``dnsfleet.textsafe.markdown``, the one escaper)."""
+    return textsafe.markdown(text)

@@ -16,6 +16,7 @@ from urllib.parse import quote
 import numpy as np
 import pandas as pd
 
+from dnsfleet import textsafe
 from dnsfleet.rules import codes as rule_codes
 from dnsfleet.rules import coredns as coredns_rules
 from dnsfleet.schema import LEVELS
@@ -405,21 +406,18 @@ def rule_links(texts: pd.Series) -> pd.Series:
     return pd.Series([rules_url(rule_ids(t)) for t in texts], index=texts.index, dtype="object")
 
 
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]<>#+!|$~])")
-
-
 def md_escape(text: object) -> str:
     """Text safe to put in ``st.markdown`` (no emphasis, links, HTML or LaTeX from data)."""
-    return _MD_SPECIAL.sub(r"\\\1", str(text))
+    return textsafe.markdown(text)
 
 
 def linked_markdown(text: object) -> str:
-    """``text`` escaped for markdown, each rule id in it a link to its explanation."""
+    """``text`` escaped for markdown (``dnsfleet.textsafe``), each rule id in it a link to its explanation."""
     out, last = [], 0
-    s = str(text)
+    s = textsafe.one_line(text)
     for m in RULE_ID.finditer(s):
-        out.append(md_escape(s[last : m.start()]))
+        out.append(textsafe.markdown_inline(s[last : m.start()]))
         out.append(f"[{m.group(0)}]({rules_url([m.group(0)])})")
         last = m.end()
-    out.append(md_escape(s[last:]))
-    return "".join(out)
+    out.append(textsafe.markdown_inline(s[last:]))
+    return textsafe.markdown_line_start("".join(out))

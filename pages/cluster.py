@@ -18,7 +18,7 @@ if not ranked:
 cluster = ui.url_select("Cluster (highest risk first)", ranked, "cluster", default=ranked[0])
 row = views.cluster_row(a.clusters, cluster)
 
-st.header(cluster)
+st.header(ui.plain(cluster))
 ui.level_badge(row["level"], row["score"])
 views_of = st.columns(2)
 views_of[0].page_link(
@@ -34,12 +34,12 @@ views_of[1].page_link(
     query_params={"cluster": cluster},
 )
 if row["status"] == "failed":
-    st.error(f"Scan failed: {row['reason'] if pd.notna(row['reason']) else 'no data'}")
+    st.error(f"Scan failed: {ui.plain(row['reason']) if pd.notna(row['reason']) else 'no data'}")
     st.stop()
 if row["status"] == "partial":
     st.warning(
-        f"Partial scan: {row['reason'] if pd.notna(row['reason']) else 'some resources were unreadable'}. "
-        f"Unreadable: {row['missing'] if pd.notna(row['missing']) else 'not listed'}; "
+        f"Partial scan: {ui.plain(row['reason']) if pd.notna(row['reason']) else 'some resources were unreadable'}. "
+        f"Unreadable: {ui.plain(row['missing']) if pd.notna(row['missing']) else 'not listed'}; "
         "what they feed is unknown."
     )
 
@@ -84,7 +84,7 @@ with right:
     st.subheader("DNS service path")
     facts = views.dns_path_facts(a.dns_service, cluster)
     if facts:
-        st.markdown("\n".join(f"- **{label}:** {value}" for label, value in facts))
+        st.markdown("\n".join(f"- **{label}:** {ui.plain(value)}" for label, value in facts))
     else:
         st.info("The DNS service path was not collected for this cluster.")
 

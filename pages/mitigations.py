@@ -10,6 +10,7 @@ guard refuses the same way whatever the button shows.
 import pandas as pd
 import streamlit as st
 
+from dashboard import ui
 from dashboard.auth import render_identity, write_decision
 from dashboard.state import current_assessment, current_source
 from dnsfleet.authz import WRITES_OFF
@@ -83,7 +84,7 @@ def _run(what: str, fn):
     try:
         return fn()
     except FAILURES as e:
-        st.error(f"{what}: {e}")
+        st.error(f"{what}: {ui.plain(e)}")
     return None
 
 
@@ -210,7 +211,7 @@ elif kind == "NodeLocal DNSCache":
         try:
             rendered = nodelocal.render(cluster_ip, mode, cluster_domain=domain, local_ip=local_ip)
         except MitigationError as e:
-            st.error(f"Cannot render: {e}")
+            st.error(f"Cannot render: {ui.plain(e)}")
     if rendered:
         st.download_button(
             "Download rendered YAML",
@@ -262,7 +263,9 @@ else:
 # --- the current plan: diff, dry run, apply ------------------------------------------------------------
 plan: Plan | None = ss.get(K_PLAN)
 if plan is not None and plan.cluster == cluster:
-    st.subheader(f"Plan: {plan.mitigation} on {plan.cluster}" + ("" if live else " (from the snapshot)"))
+    st.subheader(
+        f"Plan: {plan.mitigation} on {ui.plain(plan.cluster)}" + ("" if live else " (from the snapshot)")
+    )
     rows = [
         {
             "object": c.ref.label(),
@@ -278,7 +281,7 @@ if plan is not None and plan.cluster == cluster:
     if plan.skipped:
         st.markdown("**Not touched**")
         for s in plan.skipped:
-            st.markdown(f"- {s.target}: {s.reason}")
+            st.markdown(f"- {ui.plain(s.target)}: {ui.plain(s.reason)}")
     for n in plan.notes:
         st.caption(n)
     for c in plan.changes:

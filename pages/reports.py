@@ -30,6 +30,11 @@ key = source_key()
 st.title("Reports")
 st.caption(f"Data: **{src['label']}**. Credentials are never part of a report or the snapshot.")
 
+if len(a.clusters) and (a.clusters["status"] == "failed").all():
+    st.warning(
+        "Nothing could be assessed: every cluster failed to scan. clusters.csv lists them with their "
+        "reasons; the node, workload and recommendation reports have a header only."
+    )
 files = _reports(key, a)
 for name, data in files.items():
     with st.container(border=True):

@@ -69,8 +69,8 @@ def test_scan_table_and_usage_errors(fleet, tmp_path, monkeypatch):
     )
     assert rc == 0
     header, row = out.splitlines()
-    assert header.split()[:3] == ["CLUSTER", "STATUS", "LEVEL"]
-    assert row.split()[:3] == ["eks-prod", "failed", "unknown"]
+    assert header.split()[:4] == ["#", "CLUSTER", "STATUS", "LEVEL"]  # the layout of `dnsfleet show`
+    assert row.split()[:4] == ["1", "eks-prod", "failed", "unknown"]
     assert 'forbidden: user "nobody" cannot list nodes' in row
     for argv, msg in [
         (["--context", "nope"], "context 'nope' not in kubeconfig"),

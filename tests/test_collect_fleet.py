@@ -91,7 +91,8 @@ def test_scan_reads_every_cluster_as_seeded(fleet, live):
         assert d["coredns_version"] == e["coredns_version"]
         assert d["coredns_replicas"] == e["coredns_replicas"]
         assert d["kube_proxy_mode"] == e["proxy_mode"]
-        assert "kubernetes cluster.local" in d["corefile"]
+        assert d["corefile_facts"]["cluster_domain"] == "cluster.local" and "corefile" not in d
+        assert d["corefile_facts"]["plugins"][:4] == ["errors", "health", "ready", "kubernetes"]
         # Facts, not decisions (rules/path.py decides from them).
         facts = {f["name"]: f for f in d["daemonset_facts"]}
         assert sorted(facts) == d["daemonsets"]
@@ -446,7 +447,7 @@ def test_forbidden_configmaps_gives_a_partial_cluster(scratch):
         assert c["reason"] == 'could not read forbidden: user "nobody" cannot get configmaps'
         assert len(c["pods"]) == e["pods"] and len(c["nodes"]) == e["nodes"]
         d = c["dns"]
-        assert d["corefile"] is None and d["kube_proxy_mode"] is None and d["cilium_config"] is None
+        assert d["corefile_facts"] is None and d["kube_proxy_mode"] is None and d["cilium_config"] is None
         assert d["service_ip"] == e["service_ip"] and d["ready_endpoints"] == e["endpoints"]
         row = analyze(loads(dumps(new_snapshot([c], source="live")))).dns_service.iloc[0]
         assert row["kube_proxy_mode"] == "unknown"  # not guessed from the DaemonSet alone

@@ -26,8 +26,8 @@ from dnsfleet.collect import cluster as CS
 from dnsfleet.collect import readers as CR
 from dnsfleet.collect.prom import PromClient, PromError, PromSource
 from dnsfleet.collect.scrape import parse_exposition
+from dnsfleet.corefile import facts as corefile_facts
 from dnsfleet.engine import analyze
-from dnsfleet.frames import _corefile_plugins
 from dnsfleet.kube import kubeproxy as KP
 from dnsfleet.report import csv_reports
 from dnsfleet.rules.kernel import classify, minimum_fixed
@@ -78,15 +78,18 @@ def test_kube_proxy_config_hostile_yaml_is_unknown_not_a_crash() -> None:
 @FAST
 @given(hs.text(max_size=300))
 def test_corefile_plugin_parsing_never_crashes(text: str) -> None:
-    plugins, domain = _corefile_plugins(text)
-    for p in (plugins or "").split(","):
-        assert p == p.strip() and "\n" not in p
-    assert domain is None or "\n" not in domain
+    f = corefile_facts(text) or {"plugins": [], "cluster_domain": None}
+    for p in f["plugins"]:
+        assert p == p.strip() and "\n" not in p and p in text
+    assert f["cluster_domain"] is None or "\n" not in f["cluster_domain"]
 
 
 def test_corefile_plugins_survive_unbalanced_braces_and_comments() -> None:
-    assert _corefile_plugins("}}}\n.:53 {\n errors # {\n cache 30\n") == ("errors,cache", None)
-    assert _corefile_plugins(".:53 {\n kubernetes\n") == ("kubernetes", None)
+    assert corefile_facts("}}}\n.:53 {\n errors # {\n cache 30\n") == {
+        "plugins": ["errors", "cache"],
+        "cluster_domain": None,
+    }
+    assert corefile_facts(".:53 {\n kubernetes\n") == {"plugins": ["kubernetes"], "cluster_domain": None}
 
 
 _LINE = hs.builds(

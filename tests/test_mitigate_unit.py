@@ -282,7 +282,7 @@ def test_upgrade_plan_orders_riskiest_pool_first_and_skips_fixed_nodes():
     c2 = plan[plan.cluster == "c2"].set_index("node")
     assert "one-ep" not in c2.index  # race 3 needs >= 2 endpoints (K4)
     assert c2.loc["odd", "action"] == "verify"
-    rows = list(csv.DictReader(io.StringIO(K.upgrade_plan_csv(plan).decode())))
+    rows = list(csv.DictReader(io.StringIO(K.upgrade_plan_csv(plan).decode("utf-8-sig"))))
     assert rows[0]["node"] == "legacy-0" and set(rows[0]) == set(K.COLUMNS)
 
 
@@ -385,7 +385,7 @@ def test_cli_bad_kubeconfig_and_workload_are_one_line(capsys, tmp_path):
 def test_cli_kernel_plan_writes_csv(tmp_path, capsys):
     out = tmp_path / "plan.csv"
     assert run_mitigate(_cli(["mitigate", "plan", "kernel", "--csv", str(out)])) == 0
-    rows = list(csv.DictReader(out.open()))
+    rows = list(csv.DictReader(out.open(encoding="utf-8-sig")))
     assert rows and rows[0]["drain_order"] == "1"
     assert "demo fleet" in capsys.readouterr().out
 

@@ -29,6 +29,7 @@ import random
 from dataclasses import dataclass
 from typing import Any
 
+from dnsfleet import corefile
 from dnsfleet.snapshot import new_snapshot
 
 NAMESPACES = ("shop", "payments", "search", "data", "platform", "identity", "notifications", "ml")
@@ -508,7 +509,7 @@ def _cluster(c: DemoCluster, rng: random.Random) -> dict:
             "ready_endpoints": c.endpoints,
             "coredns_version": c.coredns_version,
             "coredns_replicas": c.endpoints,
-            "corefile": COREFILE,
+            "corefile_facts": corefile.facts(COREFILE),
             "kube_proxy_mode": c.proxy_mode,
             "kube_proxy_present": "kube-proxy" in c.daemonsets,
             "service_ip_families": ["IPv4"],

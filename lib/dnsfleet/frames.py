@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from dnsfleet import schema
+from dnsfleet import corefile, schema
 from dnsfleet.rules import coredns as coredns_rules
 from dnsfleet.rules import kernel as kernel_rules
 from dnsfleet.rules import path as path_rules
@@ -325,28 +325,8 @@ def _workloads(
     return rows, pl
 
 
-def _corefile_plugins(corefile: str | None) -> tuple[str | None, str | None]:
-    if not corefile:
-        return None, None
-    plugins: list[str] = []
-    domain = None
-    depth = 0
-    for line in corefile.splitlines():
-        s = line.split("#", 1)[0].strip()
-        if not s:
-            continue
-        if depth == 1:
-            word = s.split()[0].rstrip("{")
-            if word and word != "}" and word not in plugins:
-                plugins.append(word)
-            if word == "kubernetes" and domain is None and len(s.split()) > 1:
-                domain = s.split()[1].rstrip("{")
-        depth = max(0, depth + s.count("{") - s.count("}"))  # a stray "}" must not hide what follows
-    return ",".join(plugins) or None, domain
-
-
 def _dns_service(cluster: str, dns: dict, c: dict, d: path_rules.ClusterPath) -> dict[str, Any]:
-    plugins, domain = _corefile_plugins(dns.get("corefile"))
+    core = corefile.of_dns(dns)  # what a snapshot keeps of the Corefile (older ones: the whole text)
     if c.get("status") == "failed":
         return {"cluster": cluster, "path": "unknown", "path_code": d.code}
     nl = d.nodelocal
@@ -357,8 +337,8 @@ def _dns_service(cluster: str, dns: dict, c: dict, d: path_rules.ClusterPath) ->
         "coredns_version": dns.get("coredns_version")
         or ((c.get("metrics") or {}).get("coredns") or {}).get("version"),
         "coredns_replicas": dns.get("coredns_replicas"),
-        "corefile_plugins": plugins,
-        "cluster_domain": domain or ("cluster.local" if dns.get("corefile") else None),
+        "corefile_plugins": (",".join(core.get("plugins") or []) or None) if core else None,
+        "cluster_domain": (core.get("cluster_domain") or "cluster.local") if core else None,
         "kube_proxy_mode": d.kube_proxy_mode,
         "cni": d.cni,
         "ebpf_service_lb": d.ebpf_service_lb,

@@ -1,23 +1,26 @@
 """CSV reports a person can open in a spreadsheet: clusters, nodes, workloads, recommendations.
 
 Every row carries a stable ``finding_id``, the ``check_id`` of the report, the cluster, the scan time
-and the tool version. Column names carry their unit. Text cells that a spreadsheet would run as a
-formula (starting with ``= + - @``, tab or carriage return) are prefixed with ``'``. Files are UTF-8
-with a byte-order mark (so Excel detects the encoding) and CRLF line ends (RFC 4180).
+and the tool version. Column names carry their unit. Written by ``dnsfleet.textsafe.csv_bytes``, the
+one CSV writer: text cells that a spreadsheet would run as a formula (starting with ``= + - @``, tab,
+CR or LF) are prefixed with ``'``; UTF-8 with a byte-order mark (so Excel detects the encoding) and
+CRLF line ends (RFC 4180). A snapshot where every cluster failed still gives the four files (the
+clusters with their reasons, the others with a header only).
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 from pathlib import Path
 
 import pandas as pd
 
 from dnsfleet import __version__
 from dnsfleet.engine import Assessment
+from dnsfleet.textsafe import FORMULA_START, csv_bytes, neutralise
 
-FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+__all__ = ["FORMULA_START", "REPORTS", "csv_reports", "neutralise", "report_frames", "to_csv_bytes"]
+
 
 # report -> (check_id, id prefix, key columns for the finding id, [(source column, csv column)])
 REPORTS: dict[str, tuple[str, str, list[str], list[tuple[str, str]]]] = {
@@ -128,14 +131,9 @@ REPORTS: dict[str, tuple[str, str, list[str], list[tuple[str, str]]]] = {
 }
 
 
-def neutralise(value: object) -> object:
-    """Make a text cell inert in spreadsheets (CSV injection)."""
-    if isinstance(value, str) and value.startswith(FORMULA_START):
-        return "'" + value
-    return value
-
-
 def _fid(prefix: str, keys: pd.DataFrame) -> pd.Series:
+    if keys.empty:  # agg over no rows would give a frame, not a series
+        return pd.Series([], index=keys.index, dtype="string")
     joined = keys.astype("string").fillna("").agg("|".join, axis=1)
     return prefix + "-" + joined.map(lambda s: hashlib.sha1(s.encode()).hexdigest()[:10])
 
@@ -174,13 +172,8 @@ def report_frames(a: Assessment) -> dict[str, pd.DataFrame]:
 
 
 def to_csv_bytes(df: pd.DataFrame) -> bytes:
-    safe = df.copy()
-    for c in safe.columns:
-        if safe[c].dtype == object or str(safe[c].dtype).startswith("string"):
-            safe[c] = safe[c].astype(object).map(neutralise)
-    buf = io.StringIO()
-    safe.to_csv(buf, index=False, lineterminator="\r\n", float_format="%.6g")
-    return buf.getvalue().encode("utf-8-sig")
+    """``df`` through the one CSV writer (``dnsfleet.textsafe.csv_bytes``)."""
+    return csv_bytes(df)
 
 
 def csv_reports(a: Assessment) -> dict[str, bytes]:

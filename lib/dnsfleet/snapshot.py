@@ -1,10 +1,13 @@
 """The fleet snapshot: a versioned JSON (optionally gzip) file holding, per cluster, the projected subset
 of API objects and metrics the engine needs. ``docs/snapshot.md`` documents it field by field.
 
-Only what the rules read is stored: no Secrets, no env values, no ConfigMap data other than the Corefile,
-the kube-proxy mode and a NodeLocal link-local IP (other ConfigMaps: names and keys only), container
-flag names but not their values (except node-cache's ``-localip``), and of annotations only
-``dnsfleet.io/resolver``. The collector records facts; ``dnsfleet.rules.path`` decides from them.
+Only what the rules read is stored: no Secrets, no env values, no ConfigMap data other than the
+kube-proxy mode, cilium-config's load-balancer keys, a NodeLocal link-local IP and, of the CoreDNS
+Corefile, its plugin names and cluster domain (``dnsfleet.corefile``; never the text: it can hold
+credentials); other ConfigMaps: names and keys only. Container flag names but not their values (except
+node-cache's ``-localip``), and of annotations only ``dnsfleet.io/resolver``. The collector records
+facts; ``dnsfleet.rules.path`` decides from them. Every field's type is checked on load against
+``dnsfleet.snapshot_schema``.
 
 Top level::
 
@@ -26,7 +29,8 @@ Cluster::
                "images": [str, ...], "resolver_annotation": str | null}],
      "owners": {"ReplicaSet": {"ns/name": ["Deployment", "name"]}, "Job": {"ns/name": ["CronJob", "name"]}},
      "dns": {"service_ip": str | null, "ready_endpoints": int | null, "coredns_version": str | null,
-             "coredns_replicas": int | null, "corefile": str | null, "kube_proxy_mode": str | null,
+             "coredns_replicas": int | null, "kube_proxy_mode": str | null,
+             "corefile_facts": {"plugins": [plugin names], "cluster_domain": str | null} | null,
              "kube_proxy_present": bool | null, "service_ip_families": ["IPv4" | "IPv6", ...] | null,
              "daemonsets": [kube-system DaemonSet names] | null,
              "daemonset_facts": [{"name", "labels": {..}, "images": [..], "flags": [flag names],
@@ -36,7 +40,8 @@ Cluster::
              "cilium_config": {"kube-proxy-replacement": .., "bpf-lb-sock": .., "bpf-lb-sock-hostns-only": ..}
                               | null,
              "calico_bpf": bool | null,
-             # written by older collectors, still read: "nodelocal_ip", "nodelocal_nodes", "nfqueue_agent"
+             # written by older collectors, still read: "nodelocal_ip", "nodelocal_nodes", "nfqueue_agent",
+             # "corefile" (the whole text: replaced by corefile_facts on load)
             },
      "metrics": {"source": "prometheus" | "scrape" | "demo" | null, "window_s": float | null, "note": str | null,
                  "coredns": {"qps": .., "p50_ms": .., "p99_ms": .., "share_over_1s": .., "servfail_share": ..,
@@ -63,7 +68,7 @@ from typing import Any
 
 import orjson
 
-from dnsfleet import __version__
+from dnsfleet import __version__, corefile, snapshot_schema
 
 FORMAT = "dnsfleet.snapshot"
 RESOLVER_ANNOTATION = "dnsfleet.io/resolver"  # the one pod annotation a snapshot keeps
@@ -136,6 +141,7 @@ def loads(data: bytes, name: str = "snapshot") -> dict[str, Any]:
     except orjson.JSONDecodeError as e:
         raise SnapshotError(f"{name}: not valid JSON ({str(e).splitlines()[0]})") from None
     validate(doc, name, raw=data)
+    _forget_corefile_text(doc)
     return doc
 
 
@@ -154,6 +160,17 @@ def _mib(n: int) -> str:
     return f"{n / (1 << 20):g} MiB"
 
 
+def _forget_corefile_text(doc: dict[str, Any]) -> None:
+    """An older snapshot's whole Corefile (it may hold etcd credentials, tsig secrets, route53 keys)
+    becomes the facts a current one keeps (``dnsfleet.corefile``), so it is never shown or saved again."""
+    for c in doc["clusters"]:
+        dns = c.get("dns")
+        if isinstance(dns, dict) and "corefile" in dns:
+            text = dns.pop("corefile")
+            if dns.get("corefile_facts") is None:
+                dns["corefile_facts"] = corefile.facts(text)
+
+
 def _gunzip_capped(data: bytes, name: str = "snapshot") -> bytes:
     cap = max_bytes()
     out = io.BytesIO()
@@ -168,9 +185,10 @@ def _gunzip_capped(data: bytes, name: str = "snapshot") -> bytes:
 
 
 def validate(doc: Any, name: str = "snapshot", raw: bytes | None = None) -> None:
-    """Raise SnapshotError unless ``doc`` is a usable snapshot. ``raw``: the JSON text ``doc`` was parsed
-    from, which lets the nesting and string-length caps be checked on the bytes (fast) instead of by
-    walking every object."""
+    """Raise SnapshotError unless ``doc`` is a usable snapshot: the checks below, then every field's type
+    against the one typed schema (``dnsfleet.snapshot_schema``). ``raw``: the JSON text ``doc`` was
+    parsed from, which lets the nesting and string-length caps be checked on the bytes (fast) instead of
+    by walking every object, and the schema decode it directly."""
     if not isinstance(doc, dict):
         raise SnapshotError(f"{name}: top level must be a JSON object")
     if doc.get("format") != FORMAT:
@@ -190,6 +208,8 @@ def validate(doc: Any, name: str = "snapshot", raw: bytes | None = None) -> None
     clusters = doc.get("clusters")
     if not isinstance(clusters, list):
         raise SnapshotError(f"{name}: 'clusters' must be a list")
+    if not clusters:
+        raise SnapshotError(f"{name}: 'clusters' is empty: nothing to assess")
     seen = set()
     for i, c in enumerate(clusters):
         if not isinstance(c, dict) or not isinstance(c.get("name"), str) or not c["name"]:
@@ -204,6 +224,7 @@ def validate(doc: Any, name: str = "snapshot", raw: bytes | None = None) -> None
             for j, item in enumerate(c.get(key) or []):
                 if not isinstance(item, dict) or not isinstance(item.get("name"), str):
                     raise SnapshotError(f"{name}: cluster {c['name']!r}: {key}[{j}] has no name")
+    snapshot_schema.check(raw if raw is not None else doc, name)  # every other field's type, one line
 
 
 def _shape_ok(raw: bytes) -> bool:

@@ -5,7 +5,10 @@ fleet, ``cli.show``), ``mitigate`` (``cli.mitigate``) and ``kernel`` (here). Wha
 clusters goes through ``cli.output``.
 
 Exit codes: 0 success; 1 a cluster is at or above ``--fail-on``; 2 bad input or configuration (one line
-on stderr, never a traceback).
+on stderr, never a traceback); 3 ``--fail-on`` given but nothing could be assessed (every cluster failed).
+
+Everything printed goes through ``dnsfleet.textsafe.SafeStream``: no terminal control characters from
+cluster names, reasons or server messages reach the terminal.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from dnsfleet.cli import collector, metrics, mitigate, scan, show
 from dnsfleet.cli.output import EXIT_OK, EXIT_USAGE, CliError
 from dnsfleet.perf import keep_freed_memory
 from dnsfleet.scrub import scrub
+from dnsfleet.textsafe import SafeStream
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,6 +33,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help(sys.stderr)
         return EXIT_USAGE
+    # Everything a command prints passes through one filter: names, reasons and server messages come
+    # from kubeconfigs, API servers and snapshot files, and must not drive the terminal.
+    stdout, stderr = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = SafeStream(stdout), SafeStream(stderr)
     try:
         return int(args.func(args))
     except CliError as e:
@@ -40,6 +48,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("dnsfleet: interrupted", file=sys.stderr)
         return 130
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        sys.stdout, sys.stderr = stdout, stderr
 
 
 def entry() -> None:

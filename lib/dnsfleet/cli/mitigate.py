@@ -191,7 +191,7 @@ def _kernel_plan(args: argparse.Namespace, out: TextIO) -> int:
         Path(args.csv).write_bytes(data)
         out.write(f"wrote {len(plan)} node(s) to {args.csv}\n")
     else:
-        out.write(data.decode())
+        out.write(data.decode("utf-8-sig"))
     return 0
 
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from dnsfleet.cli.output import EXIT_OK, CliError, add_output_args, fail_on, render, summary_frame
+from dnsfleet.cli.output import EXIT_OK, CliError, add_output_args, fail_on, summary_frame, write_summary
 
 
 def add_parsers(sub: Any) -> None:
@@ -60,8 +60,7 @@ def load_assessment(args: argparse.Namespace) -> Any:
 
 def cmd_show(args: argparse.Namespace) -> int:
     df = summary_frame(load_assessment(args).clusters)
-    sys.stdout.write(render(df, args.output, numbered=True))
-    sys.stdout.flush()
+    write_summary(df, args.output, sys.stdout)
     return fail_on(df, args.fail_on, sys.stderr)
 
 

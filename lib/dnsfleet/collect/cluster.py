@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from dnsfleet import corefile
 from dnsfleet.collect import dnsfacts
 from dnsfleet.collect.readers import (
     _controller_ref,
@@ -257,7 +258,7 @@ class ClusterScan:
             "ready_endpoints": None,
             "coredns_version": None,
             "coredns_replicas": None,
-            "corefile": None,
+            "corefile_facts": None,
             "kube_proxy_mode": None,
             "kube_proxy_present": None,
             "service_ip_families": None,
@@ -346,7 +347,7 @@ class ClusterScan:
         if cm_ok:
             self._done("configmaps")
             core = configmaps.get("coredns")
-            dns["corefile"] = core.get("Corefile") if core else None
+            dns["corefile_facts"] = corefile.facts(core.get("Corefile")) if core else None  # never the text
             dns["configmap_facts"] = {
                 name: dnsfacts.configmap_fact(data) for name, data in configmaps.items() if data is not None
             }

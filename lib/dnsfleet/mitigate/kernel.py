@@ -17,14 +17,13 @@ a time per pool so capacity and PodDisruptionBudgets hold.
 
 from __future__ import annotations
 
-import csv
-import io
 from typing import Any
 
 import pandas as pd
 
 from dnsfleet.rules import path as path_rules
 from dnsfleet.rules.kernel import NOT_APPLICABLE, OPEN, UNKNOWN, Target, classify, kernel_target
+from dnsfleet.textsafe import csv_bytes
 
 __all__ = ["COLUMNS", "Target", "kernel_target", "upgrade_plan", "upgrade_plan_csv"]
 
@@ -126,10 +125,5 @@ def upgrade_plan(nodes: pd.DataFrame, dns_service: pd.DataFrame | None = None) -
 
 
 def upgrade_plan_csv(plan: pd.DataFrame) -> bytes:
-    """The upgrade plan as CSV bytes (UTF-8, header row)."""
-    buf = io.StringIO()
-    w = csv.writer(buf, lineterminator="\n")
-    w.writerow(COLUMNS)
-    for _, r in plan.iterrows():
-        w.writerow([r[c] for c in COLUMNS])
-    return buf.getvalue().encode()
+    """The upgrade plan as CSV bytes, through the one CSV writer (formula-safe cells, UTF-8 with BOM)."""
+    return csv_bytes(plan.reindex(columns=list(COLUMNS)))
