@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from dnsfleet import __version__
-from dnsfleet.cli import mitigate, scan, show
+from dnsfleet.cli import mitigate, scan, show, verify
 from dnsfleet.cli.output import EXIT_OK, EXIT_USAGE, CliError
 from dnsfleet.perf import keep_freed_memory
 
@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     show.add_parsers(sub)
     scan.add_scan_parser(sub)
     mitigate.add_mitigate_parser(sub)
+    verify.add_evidence_parser(sub)
     return p
 
 

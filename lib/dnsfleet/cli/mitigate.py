@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from dnsfleet.authz import Identity, local_decision
+from dnsfleet.cli import verify
 from dnsfleet.cli.output import EXIT_USAGE
 from dnsfleet.cli.show import load_snapshot
 from dnsfleet.kube import ObjectRef
@@ -87,6 +88,7 @@ def add_mitigate_parser(subparsers: Any) -> argparse.ArgumentParser:
             s.add_argument("--cluster-domain", help="nodelocal: cluster domain (default cluster.local)")
             s.add_argument("--upstream", action="append", help="nodelocal: upstream server IP (repeatable)")
             s.add_argument("--cni", help="nodelocal: CNI name for the caveats (calico, cilium, ...)")
+    verify.add_verify_parser(steps)
     return p
 
 
