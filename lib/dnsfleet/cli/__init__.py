@@ -17,7 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from dnsfleet import __version__
-from dnsfleet.cli import mitigate, scan, show, verify
+from dnsfleet.cli import mitigate, probe, scan, show, verify
 from dnsfleet.cli.output import EXIT_OK, EXIT_USAGE, CliError
 from dnsfleet.perf import keep_freed_memory
 
@@ -74,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     scan.add_scan_parser(sub)
     mitigate.add_mitigate_parser(sub)
     verify.add_evidence_parser(sub)
+    probe.add_probe_parser(sub)
     return p
 
 
