@@ -122,11 +122,16 @@ def test_probe_comparison_per_node_and_resolver() -> None:
             "time": t,
             "cluster": "c",
             "results": [
-                {"node": "n1", "resolver": "glibc", "status": "ok", "report": {"lookups": 40, "ge_1s": slow}}
+                {
+                    "node": "n1",
+                    "resolver": "glibc",
+                    "status": "ok",
+                    "report": {"lookups": 40, "ge_2_5s": slow},
+                }
             ],
         }
 
     runs = [run("1970-01-01T00:10:00Z", 40), run("1970-01-01T00:20:00Z", 0)]
     rows = V.compare_probes(runs, ch, None)
     assert rows[("n1", "glibc")]["verdict"] == V.IMPROVED
-    assert V.probe_summary(rows) == "probe lookups >= 1 s 40/40 → 0/40 on 1 node"
+    assert V.probe_summary(rows) == "probe lookups >= 2.5 s 40/40 → 0/40 on 1 node"

@@ -209,3 +209,62 @@ def test_print_rbac(capsys) -> None:
     assert main(["probe", "--print-rbac"]) == 0
     text = capsys.readouterr().out
     assert "kind: ClusterRole" in text and "pods/log" in text and LABEL not in text
+
+
+def test_apply_with_probe_before_and_after_then_verify(
+    cluster: Fleet, agents: dict[str, NodeAgent], tmp_path: Path, capsys
+) -> None:
+    """mitigate apply --probe: the probe before stalls on the racing node (glibc, default options), the
+    probe after runs with the applied single-request-reopen and does not; verify says improved."""
+    from dnsfleet.cli import main
+
+    audit, plog = tmp_path / "audit.jsonl", tmp_path / "probes.jsonl"
+    code = main(
+        [
+            "mitigate",
+            "apply",
+            "resolver-options",
+            "--kubeconfig",
+            str(cluster.kubeconfig),
+            "--context",
+            "probe",
+            "-w",
+            "shop/Deployment/checkout",
+            "-o",
+            "single-request-reopen",
+            "--allow-writes",
+            "--confirm",
+            "probe",
+            "--audit-log",
+            str(audit),
+            "--probe",
+            "--probe-wait",
+            "0",
+            "--probe-resolver",
+            "glibc",
+            "--probe-lookups",
+            "5",
+            "--probe-log",
+            str(plog),
+            "--probe-name",
+            NAMES[0],
+            "--probe-nodes",
+            "kubernetes.io/hostname=probe-workers-0",
+        ]
+    )
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "probe before: 5/5 lookups >= 2.5 s on 1 node(s)" in out
+    assert "probe after: 0/5 lookups >= 2.5 s on 1 node(s)" in out
+    code = main(
+        ["mitigate", "verify", "--audit-log", str(audit), "--probe-log", str(plog), "--nodes", "-o", "json"]
+    )
+    import json
+
+    rows = json.loads(capsys.readouterr().out)
+    probe_rows = [r for r in rows if r["source"] == "probe"]
+    assert code == 0
+    assert {r["verdict"] for r in probe_rows} == {"improved"}
+    assert any(r["summary"] == "probe lookups >= 2.5 s 5/5 → 0/5 on 1 node" for r in probe_rows)
+    prom = next(r for r in rows if r["source"] == "prometheus")
+    assert prom["verdict"] == "not enough data" and prom["summary"] == "no Prometheus configured"

@@ -168,3 +168,71 @@ def run_probe(args: argparse.Namespace, out: TextIO | None = None) -> int:
         save(snap, args.out)
         out.write(f"wrote {args.out}\n")
     return EXIT_OK if any(r["status"] == "ok" for r in run["results"]) else EXIT_USAGE - 1
+
+
+# -- probe before / probe after a mitigation (``dnsfleet mitigate apply --probe``) ----------------------
+
+
+def add_around_args(s: argparse.ArgumentParser) -> None:
+    """The ``--probe`` flags of ``mitigate apply``."""
+    from dnsfleet.probe.kube import DEFAULT_IMAGES
+
+    s.add_argument("--probe", action="store_true", help="run the DNS probe before the apply and after it")
+    s.add_argument("--probe-wait", type=float, default=60.0, help="seconds between apply and probe after")
+    s.add_argument("--probe-resolver", default="glibc,musl", help="resolvers to probe (default glibc,musl)")
+    s.add_argument("--probe-lookups", type=int, default=20, help="lookups per name and pod (default 20)")
+    s.add_argument("--probe-nodes", metavar="SELECTOR", help="label selector of the nodes to probe")
+    s.add_argument(
+        "--probe-name", help="look up only this name (default: the kubernetes and kube-dns Services)"
+    )
+    s.add_argument("--probe-log", help="probe log path (default $DNSFLEET_PROBE_LOG or ~/.local/state/...)")
+    s.add_argument("--image-glibc", default=DEFAULT_IMAGES["glibc"], help="glibc probe image")
+    s.add_argument("--image-musl", default=DEFAULT_IMAGES["musl"], help="musl probe image")
+
+
+def _around_args(args: argparse.Namespace, dns_options: list[str]) -> argparse.Namespace:
+    return argparse.Namespace(
+        kubeconfig=args.kubeconfig,
+        context=args.context,
+        nodes=args.probe_nodes,
+        max_nodes=10,
+        resolver=args.probe_resolver,
+        image_glibc=args.image_glibc,
+        image_musl=args.image_musl,
+        name=args.probe_name,
+        no_default_names=bool(args.probe_name),
+        lookups=args.probe_lookups,
+        concurrency=10,
+        deadline=120,
+        dns_option=dns_options,
+        probe_log=args.probe_log,
+        timeout=args.timeout,
+    )
+
+
+def _summary(run: dict[str, Any]) -> str:
+    ok = [r for r in run["results"] if r["status"] == "ok"]
+    lookups = sum(r["report"]["lookups"] for r in ok)
+    slow = sum(r["report"]["ge_2_5s"] for r in ok)
+    return f"{slow}/{lookups} lookups >= 2.5 s on {len({r['node'] for r in ok})} node(s)"
+
+
+def probe_before(args: argparse.Namespace, batch: str, out: TextIO) -> None:
+    """Probe with the pods' default DNS settings, before the change."""
+    run = probe_cluster(_around_args(args, []), phase="before", batch=batch)
+    out.write(f"probe before: {_summary(run)}\n")
+
+
+def probe_after(args: argparse.Namespace, batch: str, out: TextIO, sleep: Any = None) -> None:
+    """Probe after the change: resolver options are probed with the options just applied (probe pods
+    are new pods, the workload's own are not touched); NodeLocal DNSCache with the defaults."""
+    import time
+
+    (sleep or time.sleep)(max(0.0, args.probe_wait))
+    opts = []
+    if args.mitigation == "resolver-options":
+        for o in args.option:
+            name, _, value = o.partition("=")
+            opts.append(f"{name.strip()}:{value.strip()}" if value.strip() else name.strip())
+    run = probe_cluster(_around_args(args, opts), phase="after", batch=batch)
+    out.write(f"probe after: {_summary(run)} (dnsfleet mitigate verify compares them)\n")

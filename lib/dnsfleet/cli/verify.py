@@ -31,7 +31,9 @@ def duration(text: str) -> float:
     """``90``, ``90s``, ``30m``, ``1h``, ``2d`` -> seconds (> 0)."""
     m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhd]?)\s*", text or "")
     if not m or float(m.group(1)) <= 0:
-        raise CliError(f"bad duration {text!r} (--window, --settle): use e.g. 600, 10m, 1h, 2d (greater than 0)")
+        raise CliError(
+            f"bad duration {text!r} (--window, --settle): use e.g. 600, 10m, 1h, 2d (greater than 0)"
+        )
     return float(m.group(1)) * _UNITS[m.group(2) or "s"]
 
 

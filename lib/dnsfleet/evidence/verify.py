@@ -15,7 +15,8 @@ test above ``Z`` and at least ``MIN_SHARE_DELTA``. *unchanged* otherwise; *not e
 samples. A change is *worse* when any metric is, else *improved* when any is, else *unchanged*.
 
 Probe runs (``dnsfleet.probe``) give the client-side verdict: per node and resolver, the share of lookups
-that took >= 1 s in the nearest run before the change against the nearest run after it.
+that stalled (took >= 2.5 s: musl's default retry interval, half glibc's timeout) in the nearest run
+before the change against the nearest run after it.
 """
 
 from __future__ import annotations
@@ -292,7 +293,7 @@ def summary(result: dict[str, Any]) -> str:
 def compare_probes(
     runs: list[dict[str, Any]], change: Change, nodes: set[str] | None
 ) -> dict[tuple[str, str], dict[str, Any]]:
-    """Per (node, resolver): lookups and lookups >= 1 s in the nearest probe run before the change and the
+    """Per (node, resolver): lookups and lookups >= 2.5 s in the nearest probe run before the change and the
     nearest after it (runs as ``dnsfleet.probe.log`` records them), with a verdict."""
     mine = [r for r in runs if r.get("cluster") == change.cluster and parse_time(r.get("time")) is not None]
     before = [r for r in mine if parse_time(r["time"]) < change.time]  # type: ignore[operator]
@@ -317,9 +318,9 @@ def compare_probes(
             "before_time": b_run and b_run.get("time"),
             "after_time": a_run and a_run.get("time"),
             "lookups_before": rb and rb.get("lookups"),
-            "slow_before": rb and rb.get("ge_1s"),
+            "slow_before": rb and rb.get("ge_2_5s"),
             "lookups_after": ra and ra.get("lookups"),
-            "slow_after": ra and ra.get("ge_1s"),
+            "slow_after": ra and ra.get("ge_2_5s"),
         }
         row["verdict"] = share_verdict(
             row["slow_before"], row["lookups_before"], row["slow_after"], row["lookups_after"]
@@ -336,7 +337,7 @@ def probe_summary(rows: dict[tuple[str, str], dict[str, Any]]) -> str:
     la = sum(r["lookups_after"] or 0 for r in rows.values())
     sa = sum(r["slow_after"] or 0 for r in rows.values())
     nodes = len({k[0] for k in rows})
-    return f"probe lookups >= 1 s {sb}/{lb} → {sa}/{la} on {nodes} node{'s' if nodes != 1 else ''}"
+    return f"probe lookups >= 2.5 s {sb}/{lb} → {sa}/{la} on {nodes} node{'s' if nodes != 1 else ''}"
 
 
 FetchFn = Callable[[str, float, float], dict[str, Any]]
