@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import charts, ui, views
+from dashboard import charts, evidence_view, ui, views
 from dashboard.state import current_assessment
 
 a = current_assessment()
@@ -35,6 +35,8 @@ ui.table(
     ],
     key="metrics",
 )
+
+evidence_view.render_coredns(a, metrics.sort_values("qps", ascending=False)["cluster"].tolist())
 
 st.subheader("Over time")
 with_series = views.options(a.coredns_series, "cluster") if len(a.coredns_series) else []

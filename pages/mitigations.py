@@ -10,6 +10,7 @@ guard refuses the same way whatever the button shows.
 import pandas as pd
 import streamlit as st
 
+from dashboard import evidence_view
 from dashboard.auth import render_identity, write_decision
 from dashboard.state import current_assessment, current_source
 from dnsfleet.authz import WRITES_OFF
@@ -335,6 +336,8 @@ if plan is not None and plan.cluster == cluster:
             hide_index=True,
             width="stretch",
         )
+
+evidence_view.render_verify(a)
 
 # --- audit log -----------------------------------------------------------------------------------------
 st.subheader("Audit log")
