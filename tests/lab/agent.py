@@ -213,3 +213,43 @@ def wait_until(pred: Any, timeout: float, step: float = 0.2) -> bool:
             return True
         time.sleep(step)
     return bool(pred())
+
+
+# The section docs/race-lab.md carries about the agent (tests/lab/run.py appends it when it regenerates the
+# document, so a regenerated doc keeps it).
+DOC_SECTION = """## The probe's Kubernetes side, and what the lab node agent stands in for
+
+`dnsfleet probe` (`lib/dnsfleet/probe/kube.py`) creates a namespace (`pod-security.kubernetes.io/enforce:
+restricted`), a ConfigMap with the probe program and one pod per node and resolver, pinned with
+`spec.nodeName`, with `activeDeadlineSeconds`, no service account token, non-root, no privilege
+escalation, no capabilities, read-only root file system and `RuntimeDefault` seccomp; it waits, reads
+each pod's log (else its termination message) and deletes everything it created, also on Ctrl-C, SIGTERM
+and failure. Before creating anything it asks SelfSubjectAccessReview for every verb it needs
+(`dnsfleet probe --print-rbac`); a cluster where one is denied gets the list as its reason.
+
+`tests/lab/test_probe_kube.py` runs this against a real kube-apiserver + etcd (`tests/fleet/`), which
+has no kubelet and no container runtime. `tests/lab/agent.py` (`NodeAgent`, one per node) stands in for
+the kubelet **only for dnsfleet's probe pods bound to its node**, and only for these steps:
+
+| kubelet does | the agent does instead |
+|---|---|
+| pull the image, start the container | run the container's command `python3 <program> ARGS` as `python3 -` with the program from the pod's ConfigMap, with this machine's Python (glibc), in a fresh lab client network namespace (only lab addresses exist there). A `musl` pod is failed with "no musl Python in the lab" (the musl resolver is measured by `tests/lab/lookup.c`). Image, resources, user and security context are not applied |
+| write resolv.conf for `dnsPolicy: ClusterFirst` | nameserver = the lab's ClusterIP, search `<ns>.svc.lab.test svc.lab.test lab.test`, `options ndots:5` plus the pod's `dnsConfig` options |
+| enforce `activeDeadlineSeconds` | kill the process at the deadline, fail the pod (`DeadlineExceeded`) |
+| mount `/dev/termination-log`, report the termination message | a file in the agent's work directory; its content becomes the message (`FallbackToLogsOnError`: the output's tail on failure) |
+| status manager | `PATCH pods/<name>/status`: phase and the container's `terminated` state (exit code, reason, times, message) |
+
+It does **not** serve logs: the API server fetches `pods/<name>/log` from the kubelet on the node's
+address, and the fleet's node addresses are loopback, which the API server will not dial. So in the
+tests `dnsfleet probe` reads every result from the termination message (its fallback when the log
+request fails; the probe program writes its JSON there too, within the kubelet's 4096 bytes). Nothing
+else a kubelet does (node status, leases, other pods, volumes, probes, eviction, graceful deletion) is
+done; the probe deletes its pods with a grace period of 0. The namespace stays `Terminating` in the
+test cluster (no namespace controller runs there); on a real cluster it is removed.
+
+What the tests show: on the node whose client namespaces pass the race emulator every glibc probe lookup
+takes >= 5 s, on the other none takes 1 s; `dnsfleet mitigate apply resolver-options -o
+single-request-reopen --probe` probes before (stalls) and after, with the applied option in the probe
+pods' `dnsConfig` (no stalls), and `dnsfleet mitigate verify` calls the change *improved* from the probe
+runs (`test_apply_with_probe_before_and_after_then_verify`).
+"""
