@@ -299,7 +299,7 @@ def markdown(run: LabRun) -> str:
         ]
         lines.append(f"| {C.PATHS[p.path].label} | " + " | ".join(str(c) for c in cells) + " |")
     lines.append("")
-    lines += ["", DOC_SECTION.rstrip("\n"), ""]  # the probe's Kubernetes side (tests/lab/agent.py)
+    lines += [DOC_SECTION.rstrip("\n"), ""]  # the probe's Kubernetes side (tests/lab/agent.py)
     return "\n".join(lines)
 
 
