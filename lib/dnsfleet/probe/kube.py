@@ -124,6 +124,7 @@ class ProbeRun:
         self.created_pods: list[str] = []
         self.created_configmap = False
         self.created_namespace = False
+        self.logs_readable = True  # False after the API server failed to fetch one pod's log
 
     # -- 1. access -----------------------------------------------------------------------------------
     def check_access(self) -> None:
@@ -319,17 +320,23 @@ class ProbeRun:
             waiting = next(
                 ((cs.get("state") or {}).get("waiting") for cs in status.get("containerStatuses") or []), None
             )
-            why = (waiting or {}).get("reason") or status.get("reason") or "no node agent started it"
+            why = (waiting or {}).get("reason") or status.get("reason") or "not started"
             out["status"] = f"did not finish: {phase or 'unknown'} ({why})"
             return out
         text, source = None, None
-        try:
-            raw = self.kube.api.request(
-                "GET", f"/api/v1/namespaces/{self.namespace}/pods/{name}/log", query={"container": "probe"}
-            )
-            text, source = raw.decode("utf-8", "replace"), "log"
-        except KubeError:
-            pass
+        if self.logs_readable:
+            try:
+                raw = self.kube.api.request(
+                    "GET",
+                    f"/api/v1/namespaces/{self.namespace}/pods/{name}/log",
+                    query={"container": "probe"},
+                )
+                text, source = raw.decode("utf-8", "replace"), "log"
+            except KubeError as e:
+                # the API server cannot reach the node's kubelet (5xx, no answer): it will not for the next
+                # pod either, and each attempt would wait out the read retries
+                if not e.status or e.status >= 500:
+                    self.logs_readable = False
         report = _report(text)
         if report is None and term and term.get("message"):
             report, source = _report(term["message"]), "termination message"
