@@ -271,7 +271,7 @@ def verify_frame(window_min: int, settle_min: int, snapshot: dict[str, Any] | No
         src = PromSource(url)
 
         def fetch(cluster: str, start: float, end: float) -> dict[str, Any]:
-            return query.fetch(PromClient(src), cluster, start, end, max_points=int((end - start) // 60) + 2)
+            return query.fetch(PromClient(src), cluster, start, end, max_points=query.fine_points(start, end))
 
     results = verify.verify(
         AuditLog().records(),

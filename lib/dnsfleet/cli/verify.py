@@ -109,7 +109,7 @@ def verify_frame(args: argparse.Namespace) -> tuple[Any, list[dict[str, Any]]]:
         src = _source(args)
 
         def fetch(cluster: str, start: float, end: float) -> dict[str, Any]:
-            return query.fetch(PromClient(src), cluster, start, end, max_points=int((end - start) // 60) + 2)
+            return query.fetch(PromClient(src), cluster, start, end, max_points=query.fine_points(start, end))
 
     snap = None
     if args.snapshot:

@@ -34,6 +34,16 @@ from dnsfleet.evidence import series as S
 from dnsfleet.rules.coredns import metrics_bugs
 
 MAX_NODES = 500
+# Prometheus refuses a range query of more than 11,000 points per series; verify asks for one point a
+# minute up to this many (longer windows get a coarser step).
+MAX_RANGE_POINTS = 10_000
+
+
+def fine_points(start: float, end: float) -> int:
+    """Points for one sample a minute over [start, end], within what Prometheus answers."""
+    return min(MAX_RANGE_POINTS, int((end - start) // 60) + 2)
+
+
 COUNTERS = {"insert_failed": "node_nf_conntrack_stat_insert_failed", "drop": "node_nf_conntrack_stat_drop"}
 CLASH_RESOLVE_NOTE = (
     "clash_resolve not collected: node_exporter exports no clash_resolve counter "
