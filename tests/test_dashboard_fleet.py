@@ -52,7 +52,9 @@ def test_live_scan_with_prometheus_fills_every_page(fleet, monkeypatch):
     assert not at.exception
     metrics = at.dataframe[0].value
     assert set(metrics["source"]) == {"prometheus"}
-    assert len(at.get("plotly_chart")) == 5
+    # 5 charts of the page + 4 of "Evidence over time" (dashboard/evidence_view.py), from the same Prometheus
+    assert len(at.get("plotly_chart")) == 9
+    assert not [i.value for i in at.info if "no Prometheus URL" in i.value]
     at.switch_page("../pages/nodes.py").run()
     assert not at.exception
     # one fleet cluster has no node_exporter series: said plainly, not drawn as zero
