@@ -102,8 +102,16 @@ def long_frame(sections: dict[str, dict[str, Any]], scope: str) -> pd.DataFrame:
         if ev.get("source") is None:
             continue
         ts = pd.to_datetime([ev["start"] + i * ev["step"] for i in range(_length(ev))], unit="s", utc=True)
+        per_hour = 3600.0 / float(ev["step"])
+
+        def hourly(metric: str, values: list, per_hour: float = per_hour) -> list:
+            if metric not in COUNTERS:  # increases per step -> per hour, whatever the step
+                return values
+            return [None if v is None else v * per_hour for v in values]
+
         if scope == "cluster":
             for metric, values in (ev.get("cluster") or {}).items():
+                values = hourly(metric, values)
                 if metric != "nodes_reporting" and values:
                     rows.append(
                         pd.DataFrame(
@@ -113,6 +121,7 @@ def long_frame(sections: dict[str, dict[str, Any]], scope: str) -> pd.DataFrame:
         else:
             for node, d in (ev.get("nodes") or {}).items():
                 for metric, values in d.items():
+                    values = hourly(metric, values)
                     rows.append(
                         pd.DataFrame(
                             {
@@ -205,8 +214,8 @@ def render_nodes(
                 per_cluster,
                 "drop",
                 "conntrack drop per cluster (sum over nodes)",
-                "drop increase per step",
-                hover_unit="drops",
+                "drop (per hour)",
+                hover_unit="drops/h",
             ),
             key="ev.drop",
         )
