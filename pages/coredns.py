@@ -7,7 +7,7 @@ or reachable with its newest samples outside the window), and what the scores co
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, detail, responsive, ui, views
+from dashboard import charts, detail, evidence_view, responsive, ui, views
 from dashboard.state import current_assessment, current_source
 from dnsfleet.gaps import score_gaps
 
@@ -71,6 +71,8 @@ detail.table_with_details(
     csv_name="coredns.csv",
     what="cluster",
 )
+
+evidence_view.render_coredns(a, metrics.sort_values("qps", ascending=False)["cluster"].tolist())
 
 st.subheader("Over time")
 with_series = views.options(a.coredns_series, "cluster") if len(a.coredns_series) else []

@@ -10,7 +10,7 @@ guard refuses the same way whatever the button shows.
 import pandas as pd
 import streamlit as st
 
-from dashboard import ui
+from dashboard import evidence_view, ui
 from dashboard.auth import render_identity, write_decision
 from dashboard.state import current_assessment, current_source
 from dnsfleet.authz import WRITES_OFF
@@ -360,6 +360,8 @@ if kind != "Kernel upgrades":
             st.rerun()  # the plan section is drawn above this one
     if undo_reason:
         st.caption(f"Undo disabled: {undo_reason}.")
+
+evidence_view.render_verify(a)
 
 # --- audit log -----------------------------------------------------------------------------------------
 st.subheader("Audit log")

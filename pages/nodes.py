@@ -2,7 +2,7 @@
 
 import streamlit as st
 
-from dashboard import charts, detail, ui, views
+from dashboard import charts, detail, evidence_view, ui, views
 from dashboard.state import current_assessment
 from dnsfleet.verdicts import kernel_verdict
 
@@ -81,3 +81,5 @@ if len(summary):
     ui.table(
         summary, ["cluster", "nodes_collected", "nodes", "insert_failed_increase", "not_collected"], key="ct"
     )
+
+evidence_view.render_nodes(a, clusters, nodes["node"])

@@ -63,6 +63,15 @@ def test_live_scan_with_prometheus_fills_every_page(fleet, monkeypatch):
         assert ("rcodes" in [c.key for c in at.get("plotly_chart")]) == drawn, focus
         notes = [i.value for i in at.info if i.value.startswith("Not drawn")]
         assert bool(notes) != drawn and all("coredns/coredns/issues/5125" in n for n in notes)
+    # "Evidence over time" (dashboard/evidence_view.py) draws its 4 CoreDNS charts from the same Prometheus
+    at.selectbox(key="url.focus").set_value(new).run()
+    assert [k for k in (c.key for c in at.get("plotly_chart")) if k and k.startswith("ev.")] == [
+        "ev.qps",
+        "ev.p99",
+        "ev.sf",
+        "ev.rf",
+    ]
+    assert not [i.value for i in at.info if "no Prometheus URL" in i.value]
     at.switch_page("../pages/nodes.py").run()
     assert not at.exception
     # one fleet cluster has no node_exporter series: said plainly, not drawn as zero

@@ -16,6 +16,7 @@ import pandas as pd
 
 from dnsfleet import schema
 from dnsfleet.frames import Frames, build_frames
+from dnsfleet.probe.measured import node_measurements
 from dnsfleet.recommend import PRIORITY, not_this_race, recommendations
 from dnsfleet.risk import PTS, aggregate, node_exposure, placements_scored
 from dnsfleet.rules import resolver as resolver_rules
@@ -66,7 +67,7 @@ def cluster_risk(snapshot: dict[str, Any], mapping: tuple[ImageRule, ...] = ()) 
     from dnsfleet.explain import explain_clusters
 
     frames = build_frames(snapshot, mapping)
-    nx = node_exposure(frames)
+    nx = node_exposure(frames, node_measurements(snapshot))
     p = placements_scored(frames, nx)
     clusters, reasons = _cluster_risk(frames, p, nx, ())
     return _clusters_out(explain_clusters(clusters, reasons, frames.dns_service))
@@ -99,7 +100,7 @@ def assemble(
     timeouts_reported: Iterable[str] = (),
 ) -> Assessment:
     """Scores, ranks and recommendations, with every reason as a code and its parameters (no texts)."""
-    nx = node_exposure(frames)
+    nx = node_exposure(frames, node_measurements(snapshot or {}))
     p = placements_scored(frames, nx)
     wl, wl_reasons = _workload_risk(frames, p, nx)
     nodes, node_reasons = _node_risk(frames, p, nx)
@@ -279,6 +280,12 @@ def _node_risk(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame) -> tuple[pd.Da
         ["D1-NODE-NONE", "D1-NODE-DROPS", "D1-NODE-MAYBE", "D7-NODE"],
         default="D1-NODE-FLAT",
     )
+    # measured evidence (probe pods) outranks inference: risk.apply_measured
+    measured = x["measured"].reindex(key).to_numpy()
+    r["kernel_code"] = np.where(measured == "stalls", "PROBE-NODE-STALLS", r["kernel_code"])
+    r["evidence_code"] = np.where(measured == "clean", "PROBE-NODE-CLEAN", r["evidence_code"])
+    r["stalls"] = x["probe_stalls"].reindex(key).fillna(0).astype("int64").to_numpy()
+    r["lookups"] = x["probe_lookups"].reindex(key).fillna(0).astype("int64").to_numpy()
     r["ndots_code"], r["query_rate_code"] = "", ""
     r["kernel"] = nodes["kernel_version"].fillna("?")
     r["distro"] = nodes["distro"].fillna("unknown")

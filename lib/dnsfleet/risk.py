@@ -70,8 +70,11 @@ def _tri(mask_yes: pd.Series, mask_no: pd.Series) -> np.ndarray:
     return np.where(y, 1.0, np.where(n, 0.0, np.nan))
 
 
-def node_exposure(frames: Frames) -> pd.DataFrame:
+def node_exposure(frames: Frames, measured: list[dict] | None = None) -> pd.DataFrame:
     """Per node: kernel gate and weight, node-level path gate, evidence (D1, D6, D7), with flags.
+
+    ``measured``: probe results per node (``dnsfleet.probe.measured.node_measurements``), applied last by
+    ``apply_measured`` because they outrank everything inferred here.
 
     Race 3 counts only with two or more ready kube-dns endpoints (K4) and reads *unknown* under IPVS on
     a kernel that fixes it in mainline (``rules.path.effective_race3``). D6: on kernel >= 5.10 a growing
@@ -152,6 +155,31 @@ def node_exposure(frames: Frames) -> pd.DataFrame:
     )
     n["window_s"] = window
     n["open_races"] = _open_races_text(n, r3_rel, agent)
+    return apply_measured(n, measured)
+
+
+# -- measured evidence (issue 17 §2) -----------------------------------------------------------------
+MEASURED_COLUMNS = ["probe_lookups", "probe_slow", "probe_stalls", "measured"]
+
+
+def apply_measured(n: pd.DataFrame, measured: list[dict] | None) -> pd.DataFrame:
+    """Probe results outrank inference. A node where a probe pod measured stalls (``measured ==
+    "stalls"``) is exposed whatever the kernel and path tables say: kernel gate, node path gate and
+    evidence are 1. A node with many clean lookups (``"clean"``) keeps its gates (the race is chance and
+    load) but gets no evidence points: lower confidence in "exposed"."""
+    cols = ["cluster", "node", *MEASURED_COLUMNS]
+    m = pd.DataFrame(measured or [], columns=cols)
+    n = (
+        n.merge(m, on=["cluster", "node"], how="left")
+        if len(m)
+        else n.assign(**{c: None for c in MEASURED_COLUMNS})
+    )
+    stalled = (n["measured"] == "stalls").fillna(False).to_numpy(dtype=bool)
+    clean = (n["measured"] == "clean").fillna(False).to_numpy(dtype=bool)
+    n["kernel_gate"] = np.where(stalled, 1.0, n["kernel_gate"].astype("float64"))
+    n["kernel_weight"] = np.where(stalled, 1.0, n["kernel_weight"].astype("float64"))
+    n["path_gate"] = np.where(stalled, 1.0, n["path_gate"].astype("float64"))
+    n["evidence"] = np.where(stalled, 1.0, np.where(clean, 0.0, n["evidence"].astype("float64")))
     return n
 
 
@@ -203,6 +231,7 @@ def placements_scored(frames: Frames, nx: pd.DataFrame | None = None) -> pd.Data
                 "path_code",
                 "nodelocal_ready",
                 "race3_one_endpoint",
+                "measured",
             ]
         ],
         ["cluster", "node"],
@@ -220,6 +249,10 @@ def placements_scored(frames: Frames, nx: pd.DataFrame | None = None) -> pd.Data
     uses = (cluster_dns == True).fillna(False).to_numpy(dtype=bool)  # noqa: E712
     pg_all = path_rules.placement_path_gate(p["path"], p["path_code"], p["nodelocal_ready"], p["dns_via"])
     cols["path_gate"] = np.where(uses, pg_all, np.nan)
+    # A probe pod (ClusterFirst, through the Service) stalled on this node: the path is DNAT'd there.
+    stalled = (p["measured"] == "stalls").fillna(False).to_numpy(dtype=bool)
+    via_service = (p["dns_via"].astype("string") != "link-local").fillna(True).to_numpy(dtype=bool)
+    cols["path_gate"] = np.where(stalled & uses & via_service, 1.0, cols["path_gate"])
     cols["resolver_gate"] = _tri(p["sends_parallel_pair"] == "yes", p["sends_parallel_pair"] == "no")
     kg = p["kernel_gate"].astype("float64").to_numpy()
     pg, rg = cols["path_gate"], cols["resolver_gate"]

@@ -25,6 +25,7 @@ from typing import Any
 
 from tests.lab import cases as C
 from tests.lab import net
+from tests.lab.agent import DOC_SECTION
 from tests.lab.emulator import HOLD_S
 
 HERE = Path(__file__).resolve().parent
@@ -298,6 +299,7 @@ def markdown(run: LabRun) -> str:
         ]
         lines.append(f"| {C.PATHS[p.path].label} | " + " | ".join(str(c) for c in cells) + " |")
     lines.append("")
+    lines += [DOC_SECTION.rstrip("\n"), ""]  # the probe's Kubernetes side (tests/lab/agent.py)
     return "\n".join(lines)
 
 

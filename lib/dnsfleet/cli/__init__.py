@@ -20,7 +20,7 @@ import sys
 from collections.abc import Sequence
 
 from dnsfleet import __version__
-from dnsfleet.cli import collector, metrics, mitigate, scan, show
+from dnsfleet.cli import collector, metrics, mitigate, probe, scan, show, verify
 from dnsfleet.cli.output import EXIT_OK, EXIT_USAGE, CliError
 from dnsfleet.perf import keep_freed_memory
 from dnsfleet.scrub import scrub
@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
     collector.add_store_parser(sub)
     collector.add_history_parser(sub)
     metrics.add_parsers(sub)
+    verify.add_evidence_parser(sub)
+    probe.add_probe_parser(sub)
     return p
 
 

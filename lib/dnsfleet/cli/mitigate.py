@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from dnsfleet.authz import Identity, local_decision
+from dnsfleet.cli import probe, verify
 from dnsfleet.cli.output import EXIT_USAGE
 from dnsfleet.cli.show import load_snapshot
 from dnsfleet.kube import ObjectRef
@@ -69,6 +70,8 @@ def add_mitigate_parser(subparsers: Any) -> argparse.ArgumentParser:
             )
             s.add_argument("--confirm", help="the cluster name, typed to confirm the write")
             s.add_argument("--dry-run", action="store_true", help="stop after the server-side dry run")
+        if step == "apply":
+            probe.add_around_args(s)
         if step == "plan":
             s.add_argument("--dry-run", action="store_true", help="also run the server-side dry run")
             s.add_argument("--snapshot", help="kernel: snapshot file to assess (default: the demo fleet)")
@@ -88,6 +91,7 @@ def add_mitigate_parser(subparsers: Any) -> argparse.ArgumentParser:
             s.add_argument("--cluster-domain", help="nodelocal: cluster domain (default cluster.local)")
             s.add_argument("--upstream", action="append", help="nodelocal: upstream server IP (repeatable)")
             s.add_argument("--cni", help="nodelocal: CNI name for the caveats (calico, cilium, ...)")
+    verify.add_verify_parser(steps)
     return p
 
 
@@ -236,6 +240,8 @@ def _steps(args: argparse.Namespace, ctrl: Controller, out: TextIO) -> int:
     print_results("server-side dry run", checked, out)
     if args.step == "plan" or args.dry_run:
         return 0 if all(r.ok or r.status == "blocked" for r in checked) else 1
+    if getattr(args, "probe", False):
+        probe.probe_before(args, plan.id, out)
     results = ctrl.apply(
         plan,
         checked,
@@ -247,4 +253,6 @@ def _steps(args: argparse.Namespace, ctrl: Controller, out: TextIO) -> int:
         return 1
     print_results("apply", results, out)
     out.write(f"audit log: {ctrl.audit.path}\n")
+    if getattr(args, "probe", False) and any(r.ok for r in results):
+        probe.probe_after(args, plan.id, out)
     return 0 if all(r.ok for r in results) else 1

@@ -184,7 +184,25 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--lookups", type=int, default=20, help="lookups per name (default 20)")
     p.add_argument("--concurrency", type=int, default=10, help="lookups in flight at once (default 10)")
     p.add_argument("--deadline", type=float, default=120.0, help="stop after this many seconds (default 120)")
+    p.add_argument(
+        "--termination-log",
+        default=None,
+        help="also write the JSON here (a pod's /dev/termination-log: read back when logs cannot be)",
+    )
     return p
+
+
+TERMINATION_LIMIT = 4096  # bytes the kubelet keeps of a termination message
+
+
+def termination_text(report: dict[str, Any]) -> str:
+    """The report as compact JSON that fits a termination message (per-name detail and resolv.conf are
+    left out when the whole does not)."""
+    text = json.dumps(report, sort_keys=True, separators=(",", ":"))
+    if len(text.encode()) > TERMINATION_LIMIT:
+        slim = {k: v for k, v in report.items() if k not in ("names", "resolv_conf")}
+        text = json.dumps(slim, sort_keys=True, separators=(",", ":"))
+    return text
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -197,6 +215,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     json.dump(report, sys.stdout, sort_keys=True)
     sys.stdout.write("\n")
     sys.stdout.flush()
+    if args.termination_log:
+        try:
+            with open(args.termination_log, "w", encoding="utf-8") as f:
+                f.write(termination_text(report))
+        except OSError as e:  # the log still has it
+            sys.stderr.write(f"could not write {args.termination_log}: {e}\n")
     return 0
 
 
