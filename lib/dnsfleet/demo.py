@@ -31,6 +31,7 @@ from typing import Any
 
 from dnsfleet import corefile
 from dnsfleet.snapshot import new_snapshot
+from dnsfleet.snapshot_schema import cluster_record, metrics_record
 
 NAMESPACES = ("shop", "payments", "search", "data", "platform", "identity", "notifications", "ml")
 APPS = (
@@ -405,11 +406,11 @@ def _metrics(c: DemoCluster, nodes: list[dict], rng: random.Random) -> dict:
     nx_share, sf_share = 0.08 + rng.random() * 0.1, 0.002 + rng.random() * 0.004
     if c.servfail_share is not None:
         sf_share = c.servfail_share
-    metrics: dict[str, Any] = {
-        "source": "demo",
-        "window_s": WINDOW_S,
-        "note": "demo data",
-        "coredns": {
+    metrics = metrics_record(
+        source="demo",
+        window_s=WINDOW_S,
+        note="demo data",
+        coredns={
             "qps": round(sum(qps) / n, 1),
             "p50_ms": round(0.4 + rng.random() * 0.4, 2),
             "p99_ms": round(8 + rng.random() * 20, 1),
@@ -419,7 +420,7 @@ def _metrics(c: DemoCluster, nodes: list[dict], rng: random.Random) -> dict:
             "forward_p99_ms": round(25 + rng.random() * 40, 1),
             "version": c.coredns_version,
         },
-        "coredns_series": {
+        coredns_series={
             "start": start,
             "step": STEP_S,
             "metrics": {
@@ -432,7 +433,7 @@ def _metrics(c: DemoCluster, nodes: list[dict], rng: random.Random) -> dict:
                 "rcode:SERVFAIL": [round(q * sf_share, 3) for q in qps],
             },
         },
-    }
+    )
     if not c.conntrack:
         metrics["conntrack"] = {
             "reason": "node-exporter conntrack stats not found for this cluster",
@@ -471,20 +472,13 @@ def _metrics(c: DemoCluster, nodes: list[dict], rng: random.Random) -> dict:
 
 def _cluster(c: DemoCluster, rng: random.Random) -> dict:
     if c.failed:
-        return {
-            "name": c.name,
-            "provider": c.provider,
-            "status": "failed",
-            "reason": c.failed,
-            "missing": [],
-            "server_version": None,
-            "collected_at": GENERATED_AT,
-            "nodes": [],
-            "pods": [],
-            "owners": {},
-            "dns": {},
-            "metrics": {},
-        }
+        return cluster_record(
+            c.name,
+            provider=c.provider,
+            reason=c.failed,
+            collected_at=GENERATED_AT,
+            metrics=metrics_record(note="not collected: the cluster could not be read"),
+        )
     nodes = _nodes(c, rng)
     pods, owners = _pods(c, nodes, rng)
     names = [n["name"] for n in nodes]
@@ -493,18 +487,16 @@ def _cluster(c: DemoCluster, rng: random.Random) -> dict:
         configmaps["kube-proxy"] = {"keys": ["config.conf", "kubeconfig.conf"], "link_local": None}
     if "node-local-dns" in c.daemonsets:
         configmaps["node-local-dns"] = {"keys": ["Corefile"], "link_local": "169.254.20.10"}
-    return {
-        "name": c.name,
-        "provider": c.provider,
-        "status": "ok",
-        "reason": None,
-        "missing": [],
-        "server_version": c.server_version,
-        "collected_at": GENERATED_AT,
-        "nodes": nodes,
-        "pods": pods,
-        "owners": owners,
-        "dns": {
+    return cluster_record(
+        c.name,
+        status="ok",
+        provider=c.provider,
+        server_version=c.server_version,
+        collected_at=GENERATED_AT,
+        nodes=nodes,
+        pods=pods,
+        owners=owners,
+        dns={
             "service_ip": "10.0.0.10",
             "ready_endpoints": c.endpoints,
             "coredns_version": c.coredns_version,
@@ -519,8 +511,8 @@ def _cluster(c: DemoCluster, rng: random.Random) -> dict:
             "cilium_config": c.cilium,
             "calico_bpf": False if "calico-node" in c.daemonsets else None,
         },
-        "metrics": _metrics(c, nodes, rng),
-    }
+        metrics=_metrics(c, nodes, rng),
+    )
 
 
 COREFILE = """.:53 {

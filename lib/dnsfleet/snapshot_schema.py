@@ -14,7 +14,7 @@ seconds). ``docs/snapshot.md`` explains each field.
 from __future__ import annotations
 
 import re
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgspec
 from msgspec import Meta, Struct
@@ -174,6 +174,70 @@ class Snapshot(_S):
     tool_version: str | None = None
     generated_at: str | None = None
     source: str | None = None
+
+
+# --- building a cluster record -------------------------------------------------------------------
+# The scan, the CoreDNS scraper, the Prometheus reader and the demo build the dicts a snapshot holds
+# through these two functions, so every writer emits the same keys (unknown = None, never absent) and a
+# new field is added in one place, next to its type above.
+
+Status = Literal["ok", "partial", "failed"]
+MetricsSource = Literal["prometheus", "scrape", "demo"]
+
+
+def metrics_record(
+    *,
+    source: MetricsSource | None = None,
+    window_s: float | None = None,
+    note: str | None = None,
+    coredns: dict[str, Any] | None = None,
+    coredns_series: dict[str, Any] | None = None,
+    conntrack: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """A cluster's ``metrics`` section (``Metrics``); what was not collected stays None."""
+    return {
+        "source": source,
+        "window_s": window_s,
+        "note": note,
+        "coredns": coredns,
+        "coredns_series": coredns_series,
+        "conntrack": conntrack,
+    }
+
+
+def cluster_record(
+    name: str,
+    *,
+    status: Status = "failed",
+    reason: str | None = None,
+    missing: list[str] | None = None,
+    server_version: str | None = None,
+    collected_at: str | None = None,
+    provider: str | None = None,
+    nodes: list[dict[str, Any]] | None = None,
+    pods: list[dict[str, Any]] | None = None,
+    owners: dict[str, Any] | None = None,
+    dns: dict[str, Any] | None = None,
+    metrics: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """One cluster of a snapshot (``Cluster``): every part unknown unless given. A record starts as
+    ``failed`` and the scan raises it to ``partial`` or ``ok`` once it has read the cluster."""
+    if not name:
+        raise ValueError("a cluster record needs a name")
+    return {
+        "name": name,
+        "status": status,
+        "reason": reason,
+        "missing": list(missing or []),
+        "server_version": server_version,
+        "collected_at": collected_at,
+        "provider": provider,
+        "nodes": nodes,
+        "pods": pods,
+        "owners": owners if owners is not None else {"ReplicaSet": None, "Job": None},
+        "dns": dns,
+        "metrics": metrics if metrics is not None else metrics_record(),
+    }
 
 
 _DECODER = msgspec.json.Decoder(Snapshot)

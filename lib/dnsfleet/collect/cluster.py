@@ -42,6 +42,7 @@ from dnsfleet.kube.lists import (
 )
 from dnsfleet.kube.request import Api
 from dnsfleet.snapshot import now_iso
+from dnsfleet.snapshot_schema import cluster_record
 
 Progress = Callable[[str, str, str], None]
 
@@ -424,27 +425,7 @@ def count_ready_endpoints(slices: list[dict[str, Any]]) -> int:
 
 def base_cluster(name: str) -> dict[str, Any]:
     """A cluster dict with every part unknown."""
-    return {
-        "name": name,
-        "status": "failed",
-        "reason": None,
-        "missing": [],
-        "server_version": None,
-        "collected_at": None,
-        "provider": None,
-        "nodes": None,
-        "pods": None,
-        "owners": {"ReplicaSet": None, "Job": None},
-        "dns": None,
-        "metrics": {
-            "source": None,
-            "window_s": None,
-            "note": None,
-            "coredns": None,
-            "coredns_series": None,
-            "conntrack": None,
-        },
-    }
+    return cluster_record(name)
 
 
 def failed_cluster(name: str, reason: str) -> dict[str, Any]:

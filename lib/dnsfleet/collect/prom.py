@@ -33,6 +33,7 @@ import urllib3
 
 from dnsfleet.kube.bounds import Deadline, TooLarge, max_response_bytes, read_capped, track_pool_manager
 from dnsfleet.scrub import remember, scrub
+from dnsfleet.snapshot_schema import metrics_record
 
 # Label names that may hold the node name on node_exporter series, in order of preference.
 NODE_LABELS = ("node", "kubernetes_node", "nodename", "instance")
@@ -417,14 +418,7 @@ def collect_metrics(
     at = src.time if src.time is not None else _time.time()
     w = f"{round(src.window_s)}s"
     sel = f'{src.cluster_label}="{_esc(cluster)}"'
-    out: dict[str, Any] = {
-        "source": "prometheus",
-        "window_s": float(src.window_s),
-        "note": None,
-        "coredns": None,
-        "coredns_series": None,
-        "conntrack": None,
-    }
+    out = metrics_record(source="prometheus", window_s=float(src.window_s))
     notes: list[str] = []
     try:
         built = cl.query(f"count by (version) (coredns_build_info{{{sel}}})", at)

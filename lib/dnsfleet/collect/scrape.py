@@ -24,6 +24,7 @@ from dnsfleet.collect.cluster import KUBE_SYSTEM
 from dnsfleet.collect.prom import rcode_shares, share_over, version_tuple
 from dnsfleet.kube import Api, ClusterFailed, ResourceError
 from dnsfleet.kube.refs import pod_proxy_path
+from dnsfleet.snapshot_schema import metrics_record
 
 METRICS_PORT = 9153
 MAX_PODS = 10
@@ -172,14 +173,9 @@ def summary(s: CoreDNSSample) -> dict[str, Any]:
 
 def scrape_cluster(api: Api, coredns_pods: list[dict[str, Any]], timeout: float = 5.0) -> dict[str, Any]:
     """The snapshot ``metrics`` section from one scrape of the cluster's CoreDNS pods."""
-    out: dict[str, Any] = {
-        "source": None,
-        "window_s": None,
-        "note": None,
-        "coredns": None,
-        "coredns_series": None,
-        "conntrack": {"reason": "not collected: scraping CoreDNS gives no node conntrack data", "nodes": {}},
-    }
+    out = metrics_record(
+        conntrack={"reason": "not collected: scraping CoreDNS gives no node conntrack data", "nodes": {}}
+    )
     pods = [p for p in coredns_pods if p.get("ready")][:MAX_PODS]
     if not pods:
         out["note"] = "not collected: no ready CoreDNS pod (label k8s-app=kube-dns) to scrape"
