@@ -56,5 +56,7 @@ umoci config --image "$OUT.tmp/oci:dnsfleet:$VERSION" --config.user 65532:65532 
   --config.label "org.opencontainers.image.version=$VERSION" --config.label "org.opencontainers.image.title=dnsfleet"
 umoci gc --layout "$OUT.tmp/oci"
 rm -rf "$OUT"; mv "$OUT.tmp" "$OUT"
+# Every change under lib/ is a new key (~190 MB each): keep this build and the one before it.
+ls -1dt "$CACHE"/image/*/ 2>/dev/null | tail -n +3 | xargs -r rm -rf
 say "built $OUT/oci (dnsfleet:$VERSION)"
 echo "$OUT/oci"
