@@ -138,6 +138,19 @@ class Kube:
             pass
         return f"kubeconfig-user:{self.kubeconfig_user}" if self.kubeconfig_user else "unknown"
 
+    def access_review(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        """The ``status`` of a SelfSubjectAccessReview of ``attrs`` (its ``resourceAttributes``)."""
+        doc = self.request(
+            "POST",
+            "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+            body={
+                "apiVersion": "authorization.k8s.io/v1",
+                "kind": "SelfSubjectAccessReview",
+                "spec": {"resourceAttributes": attrs},
+            },
+        )
+        return doc.get("status") or {}
+
     def can_i(self, verb: str, ref: ObjectRef, *, whole_collection: bool = False) -> tuple[bool, str]:
         """SelfSubjectAccessReview for the exact verb/resource/namespace(/name).
 
@@ -155,18 +168,9 @@ class Kube:
             attrs["name"] = ref.name
         what = f"{verb} {info.plural}{'.' + info.group if info.group else ''} in namespace {ref.namespace}"
         try:
-            doc = self.request(
-                "POST",
-                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
-                body={
-                    "apiVersion": "authorization.k8s.io/v1",
-                    "kind": "SelfSubjectAccessReview",
-                    "spec": {"resourceAttributes": attrs},
-                },
-            )
+            status = self.access_review(attrs)
         except KubeError as e:
             return False, f"could not check permission to {what}: {e}"
-        status = doc.get("status") or {}
         if status.get("allowed"):
             return True, f"allowed to {what}"
         why = status.get("reason") or status.get("evaluationError") or "no RBAC rule allows it"

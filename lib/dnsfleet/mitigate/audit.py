@@ -13,13 +13,13 @@ resolver-options record on a kind dnsfleet patches whose ``previous``/``applied`
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 import re
 from pathlib import Path
 from typing import Any
 
+from dnsfleet import jsonl
 from dnsfleet.kube.refs import KINDS
 
 RECORD_FIELDS = (
@@ -119,15 +119,7 @@ class AuditLog:
         missing = [f for f in RECORD_FIELDS if f not in record]
         if missing:
             raise ValueError(f"audit record lacks {', '.join(missing)}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(record, sort_keys=True, default=str) + "\n"
-        # O_APPEND + one write per record: concurrent writers never interleave lines.
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, line.encode())
-        finally:
-            os.close(fd)
+        jsonl.append(self.path, record)
 
     def records(self) -> list[dict[str, Any]]:
         """Every readable record, oldest first. A damaged line, or one that is not a record of the shape

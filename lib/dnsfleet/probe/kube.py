@@ -135,16 +135,7 @@ class ProbeRun:
                 attrs["subresource"] = sub
             if namespaced:
                 attrs["namespace"] = self.namespace
-            doc = self.kube.request(
-                "POST",
-                "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
-                body={
-                    "apiVersion": "authorization.k8s.io/v1",
-                    "kind": "SelfSubjectAccessReview",
-                    "spec": {"resourceAttributes": attrs},
-                },
-            )
-            if not (doc.get("status") or {}).get("allowed"):
+            if not self.kube.access_review(attrs).get("allowed"):
                 denied.append(f"{verb} {res}{'/' + sub if sub else ''}")
         if denied:
             raise ProbeRefused(

@@ -9,11 +9,12 @@ change, or null), ``batch`` (the change's audit batch, or null) and ``results``:
 
 from __future__ import annotations
 
-import fcntl
 import json
 import os
 from pathlib import Path
 from typing import Any
+
+from dnsfleet import jsonl
 
 
 def default_path() -> Path:
@@ -29,14 +30,7 @@ class ProbeLog:
         for key in ("time", "cluster", "results"):
             if key not in run:
                 raise ValueError(f"probe run lacks {key}")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(run, sort_keys=True, default=str) + "\n"
-        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-            os.write(fd, line.encode())
-        finally:
-            os.close(fd)
+        jsonl.append(self.path, run)
 
     def records(self) -> list[dict[str, Any]]:
         """Every readable run, oldest first (a damaged line is skipped)."""
