@@ -62,16 +62,26 @@ SERIES_COLORS = (
 _FONT = {"family": "Source Sans Pro, sans-serif", "size": 13}
 
 
-def _layout(fig: go.Figure, title: str, height: int = 380, **kw: object) -> go.Figure:
+def _layout(
+    fig: go.Figure, title: str, height: int = 380, legend_below: bool = False, **kw: object
+) -> go.Figure:
     """Common layout. The legend sits above the plot, left-aligned and horizontal: plotly grows the top
-    margin to fit it however many rows it wraps into at a narrow width. The title is kept in the
-    figure for ``displayed`` to lift out, so a legend can never print over it."""
+    margin to fit it however many rows it wraps into at a narrow width. ``legend_below`` puts a long
+    legend (one entry per node or cluster) under the plot instead, with room for its rows. The title is
+    kept in the figure for ``displayed`` to lift out, so a legend can never print over it."""
+    legend = {"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "xanchor": "left"}
+    margin = {"l": 10, "r": 10, "t": 60, "b": 40}
+    if legend_below:
+        legend = {"orientation": "h", "yanchor": "top", "y": -0.22, "x": 0, "xanchor": "left"}
+        rows = -(-sum(1 for t in fig.data if t.showlegend is not False) // 3)
+        margin["b"] = 70 + 22 * rows
+        height += 22 * rows
     fig.update_layout(
         title={"text": title, "x": 0, "xanchor": "left"},
         height=height,
-        margin={"l": 10, "r": 10, "t": 60, "b": 40},
+        margin=margin,
         font=_FONT,
-        legend={"orientation": "h", "yanchor": "bottom", "y": 1.02, "x": 0, "xanchor": "left"},
+        legend=legend,
         hoverlabel={"align": "left"},
         **kw,
     )

@@ -40,6 +40,7 @@ from dashboard.sources import (
     ScanRequest,
     one_line,
 )
+from dashboard.ui import plain
 from dnsfleet.scrub import scrub
 from dnsfleet.snapshot import SnapshotError
 
@@ -120,7 +121,7 @@ def render_source_error() -> None:
     """Show the last source error (bad kubeconfig, failed scan, bad snapshot) as one short line."""
     err = st.session_state.get(K_ERROR)
     if err and err[0] == sources.kind():  # an error belongs to the source it came from
-        st.error(err[1])
+        st.error(plain(err[1]))  # it quotes servers, files and exceptions: shown as text, never markdown
 
 
 def carry_filters(page: str) -> None:
@@ -190,7 +191,7 @@ def _open_kept_scan(remote: bool) -> None:
         ss[K_KIND] = KUBECONFIG
         _set_error(
             "The scan this link names is no longer kept on this server (newer scans replace old ones): "
-            "press **Scan** to collect live data."
+            "press Scan to collect live data."
         )
         return
     if kept is None and ss[K_KIND] == KUBECONFIG and ss[K_KUBECONFIG]:

@@ -411,6 +411,22 @@ def md_escape(text: object) -> str:
     return textsafe.markdown(text)
 
 
+_URL = re.compile(r"https?://[^\s<>()\[\]]*[^\s<>()\[\].,;:'\"]")
+
+
+def linked_source(text: object) -> str:
+    """A rule's public source (our own registry, ``rules/data/codes.csv``) as markdown: its URLs as
+    links, the rest escaped (``dnsfleet.textsafe``)."""
+    out, last = [], 0
+    s = textsafe.one_line(text)
+    for m in _URL.finditer(s):
+        out.append(textsafe.markdown_inline(s[last : m.start()]))
+        out.append(f"[{textsafe.markdown_inline(m.group(0))}]({m.group(0)})")
+        last = m.end()
+    out.append(textsafe.markdown_inline(s[last:]))
+    return textsafe.markdown_line_start("".join(out))
+
+
 def linked_markdown(text: object) -> str:
     """``text`` escaped for markdown (``dnsfleet.textsafe``), each rule id in it a link to its explanation."""
     out, last = [], 0

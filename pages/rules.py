@@ -22,7 +22,7 @@ def section(s: views.RuleSection, expanded: bool) -> None:
             st.markdown(
                 f"**{views.md_escape(c.code)}** ({views.md_escape(c.title)})  \n"
                 f"Says: “{views.linked_markdown(template(c))}”  \n"
-                f"Source: {views.md_escape(c.source)}"
+                f"Source: {views.linked_source(c.source)}"
             )
 
 

@@ -218,9 +218,9 @@ def test_failed_clusters_are_named_with_their_reason_as_plain_text(tmp_path, mon
     monkeypatch.setenv("DNSFLEET_SNAPSHOT", str(save(snap, tmp_path / "f.json.gz")))
     at = app()
     warning = next(w.value for w in at.warning if "could not be scanned" in w.value)
-    assert warning.startswith("1 cluster(s) could not be scanned:\n- **eks\\-dr\\-usw2**: unreachable: see ")
+    assert warning.startswith("1 cluster(s) could not be scanned:\n- **eks-dr-usw2**: unreachable: see ")
     assert "[here](" not in warning and "![img](" not in warning
-    assert "\\[here\\]\\(http://203.0.113.9/x\\)" in warning
+    assert "\\[here\\](http:\\/\\/203.0.113.9/x)" in warning  # no link can form, not even an autolink
 
 
 def _walk(node: Any) -> list[Any]:

@@ -4,7 +4,6 @@ what a snapshot keeps of the Corefile."""
 
 from __future__ import annotations
 
-import argparse
 import csv
 import io
 import subprocess
@@ -166,22 +165,13 @@ def test_scan_fail_on_with_every_cluster_failing(tmp_path: Path, capsys: pytest.
         "users: [{name: u, user: {token: tok-0123456789abcdef}}]\n"
         "contexts: [{name: gone, context: {cluster: gone, user: u}}]\n"
     )
-    args = argparse.Namespace(
-        kubeconfig=str(kc),
-        contexts=None,
-        all_contexts=True,
-        prometheus=None,
-        prometheus_token_file=None,
-        prometheus_ca_file=None,
-        cluster_label="cluster",
-        prometheus_time=None,
-        metrics_window=3600.0,
-        no_scrape=True,
-        out=None,
-        output="csv",
-        fail_on="high",
-        timeout=2.0,
-        workers=1,
+    from dnsfleet.cli import build_parser
+
+    args = build_parser().parse_args(
+        [
+            *("scan", "--kubeconfig", str(kc), "--all-contexts", "--no-scrape", "-o", "csv"),
+            *("--fail-on", "high", "--timeout", "2", "--workers", "1"),
+        ]
     )
     out, err = io.StringIO(), io.StringIO()
     assert run_scan(args, out, err) == EXIT_NOTHING_ASSESSED

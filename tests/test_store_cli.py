@@ -79,7 +79,7 @@ def test_history_csv_flags_the_regressions(store_dir: Path, capsys: pytest.Captu
     assert "level rose low -> high" in why and "exposed pods 0 -> 50" in why
     assert main(["history", "--store", str(store_dir), "--regressions", "--cluster", "gke-analytics"]) == 0
     table = capsys.readouterr().out.strip().splitlines()
-    assert len(table) == 2 and table[1].startswith("gke-analytics")
+    assert len(table) == 2 and table[1].split()[:2] == ["1", "gke-analytics"]  # rank, then the cluster
 
 
 def test_empty_store_and_bad_store_are_one_line_errors(

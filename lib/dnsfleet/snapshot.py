@@ -173,15 +173,17 @@ def _forget_corefile_text(doc: dict[str, Any]) -> None:
 
 def _gunzip_capped(data: bytes, name: str = "snapshot") -> bytes:
     cap = max_bytes()
-    out = io.BytesIO()
+    chunks: list[bytes] = []  # joined once at the end: a growing buffer would reallocate (2x) as it grows
+    size = 0
     with gzip.GzipFile(fileobj=io.BytesIO(data)) as f:
         while chunk := f.read(1 << 20):
-            out.write(chunk)
-            if out.tell() > cap:
+            size += len(chunk)
+            if size > cap:
                 raise SnapshotError(
                     f"{name}: larger than the {_mib(cap)} limit once unpacked (DNSFLEET_SNAPSHOT_MAX_MB)"
                 )
-    return out.getvalue()
+            chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def validate(doc: Any, name: str = "snapshot", raw: bytes | None = None) -> None:

@@ -149,7 +149,7 @@ HISTORY_TABLE = (
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    from dnsfleet.cli.output import render
+    from dnsfleet.cli.output import write_summary
     from dnsfleet.store import SnapshotStore, StoreError
     from dnsfleet.store.history import history_frame
 
@@ -170,7 +170,7 @@ def cmd_history(args: argparse.Namespace) -> int:
             scan_time=df["scan_time"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
             collected_at=df["collected_at"].dt.strftime("%Y-%m-%dT%H:%M:%SZ"),
         )
-    sys.stdout.write(render(df.reset_index(drop=True), args.output))
+    write_summary(df.reset_index(drop=True), args.output, sys.stdout)
     return EXIT_OK
 
 
