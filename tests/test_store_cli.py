@@ -166,6 +166,7 @@ def test_dashboard_reads_the_store_and_shows_history(
             {
                 "time": (datetime.now(UTC) - timedelta(minutes=45)).isoformat(),
                 "cluster": "gke-analytics",
+                "object": {"kind": "Deployment", "namespace": "shop", "name": "checkout"},
                 "mitigation": "resolver-options",
                 "result": "ok",
                 "batch": "b1",
@@ -183,8 +184,9 @@ def test_dashboard_reads_the_store_and_shows_history(
     assert metrics["Scans"] == str(2 * len(demo_snapshot()["clusters"])) and metrics["Regressions"] == "2"
     warnings = " ".join(w.value for w in at.warning)
     assert "cilium-edge" not in warnings  # the index rows are fine; only the snapshot object is truncated
-    figs = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
-    score = next(f for f in figs if "Risk score" in f["layout"]["title"]["text"])
+    figs = {c.key: json.loads(c.proto.spec) for c in at.get("plotly_chart")}
+    assert any(m.value == "**Risk score over time**" or "Risk score over time" in m.value for m in at.markdown)
+    score = figs["hist.score"]
     names = {t.get("name") for t in score["data"]}
     assert "mitigation applied" in names and "gke-analytics: regression" in names
 
