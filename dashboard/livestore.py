@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from dnsfleet import jsonl
 from dnsfleet.snapshot import SnapshotError, load, save
 
 SCAN_ID = re.compile(r"[A-Za-z0-9_-]{8,40}")
@@ -151,8 +152,7 @@ def new_scan_id() -> str:
 
 
 def state_dir() -> Path:
-    env = os.environ.get("DNSFLEET_STATE_DIR", "").strip()
-    return Path(env).expanduser() if env else Path("~/.local/state/dnsfleet").expanduser()
+    return jsonl.state_dir()
 
 
 _STORES: dict[Path, ScanStore] = {}

@@ -41,3 +41,19 @@ def test_records_are_not_shared_between_calls() -> None:
 def test_a_record_needs_a_name() -> None:
     with pytest.raises(ValueError, match="needs a name"):
         cluster_record("")
+
+
+def test_one_state_directory_for_everything_dnsfleet_keeps(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
+    from dashboard.livestore import state_dir as live_dir
+    from dnsfleet.mitigate.audit import default_path as audit_path
+    from dnsfleet.probe.log import default_path as probe_path
+    from dnsfleet.store.backend import default_store_dir
+
+    for k in ("DNSFLEET_AUDIT_LOG", "DNSFLEET_PROBE_LOG", "XDG_STATE_HOME"):
+        monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("DNSFLEET_STATE_DIR", str(tmp_path / "st"))
+    got = [live_dir(), audit_path().parent, probe_path().parent, default_store_dir().parent]
+    assert got == [tmp_path / "st"] * 4
+    monkeypatch.delenv("DNSFLEET_STATE_DIR")
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "xdg"))
+    assert audit_path() == tmp_path / "xdg" / "dnsfleet" / "audit.jsonl"

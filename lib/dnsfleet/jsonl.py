@@ -1,4 +1,5 @@
-"""Append-only JSON-lines files that several processes write at once (the audit log, the probe log)."""
+"""Append-only JSON-lines files that several processes write at once (the audit log, the probe log),
+and the state directory they live in."""
 
 from __future__ import annotations
 
@@ -20,3 +21,14 @@ def append(path: Path, record: dict[str, Any]) -> None:
         os.write(fd, line.encode())
     finally:
         os.close(fd)
+
+
+def state_dir() -> Path:
+    """Where dnsfleet keeps what it writes for later (audit log, probe log, kept live scans, the
+    default snapshot store): ``DNSFLEET_STATE_DIR``, else ``$XDG_STATE_HOME/dnsfleet``, else
+    ``~/.local/state/dnsfleet``."""
+    env = os.environ.get("DNSFLEET_STATE_DIR", "").strip()
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_STATE_HOME", "").strip() or str(Path.home() / ".local" / "state")
+    return Path(base) / "dnsfleet"

@@ -1,6 +1,7 @@
 """The audit log: one JSON object per line, appended, never rewritten.
 
-Default path ``~/.local/state/dnsfleet/audit.jsonl``; ``DNSFLEET_AUDIT_LOG`` overrides it. A record holds
+Default path ``audit.jsonl`` in the state directory (``jsonl.state_dir``: ``DNSFLEET_STATE_DIR``,
+else ``~/.local/state/dnsfleet``); ``DNSFLEET_AUDIT_LOG`` overrides it. A record holds
 time, identity (a user name, never a credential), cluster, object, mitigation, action, the patch sent,
 the previous value, the value applied, the result and its message.
 
@@ -105,7 +106,7 @@ def default_path() -> Path:
     env = os.environ.get("DNSFLEET_AUDIT_LOG", "").strip()
     if env:
         return Path(env).expanduser()
-    return Path("~/.local/state/dnsfleet/audit.jsonl").expanduser()
+    return jsonl.state_dir() / "audit.jsonl"
 
 
 class AuditLog:

@@ -1,7 +1,7 @@
 """The probe log: one JSON object per probe run, appended (like the audit log), read by
 ``dnsfleet mitigate verify`` for the client-side before/after verdict.
 
-Default path ``~/.local/state/dnsfleet/probes.jsonl``; ``DNSFLEET_PROBE_LOG`` overrides it. A run holds
+Default path ``probes.jsonl`` in the state directory (``jsonl.state_dir``); ``DNSFLEET_PROBE_LOG`` overrides it. A run holds
 ``time`` (ISO-8601 UTC, when its results were read), ``cluster``, ``phase`` (``before``/``after`` a
 change, or null), ``batch`` (the change's audit batch, or null) and ``results``: per node and resolver
 ``status`` (``ok`` or why not), the probe program's ``report`` and the ``image``.
@@ -19,7 +19,7 @@ from dnsfleet import jsonl
 
 def default_path() -> Path:
     env = os.environ.get("DNSFLEET_PROBE_LOG", "").strip()
-    return Path(env).expanduser() if env else Path("~/.local/state/dnsfleet/probes.jsonl").expanduser()
+    return Path(env).expanduser() if env else jsonl.state_dir() / "probes.jsonl"
 
 
 class ProbeLog:

@@ -29,9 +29,11 @@ QUERY_KEYS = ("endpoint", "region", "timeout", "retries")
 
 
 def default_store_dir() -> Path:
-    """The embedded default: ``$XDG_STATE_HOME/dnsfleet/store`` (``~/.local/state/dnsfleet/store``)."""
-    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
-    return Path(base) / "dnsfleet" / "store"
+    """The embedded default: ``store`` in the state directory (``jsonl.state_dir``: ``DNSFLEET_STATE_DIR``,
+    else ``$XDG_STATE_HOME/dnsfleet``, else ``~/.local/state/dnsfleet``)."""
+    from dnsfleet.jsonl import state_dir
+
+    return state_dir() / "store"
 
 
 class StoreError(Exception):
