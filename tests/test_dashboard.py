@@ -14,6 +14,7 @@ import yaml
 from streamlit.testing.v1 import AppTest
 
 from dashboard import views
+from dashboard.ui import plain
 from dnsfleet.demo import demo_snapshot
 from dnsfleet.engine import analyze
 from dnsfleet.report import csv_reports
@@ -361,8 +362,9 @@ def test_bad_prometheus_url_is_refused_before_scanning(tmp_path, monkeypatch):
     monkeypatch.setenv("DNSFLEET_PROMETHEUS", "prometheus:9090")
     at = run_app()
     next(b for b in at.sidebar.button if b.label == "Scan").click().run()
+    # shown as text (escaped so no link can form), exactly this line
     assert [e.value for e in at.error] == [
-        "Prometheus URL must start with http:// or https:// (got 'prometheus:9090')."
+        plain("Prometheus URL must start with http:// or https:// (got 'prometheus:9090').")
     ]
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeout
 from playwright.sync_api import expect
 
 from dnsfleet.kube import Kube, ObjectRef
@@ -19,11 +20,17 @@ CHECKOUT = ObjectRef("Deployment", "shop", "checkout")
 
 def _pick(d, testid: str, label: str, option: str) -> None:
     """Choose ``option`` in the selectbox/multiselect whose label is ``label``. A rerun that lands while
-    the dropdown is open can swallow the click (seen once under load): pick again until it shows."""
+    the dropdown is open can swallow the click or close the list (seen under load and right after Apply,
+    which reruns the page): pick again until it shows."""
     widget = d.page.get_by_test_id(testid).filter(has=d.page.get_by_text(label, exact=True))
     for _ in range(3):
         widget.locator("input").first.click()
-        d.page.get_by_role("option", name=option, exact=True).click()
+        try:  # a rerun (Apply reruns the page to refresh the undo choices) can close the open dropdown
+            d.page.get_by_role("option", name=option, exact=True).click(timeout=20_000)
+        except PlaywrightTimeout:
+            d.page.keyboard.press("Escape")
+            d.wait()
+            continue
         d.page.keyboard.press("Escape")
         d.wait()
         # a multiselect shows its chosen values as tags (a selectbox's value is not in its text)
