@@ -303,6 +303,9 @@ def weighted_quantile(p: pd.DataFrame, by: list[str], value: pd.Series, q: float
     return hit.groupby(by, sort=False, dropna=False)["v"].first()
 
 
+_AGG_COLUMNS = ("pods", "unknown", "exposed", "score", *PTS)
+
+
 def _group_sums(p: pd.DataFrame, ids: np.ndarray, pods: np.ndarray, unknown: np.ndarray) -> pd.DataFrame:
     """Per group id (rows in id order), the pod-weighted sums ``aggregate`` divides by the pods.
 
@@ -336,7 +339,9 @@ def aggregate(p: pd.DataFrame, by: list[str], quantile: float | None = None) -> 
     if "applicable" in p.columns:
         keep = p["applicable"].to_numpy(dtype=bool)
         if not keep.all():
-            p = p[keep]
+            # only the columns read below: a placements frame has ~30, copying them all cost more
+            # than the aggregation (100,000 pods: 0.1 s and ~25 MB)
+            p = p.loc[keep, list(dict.fromkeys([*by, *_AGG_COLUMNS]))]
     grouped = columnar.group_ids(p[by]) if len(p) else None
     if grouped is None:
         return aggregate_reference(p, by, quantile)
