@@ -148,15 +148,29 @@ def _recommended_fix(wl: pd.DataFrame, recs: pd.DataFrame) -> pd.Series:
     return fix.mask(needs_nl, "nodelocal-dnscache")
 
 
-def _pods_where(p: pd.DataFrame, mask: np.ndarray, by: str) -> pd.Series:
-    return pd.Series(np.where(mask, p["pods"].astype("float64"), 0.0), index=p.index).groupby(p[by]).sum()
+def _pods_where(p: pd.DataFrame, masks: list[np.ndarray], by: str, keys: pd.Series) -> list[pd.Series]:
+    """Per mask, the pods of ``p`` where it holds, summed per ``by`` and read for each of ``keys`` (0 for
+    a key without rows). One factorisation and one lookup for all masks: at 1,000,000 workloads a
+    group-by and a ``map`` per mask cost ~0.3 s each."""
+    codes, uniq = pd.factorize(p[by])
+    ok = codes >= 0
+    pods = np.nan_to_num(p["pods"].astype("float64").to_numpy())
+    pos = pd.Index(uniq).get_indexer(keys.to_numpy())
+    found = pos >= 0
+    out = []
+    for m in masks:
+        sums = np.bincount(codes[ok], weights=np.where(m, pods, 0.0)[ok], minlength=len(uniq))
+        out.append(pd.Series(np.where(found, sums[np.where(found, pos, 0)], 0.0), index=keys.index))
+    return out
 
 
 def _workload_risk(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     wl = frames.workloads.copy()
     agg = aggregate(p, ["workload_id"]).set_index("workload_id")
+    # one lookup of the workload ids for all columns (a ``map`` per column looked them up each time)
+    got = agg.reindex(wl["workload_id"].to_numpy())
     for c in [*PTS, "score", "level", "exposed_pods", "unknown_pods"]:
-        wl[c] = wl["workload_id"].map(agg[c])
+        wl[c] = pd.Series(got[c].array, index=wl.index)
     applicable = ~(wl["uses_cluster_dns"].astype("boolean") == False).fillna(False)  # noqa: E712
     wl["level"] = wl["level"].astype("string").mask(~applicable, "n/a")
     for c in ["exposed_pods", "unknown_pods"]:
@@ -170,11 +184,15 @@ def _workload_risk(frames: Frames, p: pd.DataFrame, nx: pd.DataFrame) -> tuple[p
     )
     d6 = np.array([bool(x) if x is not None else False for x in d6], dtype=bool)
     by = "workload_id"
-    k_open = wl[by].map(_pods_where(p, kg == 1, by)).fillna(0).astype("int64")
-    k_unk = wl[by].map(_pods_where(p, np.isnan(kg), by)).fillna(0).astype("int64")
-    k_d6 = wl[by].map(_pods_where(p, (kg == 1) & d6, by)).fillna(0).astype("int64")
-    one_ep = wl[by].map(_pods_where(p, p["race3_one_endpoint"].to_numpy(dtype=bool), by)).fillna(0)
-    one_ep = one_ep.astype("int64")
+    k_open, k_unk, k_d6, one_ep = (
+        s.astype("int64")
+        for s in _pods_where(
+            p,
+            [kg == 1, np.isnan(kg), (kg == 1) & d6, p["race3_one_endpoint"].to_numpy(dtype=bool)],
+            by,
+            wl[by],
+        )
+    )
     res = wl["resolver"].fillna("unknown")
     pair = wl["sends_parallel_pair"].fillna("unknown")
     opts = wl["dns_options"].fillna("")
