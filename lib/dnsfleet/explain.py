@@ -236,7 +236,9 @@ def _melt(df: pd.DataFrame, r: pd.DataFrame, scope: str, key: str) -> pd.DataFra
             }
         )
         part = part[part["text"].fillna("") != ""]
-        part["rule"] = part["code"].map(lambda c: codes.rule(c) if c else "")
+        # one lookup per distinct code, not per row (a million workloads, a dozen codes)
+        rules = {c: codes.rule(c) for c in part["code"].dropna().unique() if c}
+        part["rule"] = part["code"].map(rules).fillna("").astype(object)
         part["factor"], part["scope"] = f, scope
         out.append(part)
     return pd.concat(out, ignore_index=True) if out else pd.DataFrame()

@@ -71,8 +71,10 @@ def glibc_images() -> tuple[tuple[re.Pattern[str], str, str], ...]:
         )
 
 
+@lru_cache(maxsize=16384)
 def glibc_version(image: str | None) -> str | None:
-    """The glibc version an image tag pins, when a sourced row says so; None otherwise."""
+    """The glibc version an image tag pins, when a sourced row says so; None otherwise. Cached: a fleet
+    runs a few hundred distinct images in thousands of workloads, and each lookup tries every row."""
     img = (image or "").strip()[:512]
     return next((v for rx, v, _ in glibc_images() if rx.search(img)), None)
 
