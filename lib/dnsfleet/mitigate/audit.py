@@ -59,7 +59,10 @@ def record_problem(rec: Any) -> str | None:
         return "object is not {kind, namespace, name}"
     if obj["kind"] not in KINDS:
         return f"object kind {str(obj['kind'])[:40]!r} is not one dnsfleet changes"
-    if not isinstance(obj["namespace"], str) or not _NAMESPACE.match(obj["namespace"]):
+    if not KINDS[obj["kind"]].namespaced:
+        if obj["namespace"] != "":
+            return f"a {obj['kind']} is cluster-scoped: its namespace must be empty"
+    elif not isinstance(obj["namespace"], str) or not _NAMESPACE.match(obj["namespace"]):
         return "object namespace is not a Kubernetes namespace name"
     if not isinstance(obj["name"], str) or not _NAME.match(obj["name"]):
         return "object name is not a Kubernetes object name"
