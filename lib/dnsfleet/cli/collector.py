@@ -215,7 +215,8 @@ def add_deploy_parser(sub: Any) -> None:
         "--store-secret", default="dnsfleet-store", metavar="NAME", help="Secret with store credentials"
     )
     c.add_argument("--prometheus", metavar="URL", help="Prometheus the collector reads metrics from")
-    mode = c.add_argument_group("cluster (instead of printing YAML)").add_mutually_exclusive_group()
+    cluster = c.add_argument_group("the cluster (instead of printing YAML), as for `dnsfleet mitigate`")
+    mode = cluster.add_mutually_exclusive_group()
     mode.add_argument(
         "--diff", action="store_true", help="show the plan and diffs against the live objects; writes nothing"
     )
@@ -227,12 +228,12 @@ def add_deploy_parser(sub: Any) -> None:
         action="store_true",
         help="undo the collector deploys the audit log records (no --cluster-name/--store needed)",
     )
-    c.add_argument(
+    cluster.add_argument(
         "--dry-run",
         action="store_true",
         help="with --diff: also run the server-side dry run; with --apply/--undo: stop after it",
     )
-    add_cluster_args(c, writes=True)
+    add_cluster_args(cluster, writes=True)
     c.set_defaults(func=cmd_deploy_collector)
     d.set_defaults(func=lambda _a: (d.print_help(sys.stderr), 2)[1])
 

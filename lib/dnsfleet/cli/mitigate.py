@@ -84,7 +84,7 @@ def add_mitigate_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
-def add_cluster_args(s: argparse.ArgumentParser, writes: bool) -> None:
+def add_cluster_args(s: argparse.ArgumentParser | argparse._ArgumentGroup, writes: bool) -> None:
     """The flags every command that plans (and, with ``writes``, applies) through the mitigation
     controller takes: the cluster, the API timeout, the audit log, impersonation, the write switch
     and the typed confirmation. ``controller(args)`` turns them into a ``Controller``."""
