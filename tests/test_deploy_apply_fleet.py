@@ -147,7 +147,10 @@ def test_apply_creates_audits_is_idempotent_and_undo_removes_it(scratch, admin, 
         assert code == 0, out
         (rec,) = log.records()[7:]
         assert rec["object"]["kind"] == "CronJob" and rec["previous"]["spec"]["schedule"] == "*/30 * * * *"
-        assert "-  schedule: '*/30 * * * *'" in out and "+  schedule: 0 * * * *" in out
+        changed = [line.strip() for line in out.splitlines() if line.startswith(("    -", "    +"))]
+        assert changed[2:] == ["-  schedule: '*/30 * * * *'", "+  schedule: 0 * * * *"], (
+            changed
+        )  # after ---/+++
         cron = ObjectRef("CronJob", ns, NAME)
         assert admin.get(cron)["spec"]["schedule"] == "0 * * * *"
 
@@ -349,7 +352,8 @@ def test_cronjob_rejected_once_its_namespace_exists_rolls_the_namespace_back(scr
         assert code == 1, out
         assert f"CronJob {ns}/{NAME}: invalid: failed the dry run once Namespace {ns} existed" in out
         assert "no CronJobs in collector namespaces" in out
-        assert f"ClusterRole {NAME}: not-sent" in out
+        assert f"ClusterRole {NAME}: not-sent: not sent: CronJob {ns}/{NAME} (invalid) failed" in out
+        assert f"Namespace {ns}: ok: deleted again (rollback: CronJob {ns}/{NAME} (invalid) failed)" in out
         assert all(admin.get(r) is None for r in CLUSTER_WIDE)
         assert _gone_or_terminating(admin, ObjectRef("Namespace", "", ns))
         recs = log.records()
@@ -364,4 +368,28 @@ def test_cronjob_rejected_once_its_namespace_exists_rolls_the_namespace_back(scr
         for path in (f"{VAPB}/{name}", f"{VAP}/{name}", f"/api/v1/namespaces/{probe_ns}"):
             with contextlib.suppress(KubeError):
                 admin.request("DELETE", path)
+        _cleanup(admin, ns)
+
+
+def test_a_foreign_object_of_the_same_name_is_not_taken_over(scratch, admin, log, capsys):
+    ns = "collector-g"
+    foreign = {
+        "apiVersion": "rbac.authorization.k8s.io/v1",
+        "kind": "ClusterRole",
+        "metadata": {"name": NAME},
+        "rules": [{"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"]}],
+    }
+    admin.request("POST", "/apis/rbac.authorization.k8s.io/v1/clusterroles", body=foreign)
+    try:
+        code, out, _ = _run(capsys, *_args(scratch, log, ns, "--apply", "--allow-writes", "--confirm", CTX))
+        assert code == 1, out
+        assert (
+            f"ClusterRole {NAME}: BLOCKED: ClusterRole {NAME} already exists and was not applied by dnsfleet"
+            in out
+        )
+        assert "# nothing was applied" in out
+        live = admin.get(CLUSTER_WIDE[0])
+        assert live["rules"] == foreign["rules"] and not applied_by_dnsfleet(live)
+        assert admin.get(ObjectRef("Namespace", "", ns)) is None and log.records() == []
+    finally:
         _cleanup(admin, ns)

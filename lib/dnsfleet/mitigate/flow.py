@@ -309,9 +309,12 @@ class Controller:
             checked = dry_run(kube, part([replace(c, needs=None) for c in deferred]))
             if all(r.ok for r in checked):
                 return done + send(part([c for c in plan.changes if c.ref not in needed]))
-        why = "; ".join(f"{r.ref.label()}: {r.status}: {r.message}" for r in done + checked if not r.ok)
+        why = ", ".join(f"{r.ref.label()} ({r.status})" for r in done + checked if not r.ok)
         created = [c for c, r in zip(first, done, strict=True) if r.ok and c.before is None]
-        undone = send(rollback_plan(kube, plan, created)) if created else []
+        undone = [
+            Result(r.ref, r.status, f"{r.message} again (rollback: {why} failed)" if r.ok else r.message)
+            for r in (send(rollback_plan(kube, plan, created)) if created else [])
+        ]
         again = "; what it created for them was deleted again" if created else ""
         by_ref = {r.ref: r for r in checked}
         rest: list[Result] = []
@@ -323,5 +326,5 @@ class Controller:
                 text = f"failed the dry run once {c.needs.label()} existed: {r.message}; nothing sent{again}"
                 rest.append(Result(c.ref, r.status, text))
             else:
-                rest.append(Result(c.ref, "not-sent", f"not sent: {why}{again}"))
+                rest.append(Result(c.ref, "not-sent", f"not sent: {why} failed{again}"))
         return done + undone + rest
