@@ -1,4 +1,5 @@
-"""The one mitigation controller: what the dashboard page and ``dnsfleet mitigate`` both drive.
+"""The one mitigation controller: what the dashboard page, ``dnsfleet mitigate`` and
+``dnsfleet deploy collector --apply/--undo`` drive.
 
 ``Controller`` holds one cluster (a kubeconfig context), the write decision (``dnsfleet.authz``: may
 this caller write, and as whom) and the audit log. Every step opens its own client for the cluster,
@@ -10,6 +11,10 @@ as the signed-in user when the decision says so (impersonation), and closes it a
     ctrl.refusal(confirm)                      # None when writes may go ahead (decision, typed name)
     ctrl.apply_blockers(plan, dry, confirm)    # the dashboard's reasons to keep Apply disabled
     results = ctrl.apply(plan, dry, confirm)   # refusal again, then the library's write guard
+
+An all-or-nothing plan (``Plan.all_or_nothing``: the collector's deploy and its undo) is applied only
+when every change passed its dry run; a change whose dry run needs a namespace the plan creates is
+dry-run once apply has created it, and a failure then deletes that namespace again (``_apply_all``).
 
 Undo reads the audit log (``AuditLog.last_applied``): ``undoable()`` lists the workloads dnsfleet
 changed and has not undone, ``plan_undo_resolver_options(refs)`` restores them in one plan. The audit
