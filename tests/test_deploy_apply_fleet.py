@@ -165,6 +165,10 @@ def test_apply_creates_audits_is_idempotent_and_undo_removes_it(scratch, admin, 
         assert all(admin.get(r) is None for r in CLUSTER_WIDE)
         code, out, _ = _run(capsys, *_args(scratch, log, ns, "--undo", "--allow-writes", "--confirm", CTX))
         assert code == 0 and "nothing to undo" in out and len(log.records()) == 15
+        # the namespace stays Terminating here (no controller-manager): a new deploy waits for it
+        code, out, _ = _run(capsys, *_args(scratch, log, ns, "--apply", "--allow-writes", "--confirm", CTX))
+        assert code == 1 and f"BLOCKED: Namespace {ns} is being deleted: deploy again once it is gone" in out
+        assert all(admin.get(r) is None for r in CLUSTER_WIDE) and len(log.records()) == 15
     finally:
         _cleanup(admin, ns)
 

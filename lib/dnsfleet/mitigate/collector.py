@@ -68,14 +68,17 @@ def plan_deploy(kube: Kube, objects: list[dict[str, Any]]) -> Plan:
         ref = ref_of(obj)
         live = kube.get(ref)
         shown = project(clean(live), obj) if live is not None else None
-        if live is not None and shown == obj:
+        deleting = live is not None and bool((live.get("metadata") or {}).get("deletionTimestamp"))
+        if live is not None and shown == obj and not deleting:
             plan.skipped.append(Skip(ref.label(), "already as planned: nothing to change"))
             continue
         blocked = None
-        if live is not None and ref.kind != "Namespace" and not applied_by_dnsfleet(live):
+        if deleting:
+            blocked = f"{ref.label()} is being deleted: deploy again once it is gone"
+        elif live is not None and ref.kind != "Namespace" and not applied_by_dnsfleet(live):
             blocked = (
                 f"{ref.label()} already exists and was not applied by dnsfleet: not taken over "
-                "(delete it, or deploy the collector under another --namespace)"
+                "(delete it first if it is left over from an earlier install)"
             )
         notes = []
         if live is not None and ref.kind == "Namespace" and not applied_by_dnsfleet(live):
