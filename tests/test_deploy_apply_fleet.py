@@ -397,3 +397,37 @@ def test_a_foreign_object_of_the_same_name_is_not_taken_over(scratch, admin, log
         assert admin.get(ObjectRef("Namespace", "", ns)) is None and log.records() == []
     finally:
         _cleanup(admin, ns)
+
+
+def test_an_edit_between_plan_and_apply_is_a_conflict_not_overwritten(scratch, admin, log):
+    """The library path (``Controller``), as the CLI drives it: an update carries the live
+    resourceVersion, so a change someone made after the plan survives and the audit says conflict."""
+    from dnsfleet.authz import local_decision
+    from dnsfleet.mitigate.flow import Controller
+
+    ns = "collector-h"
+    ctrl = Controller(CTX, scratch.kubeconfig, decision=local_decision(True, {}), audit=log)
+    try:
+        objs = collector_manifests(CTX, URL, "*/30 * * * *", namespace=ns)
+        with ctrl:
+            plan = ctrl.plan_deploy_collector(objs)
+            assert [r.status for r in ctrl.apply(plan, ctrl.dry_run(plan), CTX)] == ["ok"] * 7
+            plan = ctrl.plan_deploy_collector(collector_manifests(CTX, URL, "0 * * * *", namespace=ns))
+            assert [c.ref.kind for c in plan.changes] == ["CronJob"]
+            dry = ctrl.dry_run(plan)
+            assert [r.status for r in dry] == ["ok"]
+            cron = ObjectRef("CronJob", ns, NAME)
+            admin.request(
+                "PATCH",
+                cron.path(),
+                body=[{"op": "add", "path": "/spec/suspend", "value": True}],
+                query={"fieldManager": "someone-else"},
+                content_type="application/json-patch+json",
+            )
+            (result,) = ctrl.apply(plan, dry, CTX)
+        assert result.status == "conflict", result
+        live = admin.get(cron)
+        assert live["spec"]["suspend"] is True and live["spec"]["schedule"] == "*/30 * * * *"
+        assert log.records()[-1]["result"] == "conflict"
+    finally:
+        _cleanup(admin, ns)
