@@ -369,9 +369,25 @@ def test_cronjob_rejected_once_its_namespace_exists_rolls_the_namespace_back(scr
         code, out, _ = _run(capsys, *_args(scratch, log, ns, "--undo", "--allow-writes", "--confirm", CTX))
         assert code == 0 and "nothing to undo" in out
     finally:
-        for path in (f"{VAPB}/{name}", f"{VAP}/{name}", f"/api/v1/namespaces/{probe_ns}"):
+        for path in (f"{VAPB}/{name}", f"{VAP}/{name}"):
             with contextlib.suppress(KubeError):
                 admin.request("DELETE", path)
+        # the admission plugin drops the policy asynchronously too: wait until the probe CronJob
+        # passes again, so the next test's collector namespace is not still covered by it
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                admin.request(
+                    "POST",
+                    f"/apis/batch/v1/namespaces/{probe_ns}/cronjobs",
+                    body=cron,
+                    query={"dryRun": "All"},
+                )
+                break
+            except KubeError:
+                time.sleep(0.5)
+        with contextlib.suppress(KubeError):
+            admin.request("DELETE", f"/api/v1/namespaces/{probe_ns}")
         _cleanup(admin, ns)
 
 
