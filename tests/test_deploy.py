@@ -10,8 +10,22 @@ from pathlib import Path
 import pytest
 import yaml
 
+from dnsfleet.authz import local_decision
 from dnsfleet.cli import main
-from dnsfleet.deploy import CLUSTER_RULES, KUBE_SYSTEM_RULES, DeployError, collector_manifests
+from dnsfleet.deploy import CLUSTER_RULES, KUBE_SYSTEM_RULES, NAME, DeployError, collector_manifests
+from dnsfleet.kube import ObjectRef
+from dnsfleet.mitigate.audit import AuditLog, record_problem
+from dnsfleet.mitigate.collector import (
+    MITIGATION,
+    UNDO,
+    plan_undo,
+    records_to_undo,
+    ref_of,
+    undo_record_problem,
+)
+from dnsfleet.mitigate.errors import MitigationError
+from dnsfleet.mitigate.flow import Controller
+from dnsfleet.mitigate.plan import Change, Plan, Result, dry_run, exclude_failed
 
 URL = "s3://snaps/fleet?endpoint=http://127.0.0.1:9&region=eu-west-1"
 
@@ -91,3 +105,139 @@ def test_scan_collector_flags_are_checked_before_scanning(
     monkeypatch.setenv("KUBERNETES_SERVICE_HOST", "127.0.0.1")
     assert main(["scan", "--in-cluster", "--cluster-name", "a", "--store", "ftp://x"]) == 2
     assert "unsupported store URL scheme" in capsys.readouterr().err
+
+
+# -- deploy collector --apply: the parts that need no cluster (tests/test_deploy_apply_fleet.py has the rest)
+class _NoCluster:
+    """Fails any API call: these steps must decide without the cluster."""
+
+    cluster = "c1"
+
+    def __getattr__(self, name):  # pragma: no cover - reaching it fails the test
+        raise AssertionError(f"no API call expected ({name})")
+
+
+def test_cluster_flags_need_a_mode_and_the_manifest_flags_an_apply(capsys) -> None:
+    assert main(["deploy", "collector", "--cluster-name", "a", "--store", URL, "--context", "c1"]) == 2
+    assert "go with --diff, --apply or --undo" in capsys.readouterr().err
+    assert (
+        main(["deploy", "collector", "--apply", "--context", "c1", "--allow-writes", "--confirm", "c1"]) == 2
+    )
+    assert "deploy collector needs --cluster-name and --store" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["deploy", "collector", "--cluster-name", "a", "--store", URL, "--apply", "--undo"])
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("ns", ["kube-system", "default", "Bad_NS"])
+def test_a_system_or_invalid_namespace_is_refused(ns: str) -> None:
+    with pytest.raises(DeployError, match="--namespace"):
+        collector_manifests("a", URL, "*/30 * * * *", namespace=ns)
+
+
+def test_cluster_scoped_refs_and_their_audit_records() -> None:
+    refs = [ref_of(o) for o in collector_manifests("a", URL, "*/30 * * * *")]
+    assert [r.path() for r in refs] == [
+        "/api/v1/namespaces/dnsfleet",
+        f"/api/v1/namespaces/dnsfleet/serviceaccounts/{NAME}",
+        f"/apis/rbac.authorization.k8s.io/v1/clusterroles/{NAME}",
+        f"/apis/rbac.authorization.k8s.io/v1/clusterrolebindings/{NAME}",
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/roles/{NAME}",
+        f"/apis/rbac.authorization.k8s.io/v1/namespaces/kube-system/rolebindings/{NAME}",
+        f"/apis/batch/v1/namespaces/dnsfleet/cronjobs/{NAME}",
+    ]
+    assert refs[2].label() == f"ClusterRole {NAME}" and refs[1].label() == f"ServiceAccount dnsfleet/{NAME}"
+    base = {"cluster": "c1", "mitigation": MITIGATION, "result": "ok"}
+    assert record_problem({**base, "object": {"kind": "Namespace", "namespace": "", "name": "x"}}) is None
+    assert "cluster-scoped" in record_problem(
+        {**base, "object": {"kind": "ClusterRole", "namespace": "x", "name": "y"}}
+    )
+    assert "namespace" in record_problem({**base, "object": {"kind": "Role", "namespace": "", "name": "y"}})
+
+
+def _record(obj: dict, previous: dict | None, result: str = "ok", mitigation: str = MITIGATION) -> dict:
+    ref = ref_of(obj)
+    return {
+        "time": "2026-12-03T20:00:00.000000Z",
+        "identity": "admin",
+        "cluster": "c1",
+        "object": ref.as_dict(),
+        "mitigation": mitigation,
+        "action": "apply" if mitigation == MITIGATION else "delete",
+        "patch": obj,
+        "previous": previous,
+        "applied": obj,
+        "result": result,
+        "message": "",
+        "batch": "b1",
+    }
+
+
+def _objs() -> dict[str, dict]:
+    return {o["kind"]: o for o in collector_manifests("a", URL, "*/30 * * * *")}
+
+
+def test_undo_refuses_audit_records_that_would_write_more_than_the_collector_had() -> None:
+    objs = _objs()
+    role, crb, cron = objs["ClusterRole"], objs["ClusterRoleBinding"], objs["CronJob"]
+    assert undo_record_problem(_record(role, None)) is None
+    older = {**role, "rules": role["rules"][:2]}  # an earlier dnsfleet's rules: a fine restore target
+    assert undo_record_problem(_record(role, older)) is None
+    wide = {**role, "rules": [{"apiGroups": ["*"], "resources": ["*"], "verbs": ["*"]}]}
+    assert "more than get/list/watch" in undo_record_problem(_record(role, wide))
+    admin_ref = {**crb["roleRef"], "name": "cluster-admin"}
+    assert "roleRef differs" in undo_record_problem(_record(crb, {**crb, "roleRef": admin_ref}))
+    extra = {**role, "aggregationRule": {"clusterRoleSelectors": []}}
+    assert "fields the collector's manifest does not set" in undo_record_problem(_record(role, extra))
+    other = {**role, "metadata": {**role["metadata"], "name": "cluster-admin"}}
+    assert "names another object" in undo_record_problem(_record(role, other))
+    pod = cron["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    stolen = {
+        **cron,
+        "spec": {"jobTemplate": {"spec": {"template": {"spec": {**pod, "serviceAccountName": "default"}}}}},
+    }
+    assert "another service account" in undo_record_problem(_record(cron, stolen))
+    # plan_undo refuses such a record before it reads or writes anything
+    with pytest.raises(MitigationError, match="not one dnsfleet wrote"):
+        plan_undo(_NoCluster(), [_record(role, wide)])
+
+
+def test_records_to_undo_start_after_the_last_undo_and_count_lost_answers() -> None:
+    objs = _objs()
+    ns, cron = objs["Namespace"], objs["CronJob"]
+    recs = [
+        _record(ns, None),
+        _record(cron, None),
+        _record(ns, None, mitigation=UNDO),  # the namespace was undone
+        _record(cron, {**cron, "spec": {**cron["spec"], "schedule": "0 * * * *"}}, result="unknown"),
+        _record(ns, None, result="forbidden"),  # not made: nothing to undo
+        {**_record(cron, None), "cluster": "c2"},
+    ]
+    todo = records_to_undo(recs, "c1")
+    assert list(todo) == [ref_of(cron)] and [r["result"] for r in todo[ref_of(cron)]] == ["ok", "unknown"]
+    assert todo[ref_of(cron)][0]["previous"] is None  # the first record says: dnsfleet created it
+
+
+def test_all_or_nothing_plan_refuses_before_touching_the_cluster(tmp_path) -> None:
+    sa = ObjectRef("ServiceAccount", "dnsfleet", NAME)
+    ns = ObjectRef("Namespace", "", "dnsfleet")
+    plan = Plan(cluster="c1", mitigation=MITIGATION, all_or_nothing=True)
+    plan.changes += [
+        Change(ns, "apply", "create", None, {}, {}),
+        Change(sa, "apply", "create", None, {}, {}, needs=ns),
+    ]
+    plan.changes[0].blocked = "kept out"
+    (blocked, deferred) = dry_run(_NoCluster(), plan)  # neither reaches the server
+    assert blocked.status == "blocked" and deferred.status == "deferred"
+    assert "only once Namespace dnsfleet exists" in deferred.message
+    plan.changes[0].blocked = None
+    exclude_failed(plan, [Result(ns, "forbidden", "no"), deferred])
+    assert plan.changes[1].blocked is None  # a deferred dry run is not a failed one
+    plan.changes[0].blocked = None
+    log = AuditLog(tmp_path / "audit.jsonl")
+    ctrl = Controller("c1", decision=local_decision(True, {}), audit=log)
+    with pytest.raises(MitigationError, match="nothing was applied: Namespace dnsfleet: failed the dry run"):
+        ctrl.apply(plan, [Result(ns, "forbidden", "no"), deferred], "c1")
+    with pytest.raises(MitigationError, match="ServiceAccount dnsfleet/dnsfleet-collector: no dry run"):
+        ctrl.apply(plan, [Result(ns, "ok", "dry run passed")], "c1")
+    assert log.records() == []

@@ -27,6 +27,10 @@ DEFAULT_IMAGE = f"localhost/dnsfleet:{__version__}"
 CLUSTER_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,99}$")
 CRON_FIELD_RE = re.compile(r"^[A-Za-z0-9*/,\-?]+$")
 IMAGE_RE = re.compile(r"^[a-z0-9][A-Za-z0-9._/:@-]{0,254}$")
+NAMESPACE_RE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+SECRET_RE = re.compile(r"^(?=.{1,253}$)[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+# Labelling one of these Pod Security restricted would stop the cluster's own pods.
+SYSTEM_NAMESPACES = frozenset({"kube-system", "kube-public", "kube-node-lease", "default"})
 LABELS = {"app.kubernetes.io/name": "dnsfleet", "app.kubernetes.io/component": "collector"}
 
 # What the scan reads cluster-wide (collect/cluster.py): the big lists, the kube-system namespace's
@@ -90,6 +94,13 @@ def collector_manifests(
         Backend(store_url)  # validates the URL (no credentials in it, known options) without a request
     except StoreError as e:
         raise DeployError(str(e)) from None
+    if not NAMESPACE_RE.match(namespace or "") or namespace in SYSTEM_NAMESPACES:
+        raise DeployError(
+            f"--namespace {namespace!r}: a namespace of its own (a DNS label, not "
+            f"{', '.join(sorted(SYSTEM_NAMESPACES))}): it is labelled Pod Security restricted"
+        )
+    if not SECRET_RE.match(store_secret or ""):
+        raise DeployError(f"--store-secret {store_secret!r} is not a Secret name")
     fields = schedule.split()
     if len(fields) != 5 or not all(CRON_FIELD_RE.match(f) for f in fields):
         raise DeployError(f"--schedule {schedule!r} is not a five-field cron expression")

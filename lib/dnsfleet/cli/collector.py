@@ -1,5 +1,6 @@
 """The collector side of the snapshot store: ``scan --in-cluster --cluster-name --store``,
-``deploy collector`` (the manifests, as plain YAML) and ``store compact`` (index compaction + retention).
+``deploy collector`` (the manifests, as plain YAML; or diffed, applied and undone through the mitigation
+controller) and ``store compact`` (index compaction + retention).
 
 ``scan`` keeps its own flow (``cli.scan``); it calls ``scan_in_cluster`` instead of the kubeconfig scan
 when ``--in-cluster`` is given, and ``write_to_store`` after scoring when ``--store`` is.
@@ -175,18 +176,38 @@ def cmd_history(args: argparse.Namespace) -> int:
 
 
 # -- deploy collector --------------------------------------------------------------------------------
+DEPLOY_DESCRIPTION = """\
+Print Namespace, ServiceAccount, read-only ClusterRole/Role + bindings and a CronJob meeting the
+restricted Pod Security Standard, as plain YAML for a GitOps repository (the default). Credentials for
+the store come from a Secret you create (keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); the output
+never holds one.
+
+--diff, --apply and --undo go to the cluster of --context through the same flow as `dnsfleet mitigate`:
+the plan with per-object diffs against the live objects, permission checks, a server-side dry run of
+every object, then (--apply/--undo, with --allow-writes or DNSFLEET_ALLOW_WRITES=1 and --confirm CONTEXT)
+a server-side apply as field manager "dnsfleet" (never forced) with one audit record per object. It is
+all or nothing: one object blocked or failing its dry run and nothing is written. Objects that already
+match are left alone (a second --apply is a no-op). --undo deletes what the deploys created and applies
+back what they changed, from the audit log; a namespace holding Secrets is kept.
+Exit codes: 0 done (or nothing to do), 1 an object failed or nothing was applied, 2 bad input or refused.
+"""
+
+
 def add_deploy_parser(sub: Any) -> None:
-    d = sub.add_parser("deploy", help="print the manifests of an in-cluster component (plain YAML)")
+    from dnsfleet.cli.mitigate import add_cluster_args
+
+    d = sub.add_parser(
+        "deploy", help="print the manifests of an in-cluster component (plain YAML), or apply/undo them"
+    )
     dsub = d.add_subparsers(title="components", metavar="COMPONENT")
     c = dsub.add_parser(
         "collector",
         help="the CronJob that scans its cluster into a store, with read-only RBAC",
-        description="Print Namespace, ServiceAccount, read-only ClusterRole/Role + bindings and a CronJob "
-        "meeting the restricted Pod Security Standard. Credentials for the store come from a Secret you "
-        "create (keys AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY); the output never holds one.",
+        description=DEPLOY_DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    c.add_argument("--cluster-name", required=True, metavar="NAME", help="the cluster's name in the store")
-    c.add_argument("--store", required=True, metavar="URL", help="s3://BUCKET/PREFIX?endpoint=...")
+    c.add_argument("--cluster-name", metavar="NAME", help="the cluster's name in the store (required)")
+    c.add_argument("--store", metavar="URL", help="s3://BUCKET/PREFIX?endpoint=... (required)")
     c.add_argument("--schedule", default="*/30 * * * *", metavar="CRON", help="cron schedule (*/30 * * * *)")
     c.add_argument("--image", metavar="IMG", help="collector image (default: the Containerfile's tag)")
     c.add_argument("--namespace", default="dnsfleet", metavar="NS", help="namespace (dnsfleet)")
@@ -194,15 +215,37 @@ def add_deploy_parser(sub: Any) -> None:
         "--store-secret", default="dnsfleet-store", metavar="NAME", help="Secret with store credentials"
     )
     c.add_argument("--prometheus", metavar="URL", help="Prometheus the collector reads metrics from")
+    cluster = c.add_argument_group("the cluster (instead of printing YAML), as for `dnsfleet mitigate`")
+    mode = cluster.add_mutually_exclusive_group()
+    mode.add_argument(
+        "--diff", action="store_true", help="show the plan and diffs against the live objects; writes nothing"
+    )
+    mode.add_argument(
+        "--apply", action="store_true", help="plan, dry run, then apply (needs --allow-writes and --confirm)"
+    )
+    mode.add_argument(
+        "--undo",
+        action="store_true",
+        help="undo the collector deploys the audit log records (no --cluster-name/--store needed)",
+    )
+    cluster.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="with --diff: also run the server-side dry run; with --apply/--undo: stop after it",
+    )
+    add_cluster_args(cluster, writes=True)
     c.set_defaults(func=cmd_deploy_collector)
     d.set_defaults(func=lambda _a: (d.print_help(sys.stderr), 2)[1])
 
 
-def cmd_deploy_collector(args: argparse.Namespace) -> int:
-    from dnsfleet.deploy import DeployError, collector_manifests, to_yaml
+def _collector_objects(args: argparse.Namespace) -> list[dict[str, Any]]:
+    from dnsfleet.deploy import DeployError, collector_manifests
 
+    missing = [f for f, v in (("--cluster-name", args.cluster_name), ("--store", args.store)) if not v]
+    if missing:
+        raise CliError(f"deploy collector needs {' and '.join(missing)}")
     try:
-        objs = collector_manifests(
+        return collector_manifests(
             args.cluster_name,
             args.store,
             args.schedule,
@@ -213,8 +256,68 @@ def cmd_deploy_collector(args: argparse.Namespace) -> int:
         )
     except DeployError as e:
         raise CliError(str(e)) from None
-    sys.stdout.write(to_yaml(objs))
-    return EXIT_OK
+
+
+def cmd_deploy_collector(args: argparse.Namespace) -> int:
+    from dnsfleet.deploy import to_yaml
+
+    if not (args.diff or args.apply or args.undo):
+        given = [f for f in ("context", "kubeconfig", "confirm", "impersonate") if getattr(args, f)]
+        if given or args.allow_writes or args.dry_run:
+            raise CliError(
+                "--context, --confirm, --allow-writes and --dry-run go with --diff, --apply or --undo"
+            )
+        sys.stdout.write(to_yaml(_collector_objects(args)))
+        return EXIT_OK
+    from dnsfleet.mitigate.errors import FAILURES
+
+    objs = None if args.undo else _collector_objects(args)
+    try:
+        return _deploy_through_controller(args, objs, sys.stdout)
+    except FAILURES as e:
+        raise CliError(str(e)) from None
+
+
+def _deploy_through_controller(
+    args: argparse.Namespace, objs: list[dict[str, Any]] | None, out: TextIO
+) -> int:
+    """The mitigation flow (``dnsfleet.mitigate.flow.Controller``) for the collector's objects."""
+    from dnsfleet.cli.mitigate import controller, print_plan, print_results, refuse_early
+    from dnsfleet.mitigate.plan import all_or_nothing_problems
+
+    ctrl = controller(args)
+    writing = (args.apply or args.undo) and not args.dry_run
+    if writing:
+        refuse_early(ctrl, args)
+    with ctrl:
+        plan = ctrl.plan_undo_deploy_collector() if objs is None else ctrl.plan_deploy_collector(objs)
+        print_plan(plan, out)
+        if not plan.changes:
+            out.write("nothing to " + ("undo" if args.undo else "change") + f" on {plan.cluster}\n")
+            return EXIT_OK
+        if args.diff and not args.dry_run:
+            return EXIT_OK
+        allowed, reasons = plan.permitted()
+        if not allowed:
+            for r in reasons:
+                out.write(f"! {r}\n")
+        checked = ctrl.dry_run(plan)
+        print_results("server-side dry run", checked, out)
+        problems = all_or_nothing_problems(plan, checked)
+        if not writing:
+            return EXIT_OK if not problems else 1
+        if problems:
+            out.write("# nothing was applied: every object must pass its dry run\n")
+            return 1
+        results = ctrl.apply(
+            plan,
+            checked,
+            args.confirm or "",
+            progress=lambda i, n, r: out.write(f"[{i}/{n}] {r.ref.label()}: {r.status}\n"),
+        )
+        print_results("undo" if args.undo else "apply", results, out)
+        out.write(f"audit log: {ctrl.audit.path}\n")
+        return EXIT_OK if all(r.ok for r in results) else 1
 
 
 # -- store maintenance -------------------------------------------------------------------------------

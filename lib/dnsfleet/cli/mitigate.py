@@ -48,8 +48,7 @@ def add_mitigate_parser(subparsers: Any) -> argparse.ArgumentParser:
     ):
         s = steps.add_parser(step, help=text)
         s.add_argument("mitigation", choices=MITIGATIONS if step == "plan" else MITIGATIONS[:2])
-        s.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
-        s.add_argument("--context", help="kubeconfig context = cluster name")
+        add_cluster_args(s, writes=step in ("apply", "undo"))
         s.add_argument(
             "-w",
             "--workload",
@@ -58,17 +57,7 @@ def add_mitigate_parser(subparsers: Any) -> argparse.ArgumentParser:
             metavar="NS/KIND/NAME",
             help="workload to patch (repeatable); its resolver is inferred from the live pod template",
         )
-        s.add_argument("--timeout", type=float, default=10.0, help="seconds per API call (default 10)")
-        s.add_argument(
-            "--audit-log", help="audit log path (default $DNSFLEET_AUDIT_LOG or ~/.local/state/...)"
-        )
-        s.add_argument("--impersonate", help="impersonate this user (needs the impersonate verb)")
-        s.add_argument("--impersonate-group", action="append", default=[], help="group to impersonate")
         if step in ("apply", "undo"):
-            s.add_argument(
-                "--allow-writes", action="store_true", help="enable writes (or DNSFLEET_ALLOW_WRITES=1)"
-            )
-            s.add_argument("--confirm", help="the cluster name, typed to confirm the write")
             s.add_argument("--dry-run", action="store_true", help="stop after the server-side dry run")
         if step == "apply":
             probe.add_around_args(s)
@@ -95,6 +84,23 @@ def add_mitigate_parser(subparsers: Any) -> argparse.ArgumentParser:
     return p
 
 
+def add_cluster_args(s: argparse.ArgumentParser | argparse._ArgumentGroup, writes: bool) -> None:
+    """The flags every command that plans (and, with ``writes``, applies) through the mitigation
+    controller takes: the cluster, the API timeout, the audit log, impersonation, the write switch
+    and the typed confirmation. ``controller(args)`` turns them into a ``Controller``."""
+    s.add_argument("--kubeconfig", help="kubeconfig file (default: $KUBECONFIG or ~/.kube/config)")
+    s.add_argument("--context", help="kubeconfig context = cluster name")
+    s.add_argument("--timeout", type=float, default=10.0, help="seconds per API call (default 10)")
+    s.add_argument("--audit-log", help="audit log path (default $DNSFLEET_AUDIT_LOG or ~/.local/state/...)")
+    s.add_argument("--impersonate", help="impersonate this user (needs the impersonate verb)")
+    s.add_argument("--impersonate-group", action="append", default=[], help="group to impersonate")
+    if writes:
+        s.add_argument(
+            "--allow-writes", action="store_true", help="enable writes (or DNSFLEET_ALLOW_WRITES=1)"
+        )
+        s.add_argument("--confirm", help="the cluster name, typed to confirm the write")
+
+
 def _options(values: list[str]) -> dict[str, str | None]:
     out: dict[str, str | None] = {}
     for v in values:
@@ -115,7 +121,9 @@ def _workload(text: str) -> ObjectRef:
     return ObjectRef(kind, parts[0], parts[2])
 
 
-def _controller(args: argparse.Namespace) -> Controller:
+def controller(args: argparse.Namespace) -> Controller:
+    """The controller for the ``add_cluster_args`` flags (the write decision: ``--allow-writes`` or
+    ``DNSFLEET_ALLOW_WRITES=1``, as ``--impersonate`` when given)."""
     if not args.context:
         raise MitigationError("--context is required (the kubeconfig context of the cluster)")
     who = (
@@ -132,6 +140,15 @@ def _controller(args: argparse.Namespace) -> Controller:
         timeout=args.timeout,
         audit=AuditLog(args.audit_log),
     )
+
+
+def refuse_early(ctrl: Controller, args: argparse.Namespace) -> None:
+    """Refuse a write before touching the cluster: no plan is worth building if it cannot be applied."""
+    if ctrl.refusal(args.confirm or "") is None:
+        return
+    if not ctrl.decision.may_write:
+        raise MitigationError("writes are disabled: add --allow-writes or set DNSFLEET_ALLOW_WRITES=1")
+    raise MitigationError(f"type the cluster name to confirm: --confirm {args.context}")
 
 
 def print_plan(plan: Plan, out: TextIO, diffs: bool = True) -> None:
@@ -212,12 +229,9 @@ def run_mitigate(args: argparse.Namespace, out: TextIO | None = None) -> int:
 def _run(args: argparse.Namespace, out: TextIO) -> int:
     if args.step == "plan" and args.mitigation == "kernel":
         return _kernel_plan(args, out)
-    ctrl = _controller(args)
-    if args.step != "plan" and not args.dry_run and ctrl.refusal(args.confirm or "") is not None:
-        # Refuse before touching the cluster: no plan is worth building if it cannot be applied.
-        if not ctrl.decision.may_write:
-            raise MitigationError("writes are disabled: add --allow-writes or set DNSFLEET_ALLOW_WRITES=1")
-        raise MitigationError(f"type the cluster name to confirm: --confirm {args.context}")
+    ctrl = controller(args)
+    if args.step != "plan" and not args.dry_run:
+        refuse_early(ctrl, args)
     with ctrl:
         return _steps(args, ctrl, out)
 

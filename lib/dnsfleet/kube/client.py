@@ -166,7 +166,8 @@ class Kube:
         }
         if not whole_collection:
             attrs["name"] = ref.name
-        what = f"{verb} {info.plural}{'.' + info.group if info.group else ''} in namespace {ref.namespace}"
+        where = f"in namespace {ref.namespace}" if info.namespaced else "(cluster-wide)"
+        what = f"{verb} {info.plural}{'.' + info.group if info.group else ''} {where}"
         try:
             status = self.access_review(attrs)
         except KubeError as e:

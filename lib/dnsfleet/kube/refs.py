@@ -38,13 +38,21 @@ KINDS: dict[str, ResourceInfo] = {
         ResourceInfo("ServiceAccount", "", "v1", "serviceaccounts"),
         ResourceInfo("Service", "", "v1", "services"),
         ResourceInfo("ConfigMap", "", "v1", "configmaps"),
+        ResourceInfo("Role", "rbac.authorization.k8s.io", "v1", "roles"),
+        ResourceInfo("RoleBinding", "rbac.authorization.k8s.io", "v1", "rolebindings"),
+        # cluster-scoped: an ObjectRef to one has namespace ""
+        ResourceInfo("Namespace", "", "v1", "namespaces", namespaced=False),
+        ResourceInfo("ClusterRole", "rbac.authorization.k8s.io", "v1", "clusterroles", namespaced=False),
+        ResourceInfo(
+            "ClusterRoleBinding", "rbac.authorization.k8s.io", "v1", "clusterrolebindings", namespaced=False
+        ),
     )
 }
 
 
 @dataclass(frozen=True)
 class ObjectRef:
-    """One API object: kind, namespace, name."""
+    """One API object: kind, namespace, name (namespace "" for a cluster-scoped kind)."""
 
     kind: str
     namespace: str
@@ -62,9 +70,14 @@ class ObjectRef:
 
     def collection_path(self) -> str:
         i = self.info
+        if not i.namespaced:
+            return f"{i.base()}/{i.plural}"
         return f"{i.base()}/namespaces/{self.namespace}/{i.plural}"
 
     def label(self) -> str:
+        info = KINDS.get(self.kind)
+        if not self.namespace and info is not None and not info.namespaced:
+            return f"{self.kind} {self.name}"
         return f"{self.kind} {self.namespace}/{self.name}"
 
     def as_dict(self) -> dict[str, str]:

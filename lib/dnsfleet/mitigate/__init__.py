@@ -3,6 +3,8 @@
 - ``resolver_options``: add resolver options to workload pod templates (M1-M5).
 - ``nodelocal``: render and apply NodeLocal DNSCache for a cluster's kube-proxy mode (M6).
 - ``kernel``: a node upgrade plan as CSV (kernel upgrades cannot go through the API).
+- ``collector``: the in-cluster collector's manifests (``dnsfleet.deploy``) applied and undone as an
+  all-or-nothing plan (``dnsfleet deploy collector --apply/--undo``).
 - ``plan``: the shared flow (``check_permissions``, ``dry_run``, ``apply``), ``audit``: the JSON lines log,
   ``errors``: ``MitigationError`` and the failures callers show as one line.
 

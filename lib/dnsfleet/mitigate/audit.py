@@ -3,13 +3,15 @@
 Default path ``audit.jsonl`` in the state directory (``jsonl.state_dir``: ``DNSFLEET_STATE_DIR``,
 else ``~/.local/state/dnsfleet``); ``DNSFLEET_AUDIT_LOG`` overrides it. A record holds
 time, identity (a user name, never a credential), cluster, object, mitigation, action, the patch sent,
-the previous value, the value applied, the result and its message.
+the previous value, the value applied, the result and its message. A cluster-scoped object (the
+collector's Namespace, ClusterRole, ClusterRoleBinding) is recorded with namespace ``""``.
 
 The file is read back (the Mitigations page, undo) as untrusted input: anyone who can write to it could
 otherwise make the page fail for everyone or make undo write what they chose. ``records()`` keeps only
 lines that are records of the shape dnsfleet writes (``record_problem``); undo further accepts only a
 resolver-options record on a kind dnsfleet patches whose ``previous``/``applied`` values are pod
-``dnsConfig`` objects (``undo_record_problem``).
+``dnsConfig`` objects (``undo_record_problem``); the collector's undo has its own check
+(``collector.undo_record_problem``).
 """
 
 from __future__ import annotations
@@ -59,7 +61,10 @@ def record_problem(rec: Any) -> str | None:
         return "object is not {kind, namespace, name}"
     if obj["kind"] not in KINDS:
         return f"object kind {str(obj['kind'])[:40]!r} is not one dnsfleet changes"
-    if not isinstance(obj["namespace"], str) or not _NAMESPACE.match(obj["namespace"]):
+    if not KINDS[obj["kind"]].namespaced:
+        if obj["namespace"] != "":
+            return f"a {obj['kind']} is cluster-scoped: its namespace must be empty"
+    elif not isinstance(obj["namespace"], str) or not _NAMESPACE.match(obj["namespace"]):
         return "object namespace is not a Kubernetes namespace name"
     if not isinstance(obj["name"], str) or not _NAME.match(obj["name"]):
         return "object name is not a Kubernetes object name"

@@ -1,4 +1,5 @@
-"""The one mitigation controller: what the dashboard page and ``dnsfleet mitigate`` both drive.
+"""The one mitigation controller: what the dashboard page, ``dnsfleet mitigate`` and
+``dnsfleet deploy collector --apply/--undo`` drive.
 
 ``Controller`` holds one cluster (a kubeconfig context), the write decision (``dnsfleet.authz``: may
 this caller write, and as whom) and the audit log. Every step opens its own client for the cluster,
@@ -11,6 +12,10 @@ as the signed-in user when the decision says so (impersonation), and closes it a
     ctrl.apply_blockers(plan, dry, confirm)    # the dashboard's reasons to keep Apply disabled
     results = ctrl.apply(plan, dry, confirm)   # refusal again, then the library's write guard
 
+An all-or-nothing plan (``Plan.all_or_nothing``: the collector's deploy and its undo) is applied only
+when every change passed its dry run; a change whose dry run needs a namespace the plan creates is
+dry-run once apply has created it, and a failure then deletes that namespace again (``_apply_all``).
+
 Undo reads the audit log (``AuditLog.last_applied``): ``undoable()`` lists the workloads dnsfleet
 changed and has not undone, ``plan_undo_resolver_options(refs)`` restores them in one plan. The audit
 file is input, not truth: a record undo acts on must be one dnsfleet could have written
@@ -21,7 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -32,14 +37,17 @@ from dnsfleet.mitigate import nodelocal
 from dnsfleet.mitigate.audit import AuditLog, undo_record_problem
 from dnsfleet.mitigate.errors import MitigationError
 from dnsfleet.mitigate.plan import (
+    Change,
     Plan,
     Progress,
     Result,
     WritesDisabled,
+    all_or_nothing_problems,
     apply,
     check_permissions,
     dry_run,
     exclude_failed,
+    rollback_plan,
 )
 
 if TYPE_CHECKING:
@@ -133,6 +141,20 @@ class Controller:
     def plan_undo_nodelocal(self) -> Plan:
         return self.run(lambda kube: check_permissions(kube, nodelocal.plan_undo_nodelocal(kube)))
 
+    def plan_deploy_collector(self, objects: list[dict[str, Any]]) -> Plan:
+        """Apply the in-cluster collector's manifests (``deploy.collector_manifests``), all or nothing."""
+        from dnsfleet.mitigate import collector
+
+        return self.run(lambda kube: check_permissions(kube, collector.plan_deploy(kube, objects)))
+
+    def plan_undo_deploy_collector(self) -> Plan:
+        """Undo the collector deploys on this cluster the audit log records: delete what they created,
+        apply back what they changed."""
+        from dnsfleet.mitigate import collector
+
+        records = self.audit.records()
+        return self.run(lambda kube: check_permissions(kube, collector.plan_undo(kube, records)))
+
     def undoable(self) -> dict[str, ObjectRef]:
         """Workloads dnsfleet changed with resolver options on this cluster and has not undone, by
         ``namespace/kind/name``."""
@@ -211,6 +233,8 @@ class Controller:
             reasons += denied or ["nothing to apply"]
         if not dry:
             reasons.append("run the dry run first")
+        elif plan.all_or_nothing:
+            reasons += all_or_nothing_problems(plan, dry)
         elif not any(r.ok for r in dry):
             reasons.append("no object passed the dry run")
         if applied:
@@ -223,9 +247,19 @@ class Controller:
         self, plan: Plan, dry: list[Result], confirm: str, progress: Progress | None = None
     ) -> list[Result]:
         """Apply what passed the dry run (``WritesDisabled`` on a refusal; no results when nothing
-        passed). The library's write guard checks the decision again before sending."""
+        passed). The library's write guard checks the decision again before sending.
+
+        An all-or-nothing plan is applied only when every change passed its dry run (else
+        ``MitigationError``, nothing written); see ``_apply_all`` for changes whose dry run waits for
+        a namespace the plan creates."""
         if (why := self.refusal(confirm)) is not None:
             raise WritesDisabled(why)
+        if plan.all_or_nothing:
+            if problems := all_or_nothing_problems(plan, dry):
+                raise MitigationError("nothing was applied: " + "; ".join(problems))
+            if not plan.changes:
+                return []
+            return self.run(lambda kube: self._apply_all(kube, plan, confirm, progress))
         exclude_failed(plan, dry)
         if not plan.actionable:
             return []
@@ -240,3 +274,62 @@ class Controller:
                 decision=self.decision,
             )
         )
+
+    def _apply_all(self, kube: Kube, plan: Plan, confirm: str, progress: Progress | None) -> list[Result]:
+        """Apply an all-or-nothing plan whose dry run passed. Changes with a ``deferred`` dry run wait
+        for an object the plan creates (their namespace): that object is created first, then they are
+        dry-run; if one fails, the objects just created are deleted again (audited as the plan's undo)
+        and nothing else is sent."""
+        deferred = [c for c in plan.changes if c.needs is not None]
+
+        def part(changes: list[Change]) -> Plan:
+            return replace(plan, changes=changes)
+
+        sent = [0]
+
+        def counted(_i: int, _n: int, r: Result) -> None:
+            # one count over the parts, as if the plan went out in one piece
+            sent[0] += 1
+            if progress is not None:
+                progress(sent[0], max(len(plan.changes), sent[0]), r)
+
+        def send(p: Plan) -> list[Result]:
+            return apply(
+                kube,
+                p,
+                allow_writes=False,
+                confirm=confirm,
+                audit=self.audit,
+                progress=counted,
+                decision=self.decision,
+            )
+
+        if not deferred:
+            return send(plan)
+        needed = {c.needs for c in deferred}
+        first = [c for c in plan.changes if c.ref in needed]
+        done = send(part(first))
+        checked: list[Result] = []
+        if all(r.ok for r in done):
+            checked = dry_run(kube, part([replace(c, needs=None) for c in deferred]))
+            if all(r.ok for r in checked):
+                return done + send(part([c for c in plan.changes if c.ref not in needed]))
+        why = ", ".join(f"{r.ref.label()} ({r.status})" for r in done + checked if not r.ok)
+        created = [c for c, r in zip(first, done, strict=True) if r.ok and c.before is None]
+        undone = [
+            Result(r.ref, r.status, f"{r.message} again (rollback: {why} failed)" if r.ok else r.message)
+            for r in (send(rollback_plan(kube, plan, created)) if created else [])
+        ]
+        again = "; what it created for them was deleted again" if created else ""
+        by_ref = {r.ref: r for r in checked}
+        rest: list[Result] = []
+        for c in plan.changes:
+            if c.ref in needed:
+                continue
+            r = by_ref.get(c.ref)
+            if r is not None and not r.ok and c.needs is not None:
+                text = f"failed the dry run once {c.needs.label()} existed: {r.message}; nothing sent{again}"
+                rest.append(Result(c.ref, r.status, text))
+            else:
+                rest.append(Result(c.ref, "not-sent", f"not sent: {why} failed{again}"))
+        return done + undone + rest

@@ -118,7 +118,10 @@ def project(live: Any, shape: Any) -> Any:
 
 
 class _Dumper(yaml.SafeDumper):
-    pass
+    def ignore_aliases(self, data: Any) -> bool:
+        # A dict shared by two places of one object (the collector's labels) is written out twice: a
+        # diff shows values, never YAML anchors.
+        return True
 
 
 def _str(dumper: yaml.SafeDumper, value: str) -> yaml.ScalarNode:

@@ -41,6 +41,9 @@ class Change:
     blocked: str | None = None  # why this change will not be sent at all
     allowed: bool | None = None  # SelfSubjectAccessReview result (None: not checked yet)
     permission: str = ""  # the SSAR reason
+    # The object (a Namespace an earlier change of the same plan creates) that must exist before the
+    # server can dry-run this change: its dry run is ``deferred`` until apply has created that object.
+    needs: ObjectRef | None = None
 
     @property
     def resource_version(self) -> str | None:
@@ -74,6 +77,10 @@ class Plan:
     skipped: list[Skip] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # rollout, work outside the API, CNI caveats
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
+    # True: the changes only make sense together (an install such as the collector's RBAC + CronJob):
+    # one change blocked or failing its dry run means nothing is applied (``all_or_nothing_problems``).
+    # False (the mitigations): what passed the dry run is applied, the rest is reported.
+    all_or_nothing: bool = False
 
     @property
     def actionable(self) -> list[Change]:
@@ -92,6 +99,7 @@ class Plan:
 class Result:
     ref: ObjectRef
     # ok | forbidden | conflict | invalid | not-found | unreachable | unknown | error | blocked | not-sent
+    # | deferred (dry run only: the change's ``needs`` object does not exist yet)
     status: str
     message: str
 
@@ -179,6 +187,13 @@ def _run(
     for i, c in enumerate(plan.changes, start=1):
         if c.blocked is not None:
             r = Result(c.ref, "blocked", c.blocked)
+        elif dry and c.needs is not None:
+            r = Result(
+                c.ref,
+                "deferred",
+                f"the server can dry-run it only once {c.needs.label()} exists: apply creates that first, "
+                "then dry-runs this, and writes nothing more if it fails",
+            )
         elif stopped is not None:
             r = Result(c.ref, "not-sent", stopped)
         else:
@@ -270,6 +285,46 @@ def exclude_failed(plan: Plan, dry_results: list[Result]) -> Plan:
     by_ref = {r.ref: r for r in dry_results}
     for c in plan.actionable:
         r = by_ref.get(c.ref)
-        if r is not None and not r.ok:
+        if r is not None and not r.ok and r.status != "deferred":
             c.blocked = f"failed the dry run ({r.status}): {r.message}"
     return plan
+
+
+def all_or_nothing_problems(plan: Plan, dry_results: list[Result] | None) -> list[str]:
+    """Why an all-or-nothing plan must not be applied at all (empty: it may): a blocked change, a
+    change without a dry run, a dry run that did not pass (``deferred`` is checked again at apply)."""
+    by_ref = {r.ref: r for r in dry_results or []}
+    problems: list[str] = []
+    for c in plan.changes:
+        r = by_ref.get(c.ref)
+        if c.blocked is not None:
+            problems.append(f"{c.ref.label()}: {c.blocked}")
+        elif r is None:
+            problems.append(f"{c.ref.label()}: no dry run")
+        elif not r.ok and r.status != "deferred":
+            problems.append(f"{c.ref.label()}: failed the dry run ({r.status}): {r.message}")
+    return problems
+
+
+def rollback_plan(kube: Kube, plan: Plan, created: list[Change]) -> Plan:
+    """Delete the objects ``created`` (changes of ``plan`` that created them) again, newest first:
+    the undo of a partly applied all-or-nothing plan. Each delete carries the live uid and
+    resourceVersion as preconditions, so an object someone changed meanwhile is left alone."""
+    undo = Plan(cluster=plan.cluster, mitigation="undo-" + plan.mitigation, id=plan.id)
+    for c in reversed(created):
+        live = kube.get(c.ref)
+        if live is None:
+            continue
+        meta = live.get("metadata") or {}
+        undo.changes.append(
+            Change(
+                ref=c.ref,
+                action="delete",
+                why=f"delete {c.ref.label()} again: the rest of the plan failed its dry run",
+                before=live,
+                after=None,
+                body={"uid": meta.get("uid"), "resourceVersion": meta.get("resourceVersion")},
+                previous=clean(live),
+            )
+        )
+    return undo
