@@ -241,3 +241,14 @@ def test_all_or_nothing_plan_refuses_before_touching_the_cluster(tmp_path) -> No
     with pytest.raises(MitigationError, match="ServiceAccount dnsfleet/dnsfleet-collector: no dry run"):
         ctrl.apply(plan, [Result(ns, "ok", "dry run passed")], "c1")
     assert log.records() == []
+
+
+def test_collector_yaml_has_no_anchors() -> None:
+    """The CronJob shares its labels dict with the job template: the YAML repeats it, never ``&id``."""
+    from dnsfleet.deploy import collector_manifests, to_yaml
+
+    text = to_yaml(collector_manifests("c1", "s3://b/p?endpoint=http://127.0.0.1:9000", "*/30 * * * *"))
+    assert "&id" not in text and "*id" not in text
+    docs = [d for d in __import__("yaml").safe_load_all(text) if d]
+    cron = next(d for d in docs if d["kind"] == "CronJob")
+    assert cron["spec"]["jobTemplate"]["spec"]["template"]["metadata"]["labels"] == cron["metadata"]["labels"]

@@ -213,7 +213,13 @@ def collector_manifests(
 
 
 def to_yaml(objects: list[dict[str, Any]]) -> str:
-    """Plain multi-document YAML, keys in the order written above."""
+    """Plain multi-document YAML, keys in the order written above, without anchors: the CronJob's
+    labels are one dict in two places, which PyYAML would write as ``&id001``/``*id001`` (valid YAML,
+    but not what a reviewer of a GitOps repository expects, and not what ``kubectl get -o yaml`` writes)."""
     import yaml
 
-    return yaml.safe_dump_all(objects, sort_keys=False, default_flow_style=False)
+    class _Plain(yaml.SafeDumper):
+        def ignore_aliases(self, data: Any) -> bool:
+            return True
+
+    return yaml.dump_all(objects, Dumper=_Plain, sort_keys=False, default_flow_style=False)
