@@ -15,8 +15,14 @@ def test_bench_store_runs_every_measurement(capsys: pytest.CaptureFixture[str]) 
     for label in (
         "collector write, 90 pods",
         "| index |",
+        "| overview_cold |",
+        "| overview_page_cold |",
+        "| overview_page_warm |",
         "| history |",
+        "| history_page |",
         "| drilldown_read |",
+        "| drilldown |",
+        "| drilldown_warm |",
         "| latest_all |",
     ):
         assert label in out

@@ -85,6 +85,9 @@ def iso(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+
 def parse_time(v: Any) -> datetime | None:
     if not isinstance(v, str):
         return None
@@ -284,7 +287,7 @@ class SnapshotStore:
             for r in got:
                 rows.setdefault(r["id"], r)
         notes: dict[str, list[str]] = defaultdict(list)
-        names_by_slug = {slug(r["cluster"]): r["cluster"] for r in rows.values()}
+        names_by_slug = {slug(n): n for n in {r["cluster"] for r in rows.values()}}
         for s, msgs in by_slug.items():
             if s in names_by_slug:
                 notes[names_by_slug[s]].extend(msgs)
@@ -540,10 +543,12 @@ def _rows_of(items: list[Any], info: ObjectInfo, loose: bool) -> list[dict[str, 
         if not isinstance(r.get("object"), str) or not r["object"].startswith(SNAPSHOTS):
             r["_skip"] = True
             r["_note"] = f"row {r['id']} names no snapshot object"
-        collected = parse_time(r.get("collected_at"))
         stored = parse_time(r.get("stored_at")) if not loose else None
         r["stored_at"] = stored or info.last_modified.astimezone(UTC)
-        r["collected_at"] = iso(collected) if collected else iso(r["stored_at"])
+        c = r.get("collected_at")
+        if not (isinstance(c, str) and _CANONICAL.fullmatch(c)):  # as iso() writes it: kept as it is
+            collected = parse_time(c)
+            r["collected_at"] = iso(collected) if collected else iso(r["stored_at"])
         r["scan_id"] = str(r.get("scan_id") or r["id"])
         out.append(r)
     return out
