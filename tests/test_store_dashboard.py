@@ -138,7 +138,7 @@ def test_drill_down_reads_and_scores_only_the_chosen_cluster(
     _ok(at)
     assert reads.clusters(store_dir) == {"gke-analytics"}
     assert len(reads.objects()) == 1
-    assert [h.value for h in at.header][0] == "gke-analytics"
+    assert at.header[0].value == "gke-analytics"
     assert {m.label for m in at.metric} >= {"Risk score", "Pods exposed", "Nodes"}
     assert "clock was 360" in _text(at)
 

@@ -363,7 +363,8 @@ class SnapshotStore:
                 if of is None:
                     fleet.append(f"compacted index {info.key} unusable: {e}")
                     continue
-                try:  # a bad heads object: its compacted object has every row
+                fleet.append(f"index heads {info.key} unusable ({e}): read {of.key} in full instead")
+                try:  # its compacted object has every row
                     got = _parse_rows(self.backend.get(of.key), of, False)
                 except ObjectMissing:
                     if not last:
