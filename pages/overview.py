@@ -27,6 +27,12 @@ def _store_page() -> None:
         "cluster's newest scan as its collector scored it (the store index); open a cluster to load its "
         "scan and see every figure."
     )
+    if ov.empty:
+        st.info(
+            "No scans in this store yet. Write some with `dnsfleet scan --store URL` or the in-cluster "
+            "collector (`dnsfleet deploy collector`)."
+        )
+        return
     m = overview_metrics(ov)
     with responsive.phone_order(2):
         c1, c2, c3, c4, c5 = st.columns(5)

@@ -206,3 +206,15 @@ def test_overview_selection_opens_the_cluster_page(app: AppTest, reads: Reads, s
     # the index was read once for both pages (the session's cached heads)
     heads = [k for k in reads.keys if k.startswith("v1/index/heads/")]
     assert len(heads) == 1
+
+
+def test_an_empty_store_says_how_to_fill_it(
+    app: AppTest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("DNSFLEET_STORE", str(tmp_path / "empty"))
+    at = app.run()
+    _ok(at)
+    assert any("No scans in this store yet" in i.value for i in at.info)
+    at.switch_page(str(PAGES / "nodes.py")).run()
+    _ok(at)
+    assert "choose the clusters this page shows" in _text(at) and not at.metric
