@@ -458,7 +458,11 @@ def current_source() -> dict[str, Any]:
             return _src(SNAPSHOT, "SNAPSHOT: none loaded", None, [], None, loaded=False)
         if store_path() is not None:
             return _src(
-                SNAPSHOT, f"STORE: {f['path'].removeprefix(STORE_PREFIX)}", f["generated_at"], [], None
+                SNAPSHOT,
+                f"STORE: {f['path'].removeprefix(STORE_PREFIX)}",
+                f["generated_at"],
+                f["contexts"],
+                None,
             )
         return _src(SNAPSHOT, f"SNAPSHOT: {f['name']}", f["generated_at"], f["contexts"], None)
     snap = _demo_snapshot(DEMO_SEED)
