@@ -253,7 +253,8 @@ def store_scope_box(scope: tuple[str, ...] | None) -> None:
             placeholder="Choose clusters",
         )
         st.button(
-            f"Load the whole fleet: {total:,} clusters, {pods:,} pods (reads every cluster object)",
+            f"Load the whole fleet: {total:,} clusters, {pods:,} pods (reads and scores every cluster "
+            "object: minutes for a large fleet)",
             key="store.all.button",
             on_click=_on_all,
             args=(True,),
