@@ -253,8 +253,7 @@ def store_scope_box(scope: tuple[str, ...] | None) -> None:
             placeholder="Choose clusters",
         )
         st.button(
-            f"Load the whole fleet: {total:,} clusters, {pods:,} pods (reads and scores every cluster "
-            "object: minutes for a large fleet)",
+            f"Load the whole fleet: {total:,} clusters, {pods:,} pods (reads and scores every cluster object)",
             key="store.all.button",
             on_click=_on_all,
             args=(True,),
