@@ -7,6 +7,7 @@ Reads are counted at the store backend (``Backend.get``): a snapshot object's ke
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -218,3 +219,40 @@ def test_an_empty_store_says_how_to_fill_it(
     at.switch_page(str(PAGES / "nodes.py")).run()
     _ok(at)
     assert "choose the clusters this page shows" in _text(at) and not at.metric
+
+
+def test_clusters_chosen_on_a_fleet_wide_page_are_loaded_and_kept_across_pages(
+    app: AppTest, reads: Reads, store_dir: Path
+) -> None:
+    at = app.switch_page(str(PAGES / "workloads.py")).run()
+    _ok(at)
+    pick = at.multiselect(key="store.pick")
+    at = pick.set_value(["gke-analytics", "aks-legacy-weu"]).run()
+    _ok(at)
+    assert reads.clusters(store_dir) == {"gke-analytics", "aks-legacy-weu"}
+    assert f"this page shows 2 of {len(_names()) + 1} clusters" in _text(at)
+    wl = next(df.value for df in at.dataframe if "owner" in df.value.columns)
+    assert set(wl["cluster"]) == {"gke-analytics", "aks-legacy-weu"}
+    at.switch_page(str(PAGES / "nodes.py")).run()  # the same two, scored once for both pages
+    _ok(at)
+    assert f"this page shows 2 of {len(_names()) + 1} clusters" in _text(at)
+    assert len(reads.objects()) == 2
+
+
+def test_history_charts_the_riskiest_clusters_when_there_are_many(
+    app: AppTest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    st_ = SnapshotStore(str(tmp_path / "many"))
+    for i in range(15):
+        c = {"name": f"c{i:02d}", "status": "ok", "nodes": [], "pods": []}
+        st_.write_scan(c, summary_row(c, {"score": float(i), "level": "low", "exposed_pods": 0}))
+    monkeypatch.setenv("DNSFLEET_STORE", str(tmp_path / "many"))
+    at = app.switch_page(str(PAGES / "history.py")).run()
+    _ok(at)
+    assert any(
+        "The charts show the 12 clusters with the highest newest score of 15" in c.value for c in at.caption
+    )
+    fig = next(json.loads(c.proto.spec) for c in at.get("plotly_chart") if c.key == "hist.score")
+    drawn = {t["name"] for t in fig["data"]}
+    assert drawn == {f"c{i:02d}" for i in range(3, 15)}  # the 12 highest scores, not c00-c02
+    assert {m.label: m.value for m in at.metric}["Clusters"] == "15"  # the figures cover all
