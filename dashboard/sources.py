@@ -113,7 +113,7 @@ K_STORE_ALL = "store.all"  # True: the user asked for every cluster
 K_STORE_PICK = "store.pick"
 
 
-@st.cache_resource(ttl="1h", max_entries=2, show_spinner="Reading the store index…")
+@st.cache_resource(ttl="1h", max_entries=4, show_spinner="Reading the store index…")
 def store_heads(path: str, mtime: float) -> Heads:
     """The newest index rows of every cluster (no snapshot object read)."""
     from dnsfleet.store import SnapshotStore
@@ -129,7 +129,7 @@ def store_skeleton(path: str, mtime: float) -> dict[str, Any]:
     return {"generated_at": gen, "clusters": [{"name": n} for n in heads.rows]}
 
 
-@st.cache_resource(ttl="1h", max_entries=2, show_spinner=False)
+@st.cache_resource(ttl="1h", max_entries=4, show_spinner=False)
 def _store_overview(path: str, mtime: float) -> pd.DataFrame:
     from dnsfleet.store.overview import overview_frame
 
