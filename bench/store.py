@@ -156,6 +156,16 @@ def _pages(url: str) -> Callable[[str, bool], float]:
 
 
 def measure(url: str, clusters: int, write_pods: int, repeat: int) -> dict[str, list[float]]:
+    """Every measurement on the store at ``url``; the environment the pages ran with is restored."""
+    saved = dict(os.environ)
+    try:
+        return _measure(url, clusters, write_pods, repeat)
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+
+
+def _measure(url: str, clusters: int, write_pods: int, repeat: int) -> dict[str, list[float]]:
     from dnsfleet.store.overview import overview_frame
 
     five_k = synthetic_cluster("bench-write", write_pods)
