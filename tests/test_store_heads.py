@@ -178,3 +178,26 @@ def test_overview_marks_failed_partial_stale_and_ranks_like_the_engine(store_url
     assert pd.isna(notes["exposed-low"]) and not df["stale"].any()
     later = overview_frame(st.read_heads(), now=datetime.now(UTC) + timedelta(hours=7))
     assert later["stale"].all() and all("stale: no scan stored for 7 h" in n for n in later["note"])
+
+
+def test_a_compaction_between_listing_and_reading_the_full_index_loses_no_row(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    st = SnapshotStore(store_url)
+    for name in ("a", "b"):
+        write(st, name)
+    st.compact()
+    write(st, "c")
+    want = sorted(r["id"] for r in st.read_index().rows)
+    real = Backend.get
+    done: list[str] = []
+
+    def get(self: Backend, key: str) -> bytes:
+        if key.startswith(COMPACTED) and not done:
+            done.append(key)
+            SnapshotStore(store_url).compact()  # deletes the compacted object the reader listed
+        return real(self, key)
+
+    monkeypatch.setattr(Backend, "get", get)
+    idx = SnapshotStore(store_url).read_index()
+    assert done and sorted(r["id"] for r in idx.rows) == want and not idx.fleet_notes

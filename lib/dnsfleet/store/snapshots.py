@@ -253,7 +253,16 @@ class SnapshotStore:
 
     # -- reading the index -----------------------------------------------------------------------
     def read_index(self) -> Index:
-        """All rows: the compacted objects' and the loose ones', deduplicated by row id."""
+        """All rows: the compacted objects' and the loose ones', deduplicated by row id. A compacted
+        object deleted by a concurrent compaction between the listing and the read makes the reader
+        list and read again (its rows are in the new compacted object)."""
+        for attempt in range(READ_ATTEMPTS):
+            got = self._read_index_once(last=attempt == READ_ATTEMPTS - 1)
+            if got is not None:
+                return got
+        raise AssertionError("unreachable")  # the last attempt always returns
+
+    def _read_index_once(self, *, last: bool) -> Index | None:
         compacted = list(self.backend.list(COMPACTED))
         loose = list(self.backend.list(ROWS))
         rows: dict[str, dict[str, Any]] = {}
@@ -272,7 +281,14 @@ class SnapshotStore:
         for info, data in results:
             is_loose = info.key.startswith(ROWS)
             if isinstance(data, ObjectMissing):
-                continue  # compacted away between the listing and the read: its rows are elsewhere
+                if is_loose:
+                    continue  # compacted away: its row is in a compacted object
+                if not last:
+                    return None
+                fleet.append(
+                    f"index object {info.key} was deleted while it was read; run again to see its rows"
+                )
+                continue
             if isinstance(data, Exception):
                 raise StoreError(f"cannot read the store index: {data}") from None
             try:
