@@ -32,6 +32,15 @@ if store:
     for note in latest.notes.get(cluster, []):
         st.warning(f"Store: {ui.plain(note)}")
 row = views.cluster_row(a.clusters, cluster)
+if store and row is not None and (used := latest.rows.get(cluster)) is not None:
+    was, now = used.get("score"), row["score"]
+    if str(used.get("level")) != str(row["level"]) or score_text(was) != score_text(now):
+        st.info(
+            f"The store index (the collector's score of this scan, as the Fleet overview shows it) says "
+            f"{ui.plain(used.get('level'))} {score_text(was, na='n/a')}; scored here from the same scan: "
+            f"{ui.plain(row['level'])} {score_text(now, na='n/a')}. A different dnsfleet version or "
+            "resolver mapping (DNSFLEET_RESOLVER_MAP) scores differently."
+        )
 
 st.header(ui.plain(cluster))
 ui.level_badge(row["level"], row["score"])

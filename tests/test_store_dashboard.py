@@ -256,3 +256,24 @@ def test_history_charts_the_riskiest_clusters_when_there_are_many(
     drawn = {t["name"] for t in fig["data"]}
     assert drawn == {f"c{i:02d}" for i in range(3, 15)}  # the 12 highest scores, not c00-c02
     assert {m.label: m.value for m in at.metric}["Clusters"] == "15"  # the figures cover all
+
+
+def test_drill_down_says_when_the_score_here_differs_from_the_collectors(
+    app: AppTest, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    at = app.switch_page(str(PAGES / "cluster.py"))
+    at.query_params["cluster"] = "gke-analytics"
+    at.run()
+    _ok(at)
+    assert "scored here from the same scan" not in _text(at)  # the collector scored it as we do
+    c = next(c for c in demo_snapshot()["clusters"] if c["name"] == "gke-analytics")
+    SnapshotStore(str(tmp_path / "other")).write_scan(
+        c, summary_row(c, {"score": 99.0, "level": "high", "exposed_pods": 1})
+    )
+    monkeypatch.setenv("DNSFLEET_STORE", str(tmp_path / "other"))
+    st.cache_resource.clear()
+    at = AppTest.from_file(APP, default_timeout=180).switch_page(str(PAGES / "cluster.py"))
+    at.query_params["cluster"] = "gke-analytics"
+    at.run()
+    _ok(at)
+    assert any("says high 99; scored here from the same scan" in i.value for i in at.info)
