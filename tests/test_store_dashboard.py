@@ -167,7 +167,7 @@ def test_fleet_wide_pages_ask_which_clusters_and_read_none_before(
     assert not at.metric  # nothing shown as if it were the fleet
 
 
-@pytest.mark.parametrize("page", ["nodes", "workloads", "reports"])
+@pytest.mark.parametrize("page", ["nodes", "workloads", "coredns", "mitigations", "reports"])
 def test_fleet_wide_pages_show_the_linked_cluster_and_say_so(
     app: AppTest, reads: Reads, store_dir: Path, page: str
 ) -> None:
