@@ -32,7 +32,10 @@ from dnsfleet.scrub import scrub
 from dnsfleet.snapshot import load, loads
 
 if TYPE_CHECKING:
+    import pandas as pd
+
     from dnsfleet.engine import Assessment
+    from dnsfleet.store import Heads, Latest
 
 DEMO, KUBECONFIG, SNAPSHOT = "demo", "kubeconfig", "snapshot"
 KIND_LABELS = {DEMO: "Demo fleet", KUBECONFIG: "Kubeconfig (live scan)", SNAPSHOT: "Snapshot file"}
@@ -87,19 +90,174 @@ def file_snapshot(digest: str, name: str, _data: bytes) -> dict[str, Any]:
         return loads(_data, name=name)
 
 
-# DNSFLEET_STORE: the newest scan per cluster from a snapshot store (dnsfleet.store), read through its
-# index; it rides the server-side snapshot path with "store+" before the URL and a minute as "mtime".
-STORE_PREFIX, STORE_REFRESH_S = "store+", 60
-
-
 @st.cache_resource(ttl="1h", max_entries=2, show_spinner=False)
 def server_snapshot(path: str, mtime: float) -> dict[str, Any]:
+    if path.startswith(STORE_PREFIX):
+        return store_skeleton(path, mtime)
     with gc_paused(freeze=True):
-        if path.startswith(STORE_PREFIX):
-            from dnsfleet.store import SnapshotStore
-
-            return SnapshotStore(path.removeprefix(STORE_PREFIX)).latest().snapshot
         return load(path)
+
+
+# --- DNSFLEET_STORE: a snapshot store (dnsfleet.store) -----------------------------------------------
+# It rides the server-side snapshot path (sidebar: kind SNAPSHOT, path "store+" + URL, "mtime" the
+# minute it was opened): one session sees one reading of the index. Nothing here reads every cluster
+# object unless the user asks for the whole fleet:
+# - the Fleet overview ranks the clusters from their newest index rows (``store_overview``);
+# - the Cluster page loads and scores the one cluster chosen (``store_assessment((name,))``);
+# - the pages that need every cluster's pods (Nodes, Workloads, CoreDNS, Mitigations, Reports) get,
+#   from ``current_assessment``, the clusters the user chose (the ``cluster`` link parameter, else the
+#   last ones chosen) or, on request, the whole fleet; ``store_scope_box`` says which on the page.
+STORE_PREFIX, STORE_REFRESH_S = "store+", 60
+K_STORE_SCOPE = "store.scope"  # the clusters fleet-wide pages load (list), remembered per session
+K_STORE_ALL = "store.all"  # True: the user asked for every cluster
+K_STORE_PICK = "store.pick"
+
+
+@st.cache_resource(ttl="1h", max_entries=4, show_spinner="Reading the store index…")
+def store_heads(path: str, mtime: float) -> Heads:
+    """The newest index rows of every cluster (no snapshot object read)."""
+    from dnsfleet.store import SnapshotStore
+
+    return SnapshotStore(path.removeprefix(STORE_PREFIX)).read_heads()
+
+
+def store_skeleton(path: str, mtime: float) -> dict[str, Any]:
+    """What the sidebar remembers of a store: its cluster names and the newest store time; no pods."""
+    heads = store_heads(path, mtime)
+    newest = [r[-1]["stored_at"] for r in heads.rows.values() if r]
+    gen = max(newest).isoformat() if newest else None
+    return {"generated_at": gen, "clusters": [{"name": n} for n in heads.rows]}
+
+
+@st.cache_resource(ttl="1h", max_entries=4, show_spinner=False)
+def _store_overview(path: str, mtime: float) -> pd.DataFrame:
+    from dnsfleet.store.overview import overview_frame
+
+    return overview_frame(store_heads(path, mtime))
+
+
+@st.cache_resource(ttl="1h", max_entries=16, show_spinner=False)
+def _store_latest(path: str, mtime: float, clusters: tuple[str, ...] | None) -> Latest:
+    from dnsfleet.store import SnapshotStore
+
+    store = SnapshotStore(path.removeprefix(STORE_PREFIX))
+    with gc_paused(freeze=True):
+        return store.latest(clusters, heads=store_heads(path, mtime))
+
+
+@st.cache_resource(ttl="1h", max_entries=16, show_spinner=False)
+def _store_assessment(
+    path: str, mtime: float, clusters: tuple[str, ...] | None, mapping: MappingKey
+) -> Assessment:
+    return _analyze(_store_latest(path, mtime, clusters).snapshot, mapping)
+
+
+def store_path() -> tuple[str, float] | None:
+    """(path, mtime) of the store shown, None when the source is not a store."""
+    f = st.session_state.get(K_FILE) if kind() == SNAPSHOT else None
+    if f and str(f.get("path") or "").startswith(STORE_PREFIX):
+        return f["path"], f["mtime"]
+    return None
+
+
+def store_overview() -> pd.DataFrame:
+    """The overview frame of the store shown (``dnsfleet.store.overview``): index rows only."""
+    sp = store_path()
+    if sp is None:
+        raise LookupError("the data source is not a snapshot store")
+    return _store_overview(*sp)
+
+
+def store_heads_shown() -> Heads:
+    sp = store_path()
+    if sp is None:
+        raise LookupError("the data source is not a snapshot store")
+    return store_heads(*sp)
+
+
+def store_assessment(clusters: tuple[str, ...] | None) -> tuple[Assessment, Latest]:
+    """The newest objects of ``clusters`` (None: every cluster) scored together, and what was read
+    (``Latest``: the notes per cluster)."""
+    sp = store_path()
+    if sp is None:
+        raise LookupError("the data source is not a snapshot store")
+    key = tuple(sorted(clusters)) if clusters is not None else None
+    n = len(key) if key is not None else len(store_heads(*sp).rows)
+    with st.spinner(f"Reading {n:,} cluster object(s) from the store and scoring them…"):
+        latest = _store_latest(*sp, key)
+        return _store_assessment(*sp, key, _mapping_key()), latest
+
+
+def store_scope() -> tuple[str, ...] | None:
+    """The clusters the fleet-wide pages load: every cluster (None) when the user asked for the whole
+    fleet, else the ``cluster`` link parameter's store clusters (then remembered), else the last ones
+    chosen; empty when none was chosen yet."""
+    ss = st.session_state
+    if ss.get(K_STORE_ALL):
+        return None
+    names = store_heads_shown().rows
+    linked = [c for c in st.query_params.get_all("cluster") if c in names]
+    if linked and not set(linked) <= set(ss.get(K_STORE_SCOPE) or ()):
+        ss[K_STORE_SCOPE] = list(dict.fromkeys(linked))
+    return tuple(c for c in ss.get(K_STORE_SCOPE) or () if c in names)
+
+
+def _set_scope(chosen: list[str]) -> None:
+    ss = st.session_state
+    ss[K_STORE_SCOPE] = list(chosen)
+    ss[K_STORE_ALL] = False
+    if chosen:
+        st.query_params["cluster"] = list(chosen)
+    elif "cluster" in st.query_params:
+        del st.query_params["cluster"]
+    ss.pop("url.cluster", None)  # the page's own cluster filter re-reads the link
+
+
+def _on_pick() -> None:
+    _set_scope(list(st.session_state.get(K_STORE_PICK) or []))
+
+
+def _on_all(value: bool) -> None:
+    st.session_state[K_STORE_ALL] = value
+    st.session_state.pop("url.cluster", None)
+
+
+def store_scope_box(scope: tuple[str, ...] | None) -> None:
+    """Says on the page which clusters of the store it shows, with the controls to change that."""
+    heads = store_heads_shown()
+    total = len(heads.rows)
+    pods = sum(int((heads.usable(c) or {}).get("pods") or 0) for c in heads.rows)
+    with st.container(border=True, key="store-scope"):
+        if scope is None:
+            st.markdown(f"**Snapshot store: every cluster ({total:,}) is loaded and scored on this page.**")
+            st.button("Back to the chosen clusters", key="store.back", on_click=_on_all, args=(False,))
+            return
+        if scope:
+            st.markdown(
+                f"**Snapshot store: this page shows {len(scope):,} of {total:,} clusters**, the ones "
+                "chosen below; its figures are not the fleet's. The Fleet overview ranks every cluster."
+            )
+        else:
+            st.markdown(
+                f"**Snapshot store: choose the clusters this page shows.** It needs every pod of each "
+                f"cluster, read from the cluster's newest object; the Fleet overview ranks all {total:,} "
+                "clusters from the index without that."
+            )
+        if st.session_state.get(K_STORE_PICK) != list(scope):
+            st.session_state[K_STORE_PICK] = list(scope)
+        st.multiselect(
+            "Clusters loaded from the store",
+            list(heads.rows),
+            key=K_STORE_PICK,
+            on_change=_on_pick,
+            placeholder="Choose clusters",
+        )
+        st.button(
+            f"Load the whole fleet: {total:,} clusters, {pods:,} pods (reads and scores every cluster object)",
+            key="store.all.button",
+            on_click=_on_all,
+            args=(True,),
+        )
 
 
 @st.cache_resource(ttl="1h", max_entries=4, scope="session", show_spinner="Scoring the fleet…")
@@ -156,6 +314,10 @@ def clear_caches() -> None:
         _live_assessment,
         file_snapshot,
         server_snapshot,
+        store_heads,
+        _store_overview,
+        _store_latest,
+        _store_assessment,
         _server_assessment,
         _file_assessment,
         _mapping,
@@ -294,6 +456,14 @@ def current_source() -> dict[str, Any]:
         f = st.session_state.get(K_FILE)
         if not f:
             return _src(SNAPSHOT, "SNAPSHOT: none loaded", None, [], None, loaded=False)
+        if store_path() is not None:
+            return _src(
+                SNAPSHOT,
+                f"STORE: {f['path'].removeprefix(STORE_PREFIX)}",
+                f["generated_at"],
+                f["contexts"],
+                None,
+            )
         return _src(SNAPSHOT, f"SNAPSHOT: {f['name']}", f["generated_at"], f["contexts"], None)
     snap = _demo_snapshot(DEMO_SEED)
     return _src(DEMO, "DEMO FLEET", parse_time(snap.get("generated_at")), [], None)
@@ -304,6 +474,8 @@ def current_snapshot() -> dict[str, Any]:
     k = kind()
     if k == KUBECONFIG and (live := shown_scan()) and (snap := scan_store().snapshot(live.scan_id)):
         return snap
+    if store_path() is not None:
+        return store_assessment(store_scope())[1].snapshot
     if k == SNAPSHOT and (f := st.session_state.get(K_FILE)):
         return file_loader(f)()
     return _demo_snapshot(DEMO_SEED)
@@ -314,6 +486,9 @@ def source_key() -> str:
     k = kind()
     if k == KUBECONFIG and (live := shown_scan()):
         return "live|" + live.scan_id
+    if (sp := store_path()) is not None:
+        scope = store_scope()
+        return f"store|{sp[0]}|{sp[1]}|" + ("*" if scope is None else "\x1f".join(sorted(scope)))
     if k == SNAPSHOT and (f := st.session_state.get(K_FILE)):
         return "file|" + f["digest"]
     return f"demo|{DEMO_SEED}"
@@ -338,6 +513,12 @@ def current_assessment() -> Assessment:
         if not f:
             st.info("Upload a dnsfleet snapshot (.json or .json.gz) in the sidebar.")
             st.stop()
+        if store_path() is not None:
+            scope = store_scope()
+            store_scope_box(scope)
+            if scope == ():
+                st.stop()
+            return store_assessment(scope)[0]
         if f.get("path"):
             return _server_assessment(f["path"], f["mtime"], _mapping_key())
         return _file_assessment(f["digest"], _mapping_key(), file_loader(f))

@@ -26,6 +26,10 @@ from dashboard.sources import (
     current_source,
     one_line,
     source_key,
+    store_assessment,
+    store_heads_shown,
+    store_overview,
+    store_path,
 )
 
 __all__ = [
@@ -40,4 +44,8 @@ __all__ = [
     "render_sidebar",
     "render_source_error",
     "source_key",
+    "store_assessment",
+    "store_heads_shown",
+    "store_overview",
+    "store_path",
 ]

@@ -1,22 +1,46 @@
-"""Cluster: the risk breakdown in plain language, the DNS service path, and what to do first."""
+"""Cluster: the risk breakdown in plain language, the DNS service path, and what to do first.
+
+With a snapshot store (``DNSFLEET_STORE``) the list of clusters comes from the index (as on the Fleet
+overview) and only the chosen cluster's newest scan is read and scored."""
 
 import pandas as pd
 import streamlit as st
 
 from dashboard import charts, detail, nav, ui, views
-from dashboard.state import current_assessment
+from dashboard.state import current_assessment, store_assessment, store_overview, store_path
 from dnsfleet.gaps import gap_text
 from dnsfleet.verdicts import score_text
 
-a = current_assessment()
-
-ranked = views.by_risk(a.clusters)["cluster"].astype(str).tolist()
+store = store_path() is not None
+if store:
+    ranked = store_overview()["cluster"].astype(str).tolist()
+else:
+    a = current_assessment()
+    ranked = views.by_risk(a.clusters)["cluster"].astype(str).tolist()
 st.title("Cluster")
 if not ranked:
     st.info("No clusters in this data source.")
     st.stop()
 cluster = ui.url_select("Cluster (highest risk first)", ranked, "cluster", default=ranked[0])
+if store:
+    a, latest = store_assessment((cluster,))
+    got = latest.snapshot["clusters"][0].get("store") or {}
+    st.caption(
+        f"Newest scan of this cluster in the store: {ui.plain(got.get('scan_id') or 'none')}, stored "
+        f"{ui.plain(got.get('stored_at') or 'never')} (store clock); scored on this page."
+    )
+    for note in latest.notes.get(cluster, []):
+        st.warning(f"Store: {ui.plain(note)}")
 row = views.cluster_row(a.clusters, cluster)
+if store and row is not None and (used := latest.rows.get(cluster)) is not None:
+    was, now = used.get("score"), row["score"]
+    if str(used.get("level")) != str(row["level"]) or score_text(was) != score_text(now):
+        st.info(
+            f"The store index (the collector's score of this scan, as the Fleet overview shows it) says "
+            f"{ui.plain(used.get('level'))} {score_text(was, na='n/a')}; scored here from the same scan: "
+            f"{ui.plain(row['level'])} {score_text(now, na='n/a')}. A different dnsfleet version or "
+            "resolver mapping (DNSFLEET_RESOLVER_MAP) scores differently."
+        )
 
 st.header(ui.plain(cluster))
 ui.level_badge(row["level"], row["score"])

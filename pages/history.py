@@ -12,7 +12,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from dashboard import ui
+from dashboard import ui, views
 from dashboard.charts import _layout, empty_figure, series_color
 from dnsfleet.mitigate.audit import AuditLog
 from dnsfleet.report import to_csv_bytes
@@ -20,6 +20,7 @@ from dnsfleet.store import SnapshotStore, StoreError
 from dnsfleet.store.history import history_frame, mitigation_marks
 
 INDEX_TTL_S = 60
+CHART_CLUSTERS = 12  # clusters drawn when none is chosen: a chart of 1,000 lines shows nothing
 SHOWN_COLUMNS = [
     "cluster",
     "scan_time",
@@ -108,6 +109,16 @@ def _lines(df: pd.DataFrame, marks: pd.DataFrame, value: str, title: str, names:
     return _layout(fig, title, legend_below=True, xaxis_title="scan time (store clock, UTC)")
 
 
+def _newest_table(df: pd.DataFrame, height: int | str = "auto") -> None:
+    """Newest scans first, at most ``views.TABLE_LIMIT`` rows sent to the browser (said when cut)."""
+    shown = views.cap(df[SHOWN_COLUMNS].iloc[::-1])
+    if shown.note:
+        st.caption(
+            f"Showing the newest {len(shown.frame):,} of {shown.total:,} rows; the CSV below has every one."
+        )
+    st.dataframe(shown.frame, hide_index=True, width="stretch", height=height)
+
+
 st.title("History")
 url = os.environ.get("DNSFLEET_STORE") or None
 try:
@@ -144,10 +155,27 @@ for name in chosen or names:
 for n in fleet_notes:
     st.warning(n)
 
-ui.chart(_lines(view, marks, "score", "Risk score over time", names), key="hist.score")
-ui.chart(_lines(view, marks, "exposed_pods", "Exposed pods over time", names), key="hist.exposed")
+drawn = chosen or names
+if not chosen and len(names) > CHART_CLUSTERS:
+    newest = hist.groupby("cluster", sort=False).tail(1)
+    top = newest.sort_values(["score", "cluster"], ascending=[False, True], na_position="last")
+    drawn = sorted(top["cluster"].head(CHART_CLUSTERS))
+    st.caption(
+        f"The charts show the {CHART_CLUSTERS} clusters with the highest newest score of {len(names):,}; "
+        "choose clusters above to chart others. The tables and the CSV hold every cluster."
+    )
+chart_view = view[view["cluster"].isin(drawn)]
+chart_marks = marks[marks["cluster"].isin(drawn)] if not marks.empty else marks
+ui.chart(_lines(chart_view, chart_marks, "score", "Risk score over time", drawn), key="hist.score")
+ui.chart(_lines(chart_view, chart_marks, "exposed_pods", "Exposed pods over time", drawn), key="hist.exposed")
 ui.chart(
-    _lines(view, marks, "insert_failed", "Evidence: conntrack insert_failed increase per scan window", names),
+    _lines(
+        chart_view,
+        chart_marks,
+        "insert_failed",
+        "Evidence: conntrack insert_failed increase per scan window",
+        drawn,
+    ),
     key="hist.evidence",
 )
 
@@ -155,13 +183,13 @@ st.subheader("Regressions")
 if regs.empty:
     st.caption("No scan was worse than the cluster's previous one (level, score +10 or exposed pods +10%).")
 else:
-    st.dataframe(regs[SHOWN_COLUMNS].iloc[::-1], hide_index=True, width="stretch")
+    _newest_table(regs)
 
 st.subheader("Scans")
-st.dataframe(view[SHOWN_COLUMNS].iloc[::-1], hide_index=True, width="stretch", height=360)
+_newest_table(view, height=360)
 st.download_button(
     "Download history CSV",
-    to_csv_bytes(view),
+    lambda: to_csv_bytes(view),  # built when clicked, not on every run (30,000 rows: ~1 s)
     file_name="dnsfleet-history.csv",
     mime="text/csv",
     key="hist.csv",

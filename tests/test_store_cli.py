@@ -48,23 +48,33 @@ def store_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return d
 
 
-def test_show_store_reads_latest_per_cluster_with_notes(
-    store_dir: Path, capsys: pytest.CaptureFixture[str]
+def test_show_store_reads_the_index_only(
+    store_dir: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from dnsfleet.store.backend import Backend
+
+    keys: list[str] = []
+    real = Backend.get
+    monkeypatch.setattr(Backend, "get", lambda self, key: keys.append(key) or real(self, key))
     assert main(["show", "--store", str(store_dir), "-o", "json"]) == 0
     out = capsys.readouterr()
     rows = {r["cluster"]: r for r in json.loads(out.out)}
     assert len(rows) == len(demo_snapshot()["clusters"])
-    assert rows["aks-nodelocal-neu"]["level"] in ("low", "medium", "high", "unknown")
-    assert "note: cilium-edge: scan " in out.err and "truncated or corrupt" in out.err
-    assert rows["cilium-edge"]["status"] == "ok"  # the older scan is shown
+    assert keys and not [k for k in keys if k.startswith("v1/snapshots/")]  # no cluster object read
+    assert rows["gke-analytics"]["level"] == "high"  # the newest row: the collector's score
+    assert rows["cilium-edge"]["status"] == "ok" and rows["cilium-edge"]["scan_time"].endswith("Z")
+    assert "note: gke-analytics: the collector's clock was" in out.err  # its scans were written 1 h back
+    assert main(["show", "--store", str(store_dir), "--resolver-map", "x.csv"]) == 2
+    assert "no effect on 'show --store'" in capsys.readouterr().err
 
 
-def test_report_store_writes_csvs(
+def test_report_store_reads_the_objects_and_notes_a_truncated_one(
     store_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     assert main(["report", "--store", str(store_dir), "--out", str(tmp_path)]) == 0
     assert (tmp_path / "clusters.csv").read_text().count("\n") >= 7
+    err = capsys.readouterr().err
+    assert "note: cilium-edge: scan " in err and "truncated or corrupt" in err
 
 
 def test_history_csv_flags_the_regressions(store_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -7,10 +7,11 @@
 """
 
 from dnsfleet.store.backend import Backend, StoreError, default_store_dir
-from dnsfleet.store.snapshots import Index, Latest, Retention, SnapshotStore, summary_row
+from dnsfleet.store.snapshots import Heads, Index, Latest, Retention, SnapshotStore, summary_row
 
 __all__ = [
     "Backend",
+    "Heads",
     "Index",
     "Latest",
     "Retention",

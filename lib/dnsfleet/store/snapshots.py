@@ -6,6 +6,8 @@ Layout (under the store URL, ``docs/store.md``)::
     v1/snapshots/<slug>/<scan_id>.json.gz   one cluster's snapshot (a normal snapshot, one cluster)
     v1/index/rows/<scan_id>.<slug>.json     one index row per write, created, never overwritten
     v1/index/compacted/<time>-<rand>.json.gz  rows merged by ``compact`` (which also applies retention)
+    v1/index/heads/<time>-<rand>.json.gz      the newest rows of each cluster in the compacted object of
+                                             the same name (written right after it, deleted right before it)
 
 A writer puts the snapshot object first and its index row second, both create-only, under names no
 other writer can pick (scan time + random suffix): two collectors can never overwrite each other, and
@@ -13,6 +15,11 @@ a row never names an object that was not written. ``compact`` writes a new compa
 every row it read (the other compacted objects included) before deleting exactly what it read, so a
 reader, which takes the union of all compacted objects and loose rows (deduplicated by row id),
 never misses a row, even while two compactions run at once.
+
+The newest scan per cluster (``read_heads``: the overview, ``latest``, a drill-down) reads the small
+heads object of each compacted object instead of the compacted object itself (1,000 clusters: a few
+thousand rows instead of every scan), plus the loose rows; a compacted object without a usable heads
+object is read in full, so a missing or truncated heads object costs time, never a row.
 
 Times: ``collected_at`` is the collector's clock; ``stored_at`` is the store's (the object's
 last-modified time, one clock for every collector). The latest scan of a cluster is the one the store
@@ -45,6 +52,9 @@ TOOL = "dnsfleet"
 SNAPSHOTS = "v1/snapshots/"
 ROWS = "v1/index/rows/"
 COMPACTED = "v1/index/compacted/"
+HEADS = "v1/index/heads/"
+HEADS_FORMAT = "dnsfleet.store-heads"
+READ_ATTEMPTS = 3  # a compaction deleting what a reader listed: the reader lists and reads again
 SKEW_S = 300.0  # a collector clock this far from the store's gets a note
 SAME_NAME_WINDOW = timedelta(days=1)  # two collectors writing one name within this get a note
 FALLBACK_SCANS = 3  # older scans tried when the latest object of a cluster is unusable
@@ -73,6 +83,9 @@ def slug(name: str) -> str:
 
 def iso(t: datetime) -> str:
     return t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
 def parse_time(v: Any) -> datetime | None:
@@ -107,6 +120,36 @@ class Index:
     notes: dict[str, list[str]] = field(default_factory=dict)  # cluster name -> notes
     fleet_notes: list[str] = field(default_factory=list)  # what names no known cluster
     sources: list[str] = field(default_factory=list)  # the keys read (compaction deletes these)
+
+
+@dataclass
+class Heads:
+    """The newest rows of each cluster, read without the full index: per cluster its newest row and
+    older ones until ``FALLBACK_SCANS`` usable rows (oldest first, as in ``Index``), the collectors
+    that wrote its name with the newest store time of each, and the notes about what was not read."""
+
+    rows: dict[str, list[dict[str, Any]]]
+    collectors: dict[str, dict[str, datetime]] = field(default_factory=dict)
+    notes: dict[str, list[str]] = field(default_factory=dict)
+    fleet_notes: list[str] = field(default_factory=list)
+
+    def newest(self, cluster: str) -> dict[str, Any] | None:
+        rows = self.rows.get(cluster)
+        return rows[-1] if rows else None
+
+    def usable(self, cluster: str) -> dict[str, Any] | None:
+        """The newest row whose scan this dnsfleet can read (None: none of the newest is)."""
+        return next((r for r in reversed(self.rows.get(cluster, [])) if not r.get("_skip")), None)
+
+    def cluster_notes(self, cluster: str) -> list[str]:
+        """What the index says about ``cluster``: unreadable or skipped rows among its newest, two
+        collectors on one name; not the object's faults (only reading it tells)."""
+        msgs = list(self.notes.get(cluster, []))
+        msgs += [r["_note"] for r in self.rows.get(cluster, []) if r.get("_note")]
+        newest = self.newest(cluster)
+        if newest is not None:
+            msgs += _collector_note(self.collectors.get(cluster, {}), newest["stored_at"])
+        return msgs
 
 
 @dataclass
@@ -210,7 +253,16 @@ class SnapshotStore:
 
     # -- reading the index -----------------------------------------------------------------------
     def read_index(self) -> Index:
-        """All rows: the compacted objects' and the loose ones', deduplicated by row id."""
+        """All rows: the compacted objects' and the loose ones', deduplicated by row id. A compacted
+        object deleted by a concurrent compaction between the listing and the read makes the reader
+        list and read again (its rows are in the new compacted object)."""
+        for attempt in range(READ_ATTEMPTS):
+            got = self._read_index_once(last=attempt == READ_ATTEMPTS - 1)
+            if got is not None:
+                return got
+        raise AssertionError("unreachable")  # the last attempt always returns
+
+    def _read_index_once(self, *, last: bool) -> Index | None:
         compacted = list(self.backend.list(COMPACTED))
         loose = list(self.backend.list(ROWS))
         rows: dict[str, dict[str, Any]] = {}
@@ -229,7 +281,14 @@ class SnapshotStore:
         for info, data in results:
             is_loose = info.key.startswith(ROWS)
             if isinstance(data, ObjectMissing):
-                continue  # compacted away between the listing and the read: its rows are elsewhere
+                if is_loose:
+                    continue  # compacted away: its row is in a compacted object
+                if not last:
+                    return None
+                fleet.append(
+                    f"index object {info.key} was deleted while it was read; run again to see its rows"
+                )
+                continue
             if isinstance(data, Exception):
                 raise StoreError(f"cannot read the store index: {data}") from None
             try:
@@ -244,7 +303,7 @@ class SnapshotStore:
             for r in got:
                 rows.setdefault(r["id"], r)
         notes: dict[str, list[str]] = defaultdict(list)
-        names_by_slug = {slug(r["cluster"]): r["cluster"] for r in rows.values()}
+        names_by_slug = {slug(n): n for n in {r["cluster"] for r in rows.values()}}
         for s, msgs in by_slug.items():
             if s in names_by_slug:
                 notes[names_by_slug[s]].extend(msgs)
@@ -258,22 +317,118 @@ class SnapshotStore:
                 notes[r["cluster"]].append(r["_note"])
         return Index(ordered, dict(notes), fleet, sources)
 
-    # -- the latest scan per cluster ----------------------------------------------------------------
-    def latest(self, clusters: Iterable[str] | None = None) -> Latest:
-        """A snapshot of each cluster's newest usable scan, read through the index (one object per
-        cluster). A cluster whose newest object is unusable falls back to an older scan, with a note;
-        a cluster with no usable scan is a ``failed`` cluster whose reason says why."""
-        idx = self.read_index()
-        wanted = set(clusters) if clusters is not None else None
+    # -- the newest rows per cluster ---------------------------------------------------------------
+    def read_heads(self) -> Heads:
+        """The newest rows of every cluster: the heads object of each compacted object (the compacted
+        object itself when its heads object is missing or unusable) and every loose row. A compacted
+        object deleted by a concurrent compaction between the listing and the read makes the reader
+        list and read again (its rows are in the new compacted object)."""
+        for attempt in range(READ_ATTEMPTS):
+            got = self._read_heads_once(last=attempt == READ_ATTEMPTS - 1)
+            if got is not None:
+                return got
+        raise AssertionError("unreachable")  # the last attempt always returns
+
+    def _read_heads_once(self, *, last: bool) -> Heads | None:
+        compacted = {i.key: i for i in self.backend.list(COMPACTED)}
+        heads_listed = {i.key: i for i in self.backend.list(HEADS)}
+        loose = list(self.backend.list(ROWS))
+        jobs: list[tuple[ObjectInfo, ObjectInfo | None]] = []  # (what to read, its compacted object)
+        for key in sorted(compacted):
+            h = heads_listed.get(heads_key(key))
+            jobs.append((h, compacted[key]) if h is not None else (compacted[key], None))
+        jobs += [(i, None) for i in loose]
+
+        def fetch(job: tuple[ObjectInfo, ObjectInfo | None]) -> bytes | Exception:
+            try:
+                return self.backend.get(job[0].key)
+            except StoreError as e:
+                return e
+
+        with ThreadPoolExecutor(READ_WORKERS) as pool:
+            results = list(pool.map(fetch, jobs))
+        rows: dict[str, dict[str, Any]] = {}
+        collectors: dict[str, dict[str, datetime]] = defaultdict(dict)
+        by_slug: dict[str, list[str]] = defaultdict(list)
+        fleet: list[str] = []
+        for (info, of), data in zip(jobs, results, strict=True):
+            is_loose = info.key.startswith(ROWS)
+            if isinstance(data, ObjectMissing):
+                if is_loose:
+                    continue  # compacted away: its row is in a compacted object
+                if not last:
+                    return None
+                fleet.append(
+                    f"index object {info.key} was deleted while it was read; run again to see its rows"
+                )
+                continue
+            if isinstance(data, Exception):
+                raise StoreError(f"cannot read the store index: {data}") from None
+            got: list[dict[str, Any]] = []
+            try:
+                if of is not None:
+                    got, cols = _parse_heads(data, info)
+                    for name, ids in cols.items():
+                        _merge_collectors(collectors[name], ids)
+                else:
+                    got = _parse_rows(data, info, is_loose)
+            except _BadObject as e:
+                if is_loose:
+                    by_slug[_slug_of_row_key(info.key)].append(f"index row {info.key} unusable: {e}")
+                    continue
+                if of is None:
+                    fleet.append(f"compacted index {info.key} unusable: {e}")
+                    continue
+                fleet.append(f"index heads {info.key} unusable ({e}): read {of.key} in full instead")
+                try:  # its compacted object has every row
+                    got = _parse_rows(self.backend.get(of.key), of, False)
+                except ObjectMissing:
+                    if not last:
+                        return None
+                    continue
+                except _BadObject as e2:
+                    fleet.append(f"compacted index {of.key} unusable: {e2}")
+                    continue
+            for r in got:
+                rows.setdefault(r["id"], r)
         per: dict[str, list[dict[str, Any]]] = defaultdict(list)
-        for r in idx.rows:
-            if wanted is None or r["cluster"] in wanted:
-                per[r["cluster"]].append(r)
-        notes: dict[str, list[str]] = {c: list(idx.notes.get(c, [])) for c in per}
+        for r in rows.values():
+            per[r["cluster"]].append(r)
+        out: dict[str, list[dict[str, Any]]] = {}
+        for name, rs in per.items():
+            rs.sort(key=_row_order)
+            _merge_collectors(collectors[name], _collectors_of(rs))
+            out[name] = _newest_rows(rs)
+        notes: dict[str, list[str]] = defaultdict(list)
+        for s_, msgs in by_slug.items():
+            match = next((n for n in out if slug(n) == s_), None)
+            if match is not None:
+                notes[match].extend(msgs)
+            else:
+                fleet.extend(msgs)
+        return Heads(
+            dict(sorted(out.items())),
+            {k: v for k, v in collectors.items() if k in out},
+            dict(notes),
+            fleet,
+        )
+
+    # -- the latest scan per cluster ----------------------------------------------------------------
+    def latest(self, clusters: Iterable[str] | None = None, *, heads: Heads | None = None) -> Latest:
+        """A snapshot of each cluster's newest usable scan, read through the index heads (one object per
+        cluster). A cluster whose newest object is unusable falls back to an older scan, with a note;
+        a cluster with no usable scan is a ``failed`` cluster whose reason says why. ``heads``: a
+        ``read_heads()`` result to use instead of reading the index again (a dashboard's cached one)."""
+        heads = heads if heads is not None else self.read_heads()
+        wanted = set(clusters) if clusters is not None else None
+        per = {c: rows for c, rows in heads.rows.items() if wanted is None or c in wanted}
+        notes: dict[str, list[str]] = {c: list(heads.notes.get(c, [])) for c in per}
+        for c, rows in per.items():
+            notes[c] += [r["_note"] for r in rows if r.get("_note")]
 
         def pick(name: str) -> tuple[dict[str, Any], dict[str, Any] | None, list[str]]:
             rows = per[name]
-            msgs = _collector_notes(rows)
+            msgs = _collector_note(heads.collectors.get(name, {}), rows[-1]["stored_at"])
             candidates = [r for r in reversed(rows) if not r.get("_skip")]
             for r in candidates[:FALLBACK_SCANS]:
                 try:
@@ -308,7 +463,7 @@ class SnapshotStore:
         snap = new_snapshot(out_clusters, "store")
         if used:  # the snapshot is as new as its newest scan, not the moment it was read
             snap["generated_at"] = iso(max(r["stored_at"] for r in used.values()))
-        return Latest(snap, used, {k: v for k, v in notes.items() if v}, idx.fleet_notes)
+        return Latest(snap, used, {k: v for k, v in notes.items() if v}, heads.fleet_notes)
 
     def _load_cluster(self, row: Mapping[str, Any]) -> dict[str, Any]:
         data = self.backend.get(row["object"])
@@ -337,7 +492,11 @@ class SnapshotStore:
         }
         key = f"{COMPACTED}{now:%Y%m%dT%H%M%S}Z-{secrets.token_hex(4)}.json.gz"
         self.backend.put(key, gzip.compress(orjson.dumps(doc), compresslevel=6, mtime=0), create=True)
+        # Second, its heads: a reader that finds no heads object reads the compacted one in full.
+        self.backend.put(heads_key(key), heads_object(keep, key, now), create=True)
         for k in idx.sources:
+            if k.startswith(COMPACTED):
+                self.backend.delete(heads_key(k))  # before its compacted object: never heads alone
             self.backend.delete(k)
         for r in drop:
             self.backend.delete(r["object"])
@@ -375,6 +534,10 @@ def _parse_rows(data: bytes, info: ObjectInfo, loose: bool) -> list[dict[str, An
         items = doc.get("rows")
         if not isinstance(items, list):
             raise _BadObject("'rows' is not a list")
+    return _rows_of(items, info, loose)
+
+
+def _rows_of(items: list[Any], info: ObjectInfo, loose: bool) -> list[dict[str, Any]]:
     out = []
     for r in items:
         if (
@@ -397,13 +560,43 @@ def _parse_rows(data: bytes, info: ObjectInfo, loose: bool) -> list[dict[str, An
         if not isinstance(r.get("object"), str) or not r["object"].startswith(SNAPSHOTS):
             r["_skip"] = True
             r["_note"] = f"row {r['id']} names no snapshot object"
-        collected = parse_time(r.get("collected_at"))
         stored = parse_time(r.get("stored_at")) if not loose else None
         r["stored_at"] = stored or info.last_modified.astimezone(UTC)
-        r["collected_at"] = iso(collected) if collected else iso(r["stored_at"])
+        c = r.get("collected_at")
+        if not (isinstance(c, str) and _CANONICAL.fullmatch(c)):  # as iso() writes it: kept as it is
+            collected = parse_time(c)
+            r["collected_at"] = iso(collected) if collected else iso(r["stored_at"])
         r["scan_id"] = str(r.get("scan_id") or r["id"])
         out.append(r)
     return out
+
+
+def _parse_heads(
+    data: bytes, info: ObjectInfo
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, datetime]]]:
+    """A heads object's rows (checked as a compacted object's are) and its collectors per cluster."""
+    try:
+        doc = orjson.loads(gzip.decompress(data))
+    except (OSError, EOFError, zlib.error):
+        raise _BadObject("not a valid gzip object (truncated or corrupt)") from None
+    except orjson.JSONDecodeError:
+        raise _BadObject("not valid JSON (truncated or corrupt)") from None
+    if not isinstance(doc, dict) or doc.get("format") != HEADS_FORMAT:
+        raise _BadObject("not a dnsfleet store heads object")
+    if not isinstance(doc.get("index_version"), int) or doc["index_version"] > INDEX_VERSION:
+        raise _BadObject(f"index_version {doc.get('index_version')!r} is newer than this dnsfleet reads")
+    clusters = doc.get("clusters")
+    if not isinstance(clusters, dict) or not all(isinstance(v, dict) for v in clusters.values()):
+        raise _BadObject("'clusters' is not a mapping")
+    items, cols = [], {}
+    for name, c in clusters.items():
+        rs = c.get("rows")
+        if not isinstance(rs, list):
+            raise _BadObject(f"cluster {name!r} has no row list")
+        items += rs
+        ids = c.get("collectors") if isinstance(c.get("collectors"), dict) else {}
+        cols[name] = {str(k): t for k, v in ids.items() if (t := parse_time(v)) is not None}
+    return _rows_of(items, info, False), cols
 
 
 def _row_out(r: Mapping[str, Any]) -> dict[str, Any]:
@@ -412,17 +605,68 @@ def _row_out(r: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _collector_notes(rows: list[dict[str, Any]]) -> list[str]:
-    if not rows:
-        return []
-    newest = rows[-1]["stored_at"]
-    ids = sorted(
-        {
-            str((r.get("collector") or {}).get("id"))
-            for r in rows
-            if r["stored_at"] >= newest - SAME_NAME_WINDOW and (r.get("collector") or {}).get("id")
+def heads_key(compacted_key: str) -> str:
+    """The heads object of a compacted index object (same name under ``HEADS``)."""
+    return HEADS + compacted_key.removeprefix(COMPACTED)
+
+
+def heads_object(rows: Iterable[Mapping[str, Any]], compacted_key: str, now: datetime) -> bytes:
+    """The heads of ``rows`` (sorted by cluster, then store time): per cluster its newest rows
+    (``_newest_rows``) and each collector id with its newest store time."""
+    per: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for r in rows:
+        per[r["cluster"]].append(r)
+    clusters = {
+        name: {
+            "rows": [_row_out(r) for r in _newest_rows(rs)],
+            "collectors": {k: iso(v) for k, v in _collectors_of(rs).items()},
         }
-    )
+        for name, rs in per.items()
+    }
+    doc = {
+        "format": HEADS_FORMAT,
+        "index_version": INDEX_VERSION,
+        "written_at": iso(now),
+        "compacted": compacted_key,
+        "clusters": clusters,
+    }
+    return gzip.compress(orjson.dumps(doc), compresslevel=6, mtime=0)
+
+
+def _row_order(r: Mapping[str, Any]) -> tuple[Any, ...]:
+    return (r["stored_at"], r["collected_at"], r["id"])
+
+
+def _newest_rows(rows: list[Any]) -> list[Any]:
+    """The newest rows of one cluster (``rows`` oldest first) until ``FALLBACK_SCANS`` usable ones."""
+    out, usable = [], 0
+    for r in reversed(rows):
+        out.append(r)
+        usable += not r.get("_skip")
+        if usable >= FALLBACK_SCANS:
+            break
+    return out[::-1]
+
+
+def _collectors_of(rows: Iterable[Mapping[str, Any]]) -> dict[str, datetime]:
+    out: dict[str, datetime] = {}
+    for r in rows:
+        cid = (r.get("collector") or {}).get("id") if isinstance(r.get("collector"), dict) else None
+        if cid:
+            cid = str(cid)
+            if cid not in out or r["stored_at"] > out[cid]:
+                out[cid] = r["stored_at"]
+    return out
+
+
+def _merge_collectors(into: dict[str, datetime], more: Mapping[str, datetime]) -> None:
+    for k, t in more.items():
+        if k not in into or t > into[k]:
+            into[k] = t
+
+
+def _collector_note(collectors: Mapping[str, datetime], newest: datetime) -> list[str]:
+    ids = sorted(k for k, t in collectors.items() if t >= newest - SAME_NAME_WINDOW)
     if len(ids) > 1:
         return [
             f"{len(ids)} collectors wrote this cluster name within a day (ids {', '.join(ids)}): "
@@ -467,6 +711,7 @@ def _apply_retention(
 
 
 __all__ = [
+    "Heads",
     "Index",
     "Latest",
     "ObjectExists",
