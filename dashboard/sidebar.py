@@ -101,7 +101,7 @@ def render_sidebar() -> None:
         box = progress_box.container(border=True)
         for text, frac in done:
             box.progress(frac, text=text)
-    sb.radio("Data source", list(KIND_LABELS), format_func=KIND_LABELS.get, key=K_KIND)
+    sb.radio("Data source", list(KIND_LABELS), format_func=_kind_label, key=K_KIND)
     kind = st.session_state[K_KIND]
     if kind == KUBECONFIG:
         _kubeconfig_controls(progress_box)
@@ -115,6 +115,13 @@ def render_sidebar() -> None:
         verb = "Scanned" if src["kind"] == KUBECONFIG else "Generated"
         age.caption(f"{verb} {when:%Y-%m-%d %H:%M:%S} UTC ({sources.ago(when)})")
     _sync_scan_param(src.get("scan_id"))
+
+
+def _kind_label(kind: str) -> str:
+    """The source's name in the radio: the operator's DNSFLEET_STORE is a snapshot store, not a file."""
+    if kind == SNAPSHOT and os.environ.get("DNSFLEET_STORE") and not os.environ.get("DNSFLEET_SNAPSHOT"):
+        return "Snapshot store (or a file)"
+    return KIND_LABELS[kind]
 
 
 def render_source_error() -> None:

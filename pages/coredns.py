@@ -11,10 +11,10 @@ from dashboard import charts, detail, evidence_view, responsive, ui, views
 from dashboard.state import current_assessment, current_source
 from dnsfleet.gaps import score_gaps
 
-a = current_assessment()
+st.title("CoreDNS")
+a = current_assessment()  # under the title: a store source draws its cluster choice here
 src = current_source()
 
-st.title("CoreDNS")
 st.warning(
     "A query lost to the conntrack race never reaches CoreDNS: the client waits its resolver timeout "
     "(5 s on glibc, 2.5 s on musl) and retries. Those waits do **not** show in CoreDNS latency; use the "

@@ -34,7 +34,8 @@ LINK_KINDS = {
     "kernel-upgrade": KINDS[2],
 }
 
-a = current_assessment()
+st.title("Mitigations")
+a = current_assessment()  # under the title: a store source draws its cluster choice here
 src = current_source()
 ss = st.session_state
 audit = AuditLog()
@@ -43,7 +44,6 @@ writes_on = decision.may_write
 live = src.get("kind") == "kubeconfig" and src.get("loaded", True)
 kubeconfig = src.get("kubeconfig")  # the file the shown scan read
 
-st.title("Mitigations")
 st.caption(
     "Every change is planned from the live object, shown as a diff, checked by a server-side dry run and "
     "applied only with writes enabled and the cluster name typed. Each object gets an audit record; "

@@ -6,9 +6,9 @@ from dashboard import charts, detail, evidence_view, ui, views
 from dashboard.state import current_assessment
 from dnsfleet.verdicts import kernel_verdict
 
-a = current_assessment()
-
 st.title("Nodes & kernels")
+a = current_assessment()  # under the title: a store source draws its cluster choice here
+
 st.caption(
     "Race 1 is fixed in 4.19, race 2 in 5.0, race 3 in 5.6 (or a vendor backport); race 3 needs two or "
     "more DNS endpoints. An NFQUEUE policy agent re-opens a clash path before 6.12."

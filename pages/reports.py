@@ -23,11 +23,11 @@ def _snapshot_bytes(key: str, _snapshot: dict) -> bytes:
     return dumps(_snapshot, compress=True)
 
 
-a = current_assessment()
+st.title("Reports")
+a = current_assessment()  # under the title: a store source draws its cluster choice here
 src = current_source()
 key = source_key()
 
-st.title("Reports")
 st.caption(f"Data: **{src['label']}**. Credentials are never part of a report or the snapshot.")
 
 if len(a.clusters) and (a.clusters["status"] == "failed").all():

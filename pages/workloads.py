@@ -5,9 +5,9 @@ import streamlit as st
 from dashboard import charts, detail, nav, ui, views
 from dashboard.state import current_assessment
 
-a = current_assessment()
-
 st.title("Workloads")
+a = current_assessment()  # under the title: a store source draws its cluster choice here
+
 st.caption(
     "Pods rolled up to their owner. Exposed = the node's kernel has a race open, DNS goes through conntrack "
     "DNAT and the resolver sends A+AAAA in parallel from one socket."

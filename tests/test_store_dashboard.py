@@ -165,6 +165,15 @@ def test_fleet_wide_pages_ask_which_clusters_and_read_none_before(
     assert "choose the clusters this page shows" in _text(at)
     assert reads.objects() == []
     assert not at.metric  # nothing shown as if it were the fleet
+    # the page says where the user is before asking (the choice is drawn under its title)
+    assert len(at.title) == 1 and at.title[0].value
+
+
+def test_the_source_radio_names_the_store(app: AppTest) -> None:
+    at = app.run()
+    _ok(at)
+    radio = next(r for r in at.sidebar.radio if r.label == "Data source")
+    assert radio.format_func(radio.value) == "Snapshot store (or a file)"
 
 
 @pytest.mark.parametrize("page", ["nodes", "workloads", "coredns", "mitigations", "reports"])
