@@ -27,6 +27,7 @@ from dnsfleet.collect.promclient import (
     PromSource,
     credentials,
     display_url,
+    on_grid,
     operator_credentials,
     split_userinfo,
 )
@@ -119,10 +120,6 @@ def _le(v: str | None) -> float | None:
         return None
 
 
-def _esc(v: str) -> str:
-    return v.replace("\\", "\\\\").replace('"', '\\"')
-
-
 def _ms(v: float | None) -> float | None:
     return None if v is None else v * 1000.0
 
@@ -152,7 +149,7 @@ def collect_metrics(
     cl = client or PromClient(src)
     at = src.time if src.time is not None else _time.time()
     w = f"{round(src.window_s)}s"
-    sel = f'{src.cluster_label}="{_esc(cluster)}"'
+    sel = src.selector(cluster)
     out = metrics_record(source="prometheus", window_s=float(src.window_s))
     notes: list[str] = []
     try:
@@ -297,13 +294,13 @@ def _coredns(
         }
         metrics: dict[str, list[float | None]] = {}
         for name, (expr, scale) in exprs.items():
-            res = cl.query_range(expr, start, end, step)
-            if res:
-                metrics[name] = _grid(res[0][1], start, step, n, scale)
+            grid = cl.range_grid(expr, start, end, step, n, scale)
+            if grid is not None:
+                metrics[name] = grid
         for lbl, values in cl.query_range(
             f"sum by (rcode) (rate({names.responses}{{{sel}}}[{rw}]))", start, end, step
         ):
-            metrics[f"rcode:{lbl.get('rcode', '')}"] = _grid(values, start, step, n, 1.0)
+            metrics[f"rcode:{lbl.get('rcode', '')}"] = on_grid(values, start, step, n)
         series = {"start": start, "step": step, "metrics": metrics}
     return coredns, series
 
@@ -350,7 +347,7 @@ def _conntrack(
         ):
             node = node_of(lbl, nodes, addresses)
             if node in per_node:
-                per_node[node]["insert_failed_rate"] = _grid(values, start, step, n, 1.0)
+                per_node[node]["insert_failed_rate"] = on_grid(values, start, step, n)
     missing = sorted(nodes - per_node.keys())
     reason = None
     if missing:
@@ -373,14 +370,3 @@ def _empty_node() -> dict[str, Any]:
 
 def _scalar(res: list[tuple[dict[str, str], float | None]]) -> float | None:
     return next((v for _, v in res if v is not None), None)
-
-
-def _grid(
-    values: list[tuple[float, float | None]], start: float, step: float, n: int, scale: float
-) -> list[float | None]:
-    out: list[float | None] = [None] * n
-    for t, v in values:
-        i = round((t - start) / step)
-        if 0 <= i < n and v is not None:
-            out[i] = v * scale
-    return out

@@ -25,11 +25,11 @@ from dnsfleet.collect.prom import (
     NODE_LABELS,
     PromClient,
     PromError,
-    PromSource,
     names_for,
     node_of,
     version_tuple,
 )
+from dnsfleet.collect.promclient import on_grid
 from dnsfleet.evidence import series as S
 from dnsfleet.rules.coredns import metrics_bugs
 
@@ -50,14 +50,6 @@ CLASH_RESOLVE_NOTE = (
     "(prometheus/node_exporter collector/conntrack_linux.go)"
 )
 FORMAT = "dnsfleet.evidence/1"
-
-
-def _esc(v: str) -> str:
-    return v.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def selector(src: PromSource, cluster: str) -> str:
-    return f'{src.cluster_label}="{_esc(cluster)}"'
 
 
 def _node_name(labels: dict[str, str], nodes: set[str], addresses: dict[str, str]) -> str | None:
@@ -90,7 +82,7 @@ def node_counters(
         if node is None:
             unmatched += 1
             continue
-        g = S.grid(points, start, step, n)
+        g = on_grid(points, start, step, n)
         if node in out:  # two exporters for one node: keep the larger reading per step
             out[node] = [
                 b if a is None else a if b is None else max(a, b) for a, b in zip(out[node], g, strict=True)
@@ -136,9 +128,7 @@ def coredns_series(
     }
     out: dict[str, list[float | None]] = {}
     for key, (expr, scale) in exprs.items():
-        res = cl.query_range(expr, start, end, step)
-        g = S.grid(res[0][1], start, step, n) if res else [None] * n
-        out[key] = [None if v is None else v * scale for v in g]
+        out[key] = cl.range_grid(expr, start, end, step, n, scale) or [None] * n
     # "or vector(0)" also fills steps without any CoreDNS data: a share needs responses at that step
     for key in ("servfail", "refused"):
         out[key] = [v if r is not None else None for v, r in zip(out[key], out["responses"], strict=True)]
@@ -169,7 +159,7 @@ def fetch(
     """The ``evidence`` section of one cluster for [start, end] (epoch seconds)."""
     step = S.step_for(start, end, max_points)
     n = int((end - start) // step) + 1
-    sel = selector(cl.src, cluster)
+    sel = cl.src.selector(cluster)
     out: dict[str, Any] = {
         "format": FORMAT,
         "source": "prometheus",
