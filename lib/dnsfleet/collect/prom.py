@@ -62,6 +62,16 @@ class CoreDNSNames:
     forward: str = "coredns_proxy_request_duration_seconds"
     forward_filter: str = 'proxy_name="forward"'
 
+    def rate_exprs(self, sel: str, rw: str) -> dict[str, tuple[str, float]]:
+        """PromQL, with the scale to apply, for the request rate and latency p50/p99 (ms) of the series
+        ``sel`` picks, rates over ``rw``."""
+        dur = f"sum by (le) (rate({self.duration}_bucket{{{sel}}}[{rw}]))"
+        return {
+            "qps": (f"sum(rate({self.requests}{{{sel}}}[{rw}]))", 1.0),
+            "p50_ms": (f"histogram_quantile(0.5, {dur})", 1000.0),
+            "p99_ms": (f"histogram_quantile(0.99, {dur})", 1000.0),
+        }
+
 
 NEW_NAMES = CoreDNSNames("coredns_dns_requests_total", "coredns_dns_responses_total")
 OLD_NAMES = CoreDNSNames(
@@ -284,14 +294,9 @@ def _coredns(
         start = end - src.series_range_s
         rw = f"{round(max(300.0, 4 * step))}s"
         n = round((end - start) / step) + 1
-        dur_r = f"sum by (le) (rate({names.duration}_bucket{{{sel}}}[{rw}]))"
         fwd_r = f"sum by (le) (rate({names.forward}_bucket{{{fwd_sel}}}[{rw}]))"
-        exprs = {
-            "qps": (f"sum(rate({names.requests}{{{sel}}}[{rw}]))", 1.0),
-            "p50_ms": (f"histogram_quantile(0.5, {dur_r})", 1000.0),
-            "p99_ms": (f"histogram_quantile(0.99, {dur_r})", 1000.0),
-            "forward_p99_ms": (f"histogram_quantile(0.99, {fwd_r})", 1000.0),
-        }
+        exprs = names.rate_exprs(sel, rw)
+        exprs["forward_p99_ms"] = (f"histogram_quantile(0.99, {fwd_r})", 1000.0)
         metrics: dict[str, list[float | None]] = {}
         for name, (expr, scale) in exprs.items():
             grid = cl.range_grid(expr, start, end, step, n, scale)

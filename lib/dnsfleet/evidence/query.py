@@ -117,14 +117,11 @@ def coredns_series(
     if names is None:
         return {}, [f"no CoreDNS series for {sel} in the window"]
     rw = f"{max(300, 2 * step)}s"
-    dur = f"sum by (le) (rate({names.duration}_bucket{{{sel}}}[{rw}]))"
     exprs = {
-        "qps": (f"sum(rate({names.requests}{{{sel}}}[{rw}]))", 1.0),
+        **names.rate_exprs(sel, rw),
         "responses": (f"sum(rate({names.responses}{{{sel}}}[{rw}]))", 1.0),
         "servfail": (f'sum(rate({names.responses}{{{sel},rcode="SERVFAIL"}}[{rw}])) or vector(0)', 1.0),
         "refused": (f'sum(rate({names.responses}{{{sel},rcode="REFUSED"}}[{rw}])) or vector(0)', 1.0),
-        "p50_ms": (f"histogram_quantile(0.5, {dur})", 1000.0),
-        "p99_ms": (f"histogram_quantile(0.99, {dur})", 1000.0),
     }
     out: dict[str, list[float | None]] = {}
     for key, (expr, scale) in exprs.items():
