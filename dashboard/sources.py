@@ -361,13 +361,10 @@ def one_line(e: BaseException | str, limit: int = 240) -> str:
 
 
 def parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    """A snapshot's ISO-8601 time as an aware datetime, None when there is none (``dnsfleet.times``)."""
+    from dnsfleet.times import parse_iso
+
+    return parse_iso(value)
 
 
 def ago(when: datetime) -> str:
