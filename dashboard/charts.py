@@ -144,6 +144,12 @@ def ranked(clusters: pd.DataFrame) -> pd.DataFrame:
     return clusters.sort_values(["score", "cluster"], ascending=[False, True], na_position="last")
 
 
+def _top_ranked(clusters: pd.DataFrame, top: int, title: str) -> tuple[pd.DataFrame, str]:
+    """The ``top`` clusters (``ranked``) and the title, which says so when others are left out."""
+    more = f" (top {top} of {len(clusters)})" if len(clusters) > top else ""
+    return ranked(clusters).head(top), title + more
+
+
 # --- fleet overview -------------------------------------------------------------------------------
 
 
@@ -152,9 +158,7 @@ def ranking_bar(clusters: pd.DataFrame, top: int = 40) -> go.Figure:
     title = "Clusters ranked by DNS-race risk"
     if clusters.empty:
         return empty_figure(title, "No clusters in this data source.")
-    df = ranked(clusters).head(top)
-    if len(clusters) > top:
-        title += f" (top {top} of {len(clusters)})"
+    df, title = _top_ranked(clusters, top, title)
     fig = go.Figure()
     for level in LEVELS:
         part = df[df["level"].fillna("unknown") == level]
@@ -207,9 +211,7 @@ def factor_heatmap(clusters: pd.DataFrame, top: int = 40, compact: bool = False)
     title = "Where each cluster's score comes from"
     if clusters.empty:
         return empty_figure(title, "No clusters in this data source.")
-    df = ranked(clusters).head(top)
-    if len(clusters) > top:
-        title += f" (top {top} of {len(clusters)})"
+    df, title = _top_ranked(clusters, top, title)
     labels = [FACTOR_SHORT[f] for f in FACTOR_NAMES]  # six long names overlap at half a page
     z = [
         [None if pd.isna(v) else float(v) for v in row]
