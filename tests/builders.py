@@ -76,3 +76,21 @@ def cluster(
 
 def snapshot(*clusters: dict) -> dict:
     return new_snapshot([copy.deepcopy(c) for c in clusters], source="file")
+
+
+def audit_record(cluster: str, time: str, batch: str) -> dict[str, Any]:
+    """An audit log line (``dnsfleet.mitigate.audit``): NodeLocal DNSCache created in ``cluster``."""
+    return {
+        "time": time,
+        "identity": "alice",
+        "cluster": cluster,
+        "object": {"kind": "DaemonSet", "namespace": "kube-system", "name": "node-local-dns"},
+        "mitigation": "nodelocal",
+        "action": "create",
+        "patch": {},
+        "previous": None,
+        "applied": None,
+        "result": "ok",
+        "message": "created",
+        "batch": batch,
+    }

@@ -6,49 +6,24 @@ from __future__ import annotations
 import json
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
+from tests.builders import audit_record
 from tests.test_mitigate_page import APP, PAGE
 
 
 @pytest.fixture(autouse=True)
-def _clean(monkeypatch, tmp_path):
-    for k in (
-        "DNSFLEET_ALLOW_WRITES",
-        "DNSFLEET_KUBECONFIG",
-        "KUBECONFIG",
-        "DNSFLEET_SNAPSHOT",
-        "DNSFLEET_PROMETHEUS",
-    ):
-        monkeypatch.delenv(k, raising=False)
+def _clean(clean_app, tmp_path):
     audit, probes = tmp_path / "audit.jsonl", tmp_path / "probes.jsonl"
-    rec = {
-        "time": "2026-01-01T10:00:00.000000Z",
-        "identity": "alice",
-        "cluster": "aks-weu",
-        "object": {"kind": "DaemonSet", "namespace": "kube-system", "name": "node-local-dns"},
-        "mitigation": "nodelocal",
-        "action": "create",
-        "patch": {},
-        "previous": None,
-        "applied": None,
-        "result": "ok",
-        "message": "created",
-        "batch": "b1",
-    }
-    audit.write_text(json.dumps(rec) + "\n")
+    audit.write_text(json.dumps(audit_record("aks-weu", "2026-01-01T10:00:00.000000Z", "b1")) + "\n")
 
     def run(t: str, slow: int) -> str:
         res = {"node": "n1", "resolver": "glibc", "status": "ok", "report": {"lookups": 40, "ge_2_5s": slow}}
         return json.dumps({"time": t, "cluster": "aks-weu", "results": [res]}) + "\n"
 
     probes.write_text(run("2026-01-01T09:50:00Z", 12) + run("2026-01-01T10:20:00Z", 0))
-    monkeypatch.setenv("DNSFLEET_AUDIT_LOG", str(audit))
-    monkeypatch.setenv("DNSFLEET_PROBE_LOG", str(probes))
-    st.cache_data.clear()
-    yield
-    st.cache_data.clear()
+    clean_app.setenv("DNSFLEET_AUDIT_LOG", str(audit))
+    clean_app.setenv("DNSFLEET_PROBE_LOG", str(probes))
 
 
 def test_mitigations_page_shows_probe_verdict_and_csv():

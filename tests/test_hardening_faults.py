@@ -13,10 +13,9 @@ import json
 import logging
 import os
 import stat
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
@@ -36,43 +35,22 @@ Handler = Callable[[BaseHTTPRequestHandler, str, bytes], tuple[int, dict[str, st
 
 
 @pytest.fixture
-def http_server() -> Iterator[Callable[[Handler], str]]:
+def http_server(serve: Callable[[Callable[[BaseHTTPRequestHandler], None]], str]) -> Callable[[Handler], str]:
     """Start a local HTTP server answering with ``handler(req, path, body)``; returns its base URL."""
-    servers: list[ThreadingHTTPServer] = []
 
     def start(handler: Handler) -> str:
-        class H(BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                try:
-                    status, headers, data = handler(self, self.path, body)
-                except (BrokenPipeError, ConnectionResetError):
-                    return
-                try:
-                    self.send_response(status)
-                    for k, v in headers.items():
-                        self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
+        def answer(req: BaseHTTPRequestHandler) -> None:
+            status, headers, data = handler(req, req.path, req.body)  # type: ignore[attr-defined]
+            req.send_response(status)
+            for k, v in headers.items():
+                req.send_header(k, v)
+            req.send_header("Content-Length", str(len(data)))
+            req.end_headers()
+            req.wfile.write(data)
 
-            do_GET = do_POST = do_PATCH = do_DELETE = _answer
+        return serve(answer)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        srv.daemon_threads = True
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        servers.append(srv)
-        return f"http://127.0.0.1:{srv.server_address[1]}"
-
-    yield start
-    for s in servers:
-        s.shutdown()
-        s.server_close()
+    return start
 
 
 def _kubeconfig(path: Path, server: str, user: dict[str, Any], ctx: str = "c1", **cluster: Any) -> Path:

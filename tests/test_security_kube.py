@@ -10,18 +10,16 @@ answer one byte at a time, endless bodies, a proxy's HTML 502).
 from __future__ import annotations
 
 import base64
-import contextlib
 import gzip
 import json
 import os
 import stat
 import subprocess
 import sys
-import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -39,36 +37,6 @@ from dnsfleet.snapshot import SnapshotError, loads
 REPO = Path(__file__).resolve().parents[1]
 
 Handler = Callable[[BaseHTTPRequestHandler], None]
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[[Handler], str]]:
-    """A local HTTP server on 127.0.0.1 whose ``handler(req)`` writes the whole answer itself."""
-    servers: list[ThreadingHTTPServer] = []
-
-    def start(handler: Handler) -> str:
-        class H(BaseHTTPRequestHandler):
-            def _any(self) -> None:
-                n = int(self.headers.get("Content-Length") or 0)
-                self.body = self.rfile.read(n) if n else b""
-                with contextlib.suppress(OSError):  # the client hung up (it gave up, as it should)
-                    handler(self)
-
-            do_GET = do_POST = do_PATCH = do_DELETE = _any
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        srv.daemon_threads = True
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        servers.append(srv)
-        return f"http://127.0.0.1:{srv.server_address[1]}"
-
-    yield start
-    for s in servers:
-        s.shutdown()
-        s.server_close()
 
 
 def answer(req: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str = "application/json") -> None:
