@@ -114,25 +114,10 @@ def _node_chart(df: pd.DataFrame, metric: str, title: str) -> go.Figure:
     part = df[df["metric"] == metric].dropna(subset=["value"])
     if part.empty:
         return charts.empty_figure(title, f"Not collected: no {metric} series for this selection.")
-    keys = charts.top_series_keys(part, ["cluster", "node"], "value", TOP_NODES)
-    n = part[["cluster", "node"]].drop_duplicates().shape[0]
-    if n > TOP_NODES:
-        title += f" (top {TOP_NODES} of {n} nodes by total)"
-    names = [f"{c}/{nd}" for c, nd in keys]
-    fig = go.Figure()
-    for (c, nd), name in zip(keys, names, strict=True):
-        s = part[(part["cluster"] == c) & (part["node"] == nd)].sort_values("ts")
-        fig.add_scatter(
-            x=s["ts"],
-            y=s["value"].astype(float),
-            mode="lines",
-            name=name,
-            line={"color": charts.series_color(name, names)},
-            hovertemplate=f"{name}<br>%{{x}}<br>%{{y:.0f}} {metric}/h<extra></extra>",
-        )
-    fig.update_xaxes(title_text="Time (UTC)")
-    fig.update_yaxes(title_text=f"{metric} (per hour)", rangemode="tozero")
-    return charts._layout(fig, title, legend_below=True)
+    unit = f"{metric}/h"
+    return charts.node_lines(
+        part, "value", title, f"{metric} (per hour)", ".0f", unit, TOP_NODES, legend_below=True
+    )
 
 
 def _sections(
