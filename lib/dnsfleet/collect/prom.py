@@ -134,12 +134,18 @@ def _ms(v: float | None) -> float | None:
     return None if v is None else v * 1000.0
 
 
+def label_host(key: str, value: str) -> str:
+    """The host a node label names: ``instance`` is ``host:port`` (an IPv6 address, with more colons, is
+    kept whole); the other labels are the node name."""
+    return value.rsplit(":", 1)[0] if key == "instance" and value.count(":") == 1 else value
+
+
 def node_of(labels: dict[str, str], nodes: set[str], addresses: dict[str, str]) -> str | None:
     for key in NODE_LABELS:
         val = labels.get(key)
         if not val:
             continue
-        host = val.rsplit(":", 1)[0] if key == "instance" and val.count(":") == 1 else val
+        host = label_host(key, val)
         if host in nodes:
             return host
         if host in addresses:

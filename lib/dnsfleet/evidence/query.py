@@ -25,6 +25,7 @@ from dnsfleet.collect.prom import (
     NODE_LABELS,
     PromClient,
     PromError,
+    label_host,
     names_for,
     node_of,
     version_tuple,
@@ -58,7 +59,7 @@ def _node_name(labels: dict[str, str], nodes: set[str], addresses: dict[str, str
     for key in NODE_LABELS:  # no node list: the label itself names the node
         val = labels.get(key)
         if val:
-            return val.rsplit(":", 1)[0] if key == "instance" and val.count(":") == 1 else val
+            return label_host(key, val)
     return None
 
 
