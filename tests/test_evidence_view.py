@@ -43,3 +43,36 @@ def test_nodes_page_says_evidence_is_not_collected_without_prometheus():
     at.switch_page("../pages/nodes.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("no Prometheus URL and no evidence in the snapshot" in i.value for i in at.info)
+
+
+def _section(start: float, end: float) -> dict:
+    return {"source": "prometheus", "start": start, "end": end, "step": 60, "cluster": {}, "nodes": {}}
+
+
+def test_evidence_comes_from_the_snapshot_first_and_prometheus_only_for_the_rest(clean_app):
+    from dashboard import sources
+
+    snap = {"clusters": [{"name": "a", "evidence": _section(600.0, 4200.0)}, {"name": "b"}]}
+    assert sources.evidence_window(snap) == (600.0, 4200.0)
+    # no Prometheus URL: what the snapshot has, nothing invented for "b"
+    assert list(sources.evidence_sections(snap, ["a", "b"], 600.0, 4200.0)) == ["a"]
+    asked = []
+
+    def fake(url, clusters, start, end):
+        asked.append((url, clusters, start, end))
+        return {c: _section(start, end) for c in clusters}
+
+    clean_app.setattr(sources, "_prometheus_evidence", fake)
+    clean_app.setenv("DNSFLEET_PROMETHEUS", "http://127.0.0.1:9")
+    got = sources.evidence_sections(snap, ["a", "b"], 601.5, 4259.9)
+    assert sorted(got) == ["a", "b"] and got["a"]["start"] == 600.0
+    # only the missing cluster is queried, over whole minutes (a rerun seconds later hits the cache)
+    assert asked == [("http://127.0.0.1:9", ("b",), 600.0, 4200.0)]
+
+
+def test_evidence_window_without_a_snapshot_window_is_three_hours_up_to_the_replay_time(clean_app):
+    from dashboard import sources
+
+    clean_app.setenv("DNSFLEET_PROMETHEUS_TIME", "1767268800")
+    assert sources.evidence_window({"clusters": [{"name": "a"}]}) == (1767268800.0 - 3 * 3600, 1767268800.0)
+    assert sources.evidence_window(None) == (1767268800.0 - 3 * 3600, 1767268800.0)
