@@ -144,6 +144,12 @@ def ranked(clusters: pd.DataFrame) -> pd.DataFrame:
     return clusters.sort_values(["score", "cluster"], ascending=[False, True], na_position="last")
 
 
+def _top_ranked(clusters: pd.DataFrame, top: int, title: str) -> tuple[pd.DataFrame, str]:
+    """The ``top`` clusters (``ranked``) and the title, which says so when others are left out."""
+    more = f" (top {top} of {len(clusters)})" if len(clusters) > top else ""
+    return ranked(clusters).head(top), title + more
+
+
 # --- fleet overview -------------------------------------------------------------------------------
 
 
@@ -152,9 +158,7 @@ def ranking_bar(clusters: pd.DataFrame, top: int = 40) -> go.Figure:
     title = "Clusters ranked by DNS-race risk"
     if clusters.empty:
         return empty_figure(title, "No clusters in this data source.")
-    df = ranked(clusters).head(top)
-    if len(clusters) > top:
-        title += f" (top {top} of {len(clusters)})"
+    df, title = _top_ranked(clusters, top, title)
     fig = go.Figure()
     for level in LEVELS:
         part = df[df["level"].fillna("unknown") == level]
@@ -207,9 +211,7 @@ def factor_heatmap(clusters: pd.DataFrame, top: int = 40, compact: bool = False)
     title = "Where each cluster's score comes from"
     if clusters.empty:
         return empty_figure(title, "No clusters in this data source.")
-    df = ranked(clusters).head(top)
-    if len(clusters) > top:
-        title += f" (top {top} of {len(clusters)})"
+    df, title = _top_ranked(clusters, top, title)
     labels = [FACTOR_SHORT[f] for f in FACTOR_NAMES]  # six long names overlap at half a page
     z = [
         [None if pd.isna(v) else float(v) for v in row]
@@ -356,7 +358,25 @@ def conntrack_lines(series: pd.DataFrame, top: int = 10) -> go.Figure:
     title = "conntrack insert_failed per node"
     if series.empty or series["insert_failed_rate"].isna().all():
         return empty_figure(title, "Not collected: no node conntrack series for this selection.")
-    keys = top_series_keys(series, ["cluster", "node"], "insert_failed_rate", top)
+    return node_lines(
+        series, "insert_failed_rate", title, "insert_failed (per second)", ".3f", "insert_failed/s", top
+    )
+
+
+def node_lines(
+    series: pd.DataFrame,
+    value: str,
+    title: str,
+    y_title: str,
+    hover_format: str,
+    hover_unit: str,
+    top: int = 10,
+    legend_below: bool = False,
+) -> go.Figure:
+    """``value`` over ``ts``, one line per (cluster, node) of ``series``, drawn for the ``top`` nodes by
+    total (the title says so when others are left out); the hover shows the value in ``hover_format``
+    (d3) and ``hover_unit``."""
+    keys = top_series_keys(series, ["cluster", "node"], value, top)
     n_nodes = series[["cluster", "node"]].drop_duplicates().shape[0]
     if n_nodes > top:
         title += f" (top {top} of {n_nodes} nodes by total)"
@@ -368,16 +388,16 @@ def conntrack_lines(series: pd.DataFrame, top: int = 10) -> go.Figure:
         part = grouped[k].sort_values("ts")
         fig.add_scatter(
             x=part["ts"],
-            y=part["insert_failed_rate"].astype(float),
+            y=part[value].astype(float),
             mode="lines",
             name=name,
             line={"color": series_color(name, names)},
-            hovertemplate=f"{html.escape(k[0])}/{html.escape(k[1])}<br>%{{x}}<br>%{{y:.3f}} insert_failed/s"
+            hovertemplate=f"{html.escape(k[0])}/{html.escape(k[1])}<br>%{{x}}<br>%{{y:{hover_format}}} {hover_unit}"
             "<extra></extra>",
         )
     fig.update_xaxes(title_text="Time (UTC)")
-    fig.update_yaxes(title_text="insert_failed (per second)", rangemode="tozero")
-    return _layout(fig, title)
+    fig.update_yaxes(title_text=y_title, rangemode="tozero")
+    return _layout(fig, title, legend_below=legend_below)
 
 
 # --- CoreDNS --------------------------------------------------------------------------------------

@@ -2,19 +2,17 @@
 
 - ``render_nodes`` (Nodes page) and ``render_coredns`` (CoreDNS page): conntrack insert_failed/drop
   increases per node and cluster, CoreDNS request rate, SERVFAIL/REFUSED shares and p99 latency, over a
-  window. The series come from the snapshot's ``evidence`` sections when it has them, else from the
-  Prometheus URL (sidebar or ``DNSFLEET_PROMETHEUS``) through ``dnsfleet.evidence.query``.
-- ``evidence(a, clusters, start, end)``: those sections for any (start, end) a time-range picker gives;
-  without one, ``window(a)``: the snapshot's window, else the 3 hours up to now (or up to
-  ``DNSFLEET_PROMETHEUS_TIME``).
+  window (any (start, end) a time-range picker gives; without one, the snapshot's window, else the 3
+  hours up to now or up to ``DNSFLEET_PROMETHEUS_TIME``).
 - ``render_verify`` (Mitigations page): the before/after verdict of every applied change in the audit
   log, from Prometheus and from probe runs, with a CSV download (the report's CSV writer).
+
+The data (the snapshot's ``evidence`` sections, else Prometheus range queries, cached; the verdicts)
+comes from ``dashboard.sources``; this module only draws it.
 """
 
 from __future__ import annotations
 
-import os
-import time
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,72 +21,23 @@ import plotly.graph_objects as go
 import streamlit as st
 
 from dashboard import charts, ui
-from dashboard.state import current_source
+from dashboard.sources import (
+    EVIDENCE_MAX_CLUSTERS,
+    evidence_sections,
+    evidence_window,
+    prometheus_url,
+    verify_frame,
+)
 
-DEFAULT_SPAN_S = 3 * 3600.0
 TOP_NODES = 10
-MAX_CLUSTERS = 10  # range queries per page view: the first clusters of the selection
 
 
 def _cap(clusters: list[str]) -> list[str]:
-    if len(clusters) > MAX_CLUSTERS:
+    if len(clusters) > EVIDENCE_MAX_CLUSTERS:
         st.caption(
-            f"Evidence for the first {MAX_CLUSTERS} of {len(clusters)} clusters: filter to see others."
+            f"Evidence for the first {EVIDENCE_MAX_CLUSTERS} of {len(clusters)} clusters: filter to see others."
         )
-    return clusters[:MAX_CLUSTERS]
-
-
-def _replay_time() -> float | None:
-    raw = os.environ.get("DNSFLEET_PROMETHEUS_TIME", "").strip()
-    try:
-        return float(raw) if raw else None
-    except ValueError:
-        return None
-
-
-def prometheus_url() -> str | None:
-    return current_source().get("prometheus_url") or os.environ.get("DNSFLEET_PROMETHEUS", "").strip() or None
-
-
-def window(a: Any) -> tuple[float, float]:
-    """The window the data source gives: the snapshot's evidence window, else 3 h up to now."""
-    spans = [
-        (c["evidence"]["start"], c["evidence"]["end"])
-        for c in (a.snapshot or {}).get("clusters") or []
-        if isinstance(c.get("evidence"), dict) and c["evidence"].get("start") is not None
-    ]
-    if spans:
-        return min(s for s, _ in spans), max(e for _, e in spans)
-    end = _replay_time() or time.time()
-    return end - DEFAULT_SPAN_S, end
-
-
-@st.cache_data(ttl=300, show_spinner="Querying Prometheus for the window…")
-def _fetch(url: str, clusters: tuple[str, ...], start: float, end: float) -> dict[str, dict[str, Any]]:
-    from dnsfleet.collect.prom import PromClient, PromSource
-    from dnsfleet.evidence import query
-
-    src = PromSource(url)
-    return {c: query.fetch(PromClient(src), c, start, end) for c in clusters}
-
-
-def evidence(
-    a: Any, clusters: list[str], start: float | None = None, end: float | None = None
-) -> dict[str, dict[str, Any]]:
-    """Evidence sections per cluster: from the snapshot, else from Prometheus for [start, end]."""
-    if start is None or end is None:
-        start, end = window(a)
-    out = {
-        c["name"]: c["evidence"]
-        for c in (a.snapshot or {}).get("clusters") or []
-        if c.get("name") in clusters and isinstance(c.get("evidence"), dict)
-    }
-    url = prometheus_url()
-    missing = tuple(sorted(set(clusters) - set(out)))
-    if url and missing:
-        # whole minutes: a rerun a few seconds later hits the cache
-        out.update(_fetch(url, missing, float(int(start) // 60 * 60), float(int(end) // 60 * 60)))
-    return out
+    return clusters[:EVIDENCE_MAX_CLUSTERS]
 
 
 COUNTERS = ("insert_failed", "drop")
@@ -165,133 +114,87 @@ def _node_chart(df: pd.DataFrame, metric: str, title: str) -> go.Figure:
     part = df[df["metric"] == metric].dropna(subset=["value"])
     if part.empty:
         return charts.empty_figure(title, f"Not collected: no {metric} series for this selection.")
-    keys = charts.top_series_keys(part, ["cluster", "node"], "value", TOP_NODES)
-    n = part[["cluster", "node"]].drop_duplicates().shape[0]
-    if n > TOP_NODES:
-        title += f" (top {TOP_NODES} of {n} nodes by total)"
-    names = [f"{c}/{nd}" for c, nd in keys]
-    fig = go.Figure()
-    for (c, nd), name in zip(keys, names, strict=True):
-        s = part[(part["cluster"] == c) & (part["node"] == nd)].sort_values("ts")
-        fig.add_scatter(
-            x=s["ts"],
-            y=s["value"].astype(float),
-            mode="lines",
-            name=name,
-            line={"color": charts.series_color(name, names)},
-            hovertemplate=f"{name}<br>%{{x}}<br>%{{y:.0f}} {metric}/h<extra></extra>",
+    unit = f"{metric}/h"
+    return charts.node_lines(
+        part, "value", title, f"{metric} (per hour)", ".0f", unit, TOP_NODES, legend_below=True
+    )
+
+
+def _sections(
+    a: Any, clusters: list[str], start: float | None, end: float | None
+) -> dict[str, dict[str, Any]] | None:
+    """The section's heading and the evidence of the first clusters over the window, its caption drawn;
+    None, said on the page, when there is none."""
+    st.subheader("Evidence over time")
+    clusters = _cap(clusters)
+    if start is None or end is None:
+        start, end = evidence_window(a.snapshot)
+    sections = evidence_sections(a.snapshot, clusters, start, end)
+    if not sections:
+        st.info(
+            "Not collected: no Prometheus URL and no evidence in the snapshot (`dnsfleet evidence --since`)."
         )
-    fig.update_xaxes(title_text="Time (UTC)")
-    fig.update_yaxes(title_text=f"{metric} (per hour)", rangemode="tozero")
-    return charts._layout(fig, title, legend_below=True)
+        return None
+    _caption(sections, start, end)
+    return sections
 
 
 def render_nodes(
     a: Any, clusters: list[str], nodes: Any = None, start: float | None = None, end: float | None = None
 ) -> None:
     """Nodes page: conntrack increases over the window per node and per cluster."""
-    st.subheader("Evidence over time")
-    clusters = _cap(list(clusters) or sorted(set(a.nodes["cluster"])))
-    if start is None or end is None:
-        start, end = window(a)
-    sections = evidence(a, clusters, start, end)
-    if not sections:
-        st.info(
-            "Not collected: no Prometheus URL and no evidence in the snapshot (`dnsfleet evidence --since`)."
-        )
+    sections = _sections(a, list(clusters) or sorted(set(a.nodes["cluster"])), start, end)
+    if sections is None:
         return
-    _caption(sections, start, end)
     per_node = long_frame(sections, "node")
     if nodes is not None and len(per_node):
         per_node = per_node[per_node["node"].isin(list(nodes))]
     per_cluster = long_frame(sections, "cluster")
-    left, right = st.columns(2)
-    with left:
-        ui.chart(_node_chart(per_node, "insert_failed", "conntrack insert_failed per node"), key="ev.if")
-    with right:
-        ui.chart(
-            charts.metric_lines(
-                per_cluster,
-                "drop",
-                "conntrack drop per cluster (sum over nodes)",
-                "drop (per hour)",
-                hover_unit="drops/h",
-            ),
-            key="ev.drop",
-        )
+    drop = charts.metric_lines(
+        per_cluster,
+        "drop",
+        "conntrack drop per cluster (sum over nodes)",
+        "drop (per hour)",
+        hover_unit="drops/h",
+    )
+    ui.chart_pair(
+        (_node_chart(per_node, "insert_failed", "conntrack insert_failed per node"), "ev.if"),
+        (drop, "ev.drop"),
+    )
     st.caption(next(iter(sections.values())).get("clash_resolve") or "")
 
 
 def render_coredns(a: Any, clusters: list[str], start: float | None = None, end: float | None = None) -> None:
     """CoreDNS page: request rate, SERVFAIL/REFUSED shares and p99 over the window."""
-    st.subheader("Evidence over time")
-    clusters = _cap(list(clusters) or sorted(set(a.clusters["cluster"])))
-    if start is None or end is None:
-        start, end = window(a)
-    sections = evidence(a, clusters, start, end)
-    if not sections:
-        st.info(
-            "Not collected: no Prometheus URL and no evidence in the snapshot (`dnsfleet evidence --since`)."
-        )
+    sections = _sections(a, list(clusters) or sorted(set(a.clusters["cluster"])), start, end)
+    if sections is None:
         return
-    _caption(sections, start, end)
     df = long_frame(sections, "cluster")
     share = df[df["metric"].isin(["servfail_share", "refused_share"])].copy()
     share["value"] = share["value"] * 100
-    left, right = st.columns(2)
-    with left:
-        ui.chart(
+    ui.chart_pair(
+        (
             charts.metric_lines(
                 df, "qps", "CoreDNS request rate", "Requests (per second)", hover_unit="req/s"
             ),
-            key="ev.qps",
-        )
-    with right:
-        ui.chart(
-            charts.metric_lines(df, "p99_ms", "CoreDNS latency p99", "Latency (ms)", hover_unit="ms"),
-            key="ev.p99",
-        )
-    left, right = st.columns(2)
-    with left:
-        ui.chart(
+            "ev.qps",
+        ),
+        (charts.metric_lines(df, "p99_ms", "CoreDNS latency p99", "Latency (ms)", hover_unit="ms"), "ev.p99"),
+    )
+    ui.chart_pair(
+        (
             charts.metric_lines(
                 share, "servfail_share", "SERVFAIL share of responses", "SERVFAIL (%)", hover_unit="%"
             ),
-            key="ev.sf",
-        )
-    with right:
-        ui.chart(
+            "ev.sf",
+        ),
+        (
             charts.metric_lines(
                 share, "refused_share", "REFUSED share of responses", "REFUSED (%)", hover_unit="%"
             ),
-            key="ev.rf",
-        )
-
-
-def verify_frame(window_min: int, settle_min: int, snapshot: dict[str, Any] | None) -> pd.DataFrame:
-    from dnsfleet.collect.prom import PromClient, PromSource
-    from dnsfleet.evidence import query, verify
-    from dnsfleet.mitigate.audit import AuditLog
-    from dnsfleet.probe.log import ProbeLog
-
-    url = prometheus_url()
-    fetch = None
-    if url:
-        src = PromSource(url)
-
-        def fetch(cluster: str, start: float, end: float) -> dict[str, Any]:
-            return query.fetch(PromClient(src), cluster, start, end, max_points=query.fine_points(start, end))
-
-    results = verify.verify(
-        AuditLog().records(),
-        fetch,
-        now=_replay_time() or time.time(),
-        window_s=window_min * 60.0,
-        settle_s=settle_min * 60.0,
-        snapshot=snapshot,
-        probe_runs=ProbeLog().records(),
+            "ev.rf",
+        ),
     )
-    return pd.DataFrame(verify.rows(results), columns=list(verify.CSV_COLUMNS))
 
 
 def render_verify(a: Any) -> None:

@@ -542,13 +542,10 @@ def one_line(e: BaseException | str, limit: int = 240) -> str:
 
 
 def parse_time(value: object) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    """A snapshot's ISO-8601 time as an aware datetime, None when there is none (``dnsfleet.times``)."""
+    from dnsfleet.times import parse_iso
+
+    return parse_iso(value)
 
 
 def ago(when: datetime) -> str:
@@ -582,3 +579,106 @@ def _src(
         "loaded": loaded,
         "scan_id": scan_id,
     }
+
+
+# --- evidence over time (Prometheus range queries) ------------------------------------------------
+# The Nodes, CoreDNS and Mitigations pages draw conntrack and CoreDNS series over a window: from the
+# snapshot's ``evidence`` sections when it has them, else from the Prometheus URL (sidebar or
+# DNSFLEET_PROMETHEUS) through ``dnsfleet.evidence.query``. ``dashboard.evidence_view`` draws them.
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+EVIDENCE_SPAN_S = 3 * 3600.0  # the window without a snapshot window: 3 hours up to now
+EVIDENCE_MAX_CLUSTERS = 10  # range queries per page view: the first clusters of the selection
+
+
+def replay_time() -> float | None:
+    """``DNSFLEET_PROMETHEUS_TIME`` (epoch s) when set and a number: "now" for the evidence window."""
+    raw = os.environ.get("DNSFLEET_PROMETHEUS_TIME", "").strip()
+    try:
+        return float(raw) if raw else None
+    except ValueError:
+        return None
+
+
+def prometheus_url() -> str | None:
+    """The Prometheus the evidence is read from: the shown source's, else ``DNSFLEET_PROMETHEUS``."""
+    return current_source().get("prometheus_url") or os.environ.get("DNSFLEET_PROMETHEUS", "").strip() or None
+
+
+def evidence_window(snapshot: dict[str, Any] | None) -> tuple[float, float]:
+    """The window the data source gives: the snapshot's evidence window, else 3 h up to now."""
+    spans = [
+        (c["evidence"]["start"], c["evidence"]["end"])
+        for c in (snapshot or {}).get("clusters") or []
+        if isinstance(c.get("evidence"), dict) and c["evidence"].get("start") is not None
+    ]
+    if spans:
+        return min(s for s, _ in spans), max(e for _, e in spans)
+    import time
+
+    end = replay_time() or time.time()
+    return end - EVIDENCE_SPAN_S, end
+
+
+@st.cache_data(ttl=300, max_entries=32, show_spinner="Querying Prometheus for the window…")
+def _prometheus_evidence(
+    url: str, clusters: tuple[str, ...], start: float, end: float
+) -> dict[str, dict[str, Any]]:
+    from dnsfleet.collect.prom import PromClient, PromSource
+    from dnsfleet.evidence import query
+
+    src = PromSource(url)
+    return {c: query.fetch(PromClient(src), c, start, end) for c in clusters}
+
+
+def evidence_sections(
+    snapshot: dict[str, Any] | None, clusters: list[str], start: float, end: float
+) -> dict[str, dict[str, Any]]:
+    """Evidence sections per cluster: from the snapshot, else from Prometheus for [start, end]."""
+    out = {
+        c["name"]: c["evidence"]
+        for c in (snapshot or {}).get("clusters") or []
+        if c.get("name") in clusters and isinstance(c.get("evidence"), dict)
+    }
+    url = prometheus_url()
+    missing = tuple(sorted(set(clusters) - set(out)))
+    if url and missing:
+        # whole minutes: a rerun a few seconds later hits the cache
+        whole = float(int(start) // 60 * 60), float(int(end) // 60 * 60)
+        out.update(_prometheus_evidence(url, missing, *whole))
+    return out
+
+
+def verify_frame(window_min: int, settle_min: int, snapshot: dict[str, Any] | None) -> pd.DataFrame:
+    """The before/after verdicts (``dnsfleet.evidence.verify``, one row per change and scope, the CSV's
+    columns) of every applied change in the audit log, from Prometheus (when a URL is set) and from
+    probe runs. Raises ValueError for unusable settings."""
+    import time
+
+    import pandas as pd
+
+    from dnsfleet.collect.prom import PromClient, PromSource
+    from dnsfleet.evidence import query, verify
+    from dnsfleet.mitigate.audit import AuditLog
+    from dnsfleet.probe.log import ProbeLog
+
+    url = prometheus_url()
+    fetch = None
+    if url:
+        src = PromSource(url)
+
+        def fetch(cluster: str, start: float, end: float) -> dict[str, Any]:
+            return query.fetch(PromClient(src), cluster, start, end, max_points=query.fine_points(start, end))
+
+    results = verify.verify(
+        AuditLog().records(),
+        fetch,
+        now=replay_time() or time.time(),
+        window_s=window_min * 60.0,
+        settle_s=settle_min * 60.0,
+        snapshot=snapshot,
+        probe_runs=ProbeLog().records(),
+    )
+    return pd.DataFrame(verify.rows(results), columns=list(verify.CSV_COLUMNS))

@@ -137,6 +137,13 @@ def chart(fig: Any, key: str | None = None) -> None:
     st.plotly_chart(fig, width="stretch", key=key, config={"displaylogo": False})
 
 
+def chart_pair(left: tuple[Any, str], right: tuple[Any, str]) -> None:
+    """Two ``(figure, key)`` charts side by side, each under its title (``chart``)."""
+    for column, (fig, key) in zip(st.columns(2), (left, right), strict=True):
+        with column:
+            chart(fig, key=key)
+
+
 def level_badge(level: object, score: object = None) -> None:
     lv = "unknown" if level is None or pd.isna(level) else str(level)
     text = f"{lv.upper()} risk" + ("" if score is None or pd.isna(score) else f" · {score_text(score)}/100")

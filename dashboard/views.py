@@ -8,7 +8,7 @@ cached and shared between reruns).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
@@ -417,23 +417,21 @@ _URL = re.compile(r"https?://[^\s<>()\[\]]*[^\s<>()\[\].,;:'\"]")
 def linked_source(text: object) -> str:
     """A rule's public source (our own registry, ``rules/data/codes.csv``) as markdown: its URLs as
     links, the rest escaped (``dnsfleet.textsafe``)."""
-    out, last = [], 0
-    s = textsafe.one_line(text)
-    for m in _URL.finditer(s):
-        out.append(textsafe.markdown_inline(s[last : m.start()]))
-        out.append(f"[{textsafe.markdown_inline(m.group(0))}]({m.group(0)})")
-        last = m.end()
-    out.append(textsafe.markdown_inline(s[last:]))
-    return textsafe.markdown_line_start("".join(out))
+    return _linked(text, _URL, lambda url: f"[{textsafe.markdown_inline(url)}]({url})")
 
 
 def linked_markdown(text: object) -> str:
     """``text`` escaped for markdown (``dnsfleet.textsafe``), each rule id in it a link to its explanation."""
+    return _linked(text, RULE_ID, lambda rule: f"[{rule}]({rules_url([rule])})")
+
+
+def _linked(text: object, pattern: re.Pattern[str], link: Callable[[str], str]) -> str:
+    """``text`` on one line, escaped for markdown, each match of ``pattern`` replaced by ``link(match)``."""
     out, last = [], 0
     s = textsafe.one_line(text)
-    for m in RULE_ID.finditer(s):
+    for m in pattern.finditer(s):
         out.append(textsafe.markdown_inline(s[last : m.start()]))
-        out.append(f"[{m.group(0)}]({rules_url([m.group(0)])})")
+        out.append(link(m.group(0)))
         last = m.end()
     out.append(textsafe.markdown_inline(s[last:]))
     return textsafe.markdown_line_start("".join(out))

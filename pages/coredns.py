@@ -100,21 +100,20 @@ st.caption(
 )
 chosen = ui.url_multiselect("Clusters", with_series, "cluster", help="Empty: the busiest clusters")
 series = views.filter_in(a.coredns_series, "cluster", chosen)
-left, right = st.columns(2)
-with left:
-    ui.chart(
+ui.chart_pair(
+    (
         charts.metric_lines(
             series, "qps", "CoreDNS request rate", "Requests (per second)", hover_unit="req/s"
         ),
-        key="qps",
-    )
-with right:
-    ui.chart(
+        "qps",
+    ),
+    (
         charts.metric_lines(
             series, "forward_p99_ms", "Upstream (forward) latency p99", "Latency (ms)", hover_unit="ms"
         ),
-        key="forward",
-    )
+        "forward",
+    ),
+)
 focus = ui.url_select("Cluster for latency and rcodes", chosen or with_series, "focus")
 left, right = st.columns(2)
 with left:

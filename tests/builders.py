@@ -1,8 +1,11 @@
-"""Small hand-made snapshots for engine tests (the demo fleet and the real test fleet cover the rest)."""
+"""Small hand-made snapshots for engine tests (the demo fleet and the real test fleet cover the rest), and
+the small files other tests write: audit log lines, kubeconfig exec credential plugins."""
 
 from __future__ import annotations
 
 import copy
+import stat
+from pathlib import Path
 from typing import Any
 
 from dnsfleet.snapshot import new_snapshot
@@ -76,3 +79,33 @@ def cluster(
 
 def snapshot(*clusters: dict) -> dict:
     return new_snapshot([copy.deepcopy(c) for c in clusters], source="file")
+
+
+def audit_record(cluster: str, time: str, batch: str) -> dict[str, Any]:
+    """An audit log line (``dnsfleet.mitigate.audit``): NodeLocal DNSCache created in ``cluster``."""
+    return {
+        "time": time,
+        "identity": "alice",
+        "cluster": cluster,
+        "object": {"kind": "DaemonSet", "namespace": "kube-system", "name": "node-local-dns"},
+        "mitigation": "nodelocal",
+        "action": "create",
+        "patch": {},
+        "previous": None,
+        "applied": None,
+        "result": "ok",
+        "message": "created",
+        "batch": batch,
+    }
+
+
+def shell_script(path: Path, body: str) -> Path:
+    """An executable ``/bin/sh`` script at ``path`` (a kubeconfig exec credential plugin, say)."""
+    path.write_text("#!/bin/sh\n" + body)
+    path.chmod(path.stat().st_mode | stat.S_IXUSR)
+    return path
+
+
+def exec_user(cmd: Path) -> dict[str, Any]:
+    """A kubeconfig user whose credentials come from the exec plugin ``cmd``."""
+    return {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": str(cmd)}}

@@ -4,6 +4,11 @@
   if needed) and stopped at the end. Never stop or restart its servers: use ``fleet_factory``.
 - ``fleet_factory`` (function): ``fleet_factory([spec.small_cluster("scratch")], prometheus=False)``
   starts an extra fleet in the test's tmp dir and stops it after the test; for destructive tests.
+- ``serve`` (function): ``serve(handler)`` starts a tiny HTTP server on 127.0.0.1 whose ``handler(req)``
+  writes the whole answer (``req.body`` holds the request body) and returns its base URL; for what no
+  real server does on demand. Stopped after the test.
+- ``clean_app`` (function): a dashboard AppTest that starts from nothing: none of the operator's
+  settings in ``DASHBOARD_ENV``, Streamlit's caches empty before and after; yields ``monkeypatch``.
 
 A fleet that cannot be built or started FAILS the session's fleet tests with the reason (it is not
 skipped: CI must run them). Development shortcut: run ``python -m tests.fleet up --dir D`` in another
@@ -13,9 +18,13 @@ shell and set ``DNSFLEET_FLEET_DIR=D``; the ``fleet`` fixture then attaches to i
 
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,11 +33,65 @@ from tests.fleet.spec import ClusterSpec
 
 _TIMINGS: dict[str, float] = {}
 
+# What the dashboard reads from the operator's environment; a dashboard test sets what it needs itself.
+DASHBOARD_ENV = (
+    "DNSFLEET_ALLOW_WRITES",
+    "DNSFLEET_SINGLE_USER",
+    "DNSFLEET_KUBECONFIG",
+    "KUBECONFIG",
+    "DNSFLEET_SNAPSHOT",
+    "DNSFLEET_PROMETHEUS",
+    "DNSFLEET_PROMETHEUS_TIME",
+    "DNSFLEET_RESOLVER_MAP",
+)
+
 
 @pytest.fixture(autouse=True)
 def _dashboard_state_dir(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
     """Live scans the dashboard keeps (dashboard.livestore) go to a directory of this test's own."""
     monkeypatch.setenv("DNSFLEET_STATE_DIR", str(tmp_path_factory.mktemp("state")))
+
+
+@pytest.fixture
+def serve() -> Iterator[Callable[[Callable[[BaseHTTPRequestHandler], None]], str]]:
+    servers: list[ThreadingHTTPServer] = []
+
+    def start(handler: Callable[[BaseHTTPRequestHandler], None]) -> str:
+        class H(BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                n = int(self.headers.get("Content-Length") or 0)
+                self.body = self.rfile.read(n) if n else b""
+                with contextlib.suppress(OSError):  # the client hung up (it gave up, as it should)
+                    handler(self)
+
+            do_GET = do_POST = do_PATCH = do_DELETE = _any
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+        srv.daemon_threads = True
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        servers.append(srv)
+        return f"http://127.0.0.1:{srv.server_address[1]}"
+
+    yield start
+    for s in servers:
+        s.shutdown()
+        s.server_close()
+
+
+@pytest.fixture
+def clean_app(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    import streamlit as st
+
+    for k in DASHBOARD_ENV:
+        monkeypatch.delenv(k, raising=False)
+    st.cache_data.clear()
+    st.cache_resource.clear()
+    yield monkeypatch
+    st.cache_data.clear()
+    st.cache_resource.clear()
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from tests.fleet.fleet import _Proc, _wait_http, free_port
-from tests.fleet.metrics import PROMETHEUS_CONFIG, backfill
+from tests.fleet.fleet import _Proc, _wait_http, prometheus_process
+from tests.fleet.metrics import backfill
 
 STEP = 60
 PER_HOUR = 40.0
@@ -138,23 +138,7 @@ def start(workdir: Path) -> Backfilled:
     om = workdir / "evidence.om"
     om.write_text(openmetrics(t0, start_s, end))
     backfill(om, data)
-    cfg = workdir / "prometheus.yml"
-    cfg.write_text(PROMETHEUS_CONFIG)
-    port = free_port()
-    proc = _Proc(
-        "prometheus",
-        [
-            shutil.which("prometheus") or "prometheus",
-            f"--config.file={cfg}",
-            f"--storage.tsdb.path={data}",
-            "--storage.tsdb.retention.time=100y",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--log.level=warn",
-        ],
-        workdir / "prometheus.log",
-    )
-    proc.start()
-    url = f"http://127.0.0.1:{port}"
+    proc, url = prometheus_process(workdir, data)
     try:
         _wait_http(f"{url}/-/ready", proc, 60)
     except Exception:

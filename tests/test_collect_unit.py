@@ -330,6 +330,18 @@ def test_prom_source_validation_and_no_secret_in_repr():
     assert cl.headers["Authorization"] == "Basic dTpw"
 
 
+def test_cluster_selector_escapes_the_name():
+    src = PromSource("http://p:9090", cluster_label="k8s_cluster")
+    assert src.selector("eks-prod") == 'k8s_cluster="eks-prod"'
+    assert src.selector('a"b\\c') == 'k8s_cluster="a\\"b\\\\c"'
+
+
+def test_samples_on_the_grid_leave_gaps_and_non_finite_values_unknown():
+    points = [(100.0, 1.0), (160.0, math.nan), (220.0, None), (280.0, 4.0), (400.0, 5.0), (40.0, 0.5)]
+    assert P.on_grid(points, 100.0, 60.0, 4) == [1.0, None, None, 4.0]
+    assert P.on_grid(points, 100.0, 60.0, 4, scale=1000.0) == [1000.0, None, None, 4000.0]
+
+
 def test_node_label_matching():
     nodes = {"n1", "n2"}
     assert P.node_of({"node": "n1"}, nodes, {}) == "n1"

@@ -9,7 +9,6 @@ import urllib.parse
 from pathlib import Path
 
 import pytest
-import streamlit as st
 import yaml
 from streamlit.testing.v1 import AppTest
 
@@ -20,28 +19,11 @@ from dnsfleet.engine import analyze
 from dnsfleet.report import csv_reports
 from dnsfleet.snapshot import dumps, new_snapshot
 
+pytestmark = pytest.mark.usefixtures("clean_app")
+
 ROOT = Path(__file__).resolve().parents[1]
 APP = str(ROOT / "dashboard" / "app.py")
-ENV = (
-    "DNSFLEET_KUBECONFIG",
-    "KUBECONFIG",
-    "DNSFLEET_SNAPSHOT",
-    "DNSFLEET_PROMETHEUS",
-    "DNSFLEET_PROMETHEUS_TIME",
-    "DNSFLEET_RESOLVER_MAP",
-)
 SECRET_TOKEN = "t0ken-must-never-be-shown-4242"
-
-
-@pytest.fixture(autouse=True)
-def clean_state(monkeypatch: pytest.MonkeyPatch):
-    for k in ENV:
-        monkeypatch.delenv(k, raising=False)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
 
 
 @pytest.fixture(scope="module")
@@ -78,6 +60,11 @@ def upload(at: AppTest, name: str, data: bytes) -> AppTest:
     at.sidebar.file_uploader[0].set_value((name, data, "application/octet-stream")).run()
     assert not at.exception, [e.value for e in at.exception]
     return at
+
+
+def uploaded(name: str, data: bytes) -> AppTest:
+    """The dashboard opened afresh with ``data`` uploaded as the snapshot file ``name``."""
+    return upload(AppTest.from_file(APP, default_timeout=120).run(), name, data)
 
 
 def free_port() -> int:

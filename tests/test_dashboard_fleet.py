@@ -6,23 +6,11 @@ from __future__ import annotations
 import socket
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tests.test_dashboard import APP, ENV, texts
+from tests.test_dashboard import APP, texts
 
-pytestmark = pytest.mark.fleet
-
-
-@pytest.fixture(autouse=True)
-def clean_state(monkeypatch: pytest.MonkeyPatch):
-    for k in ENV:
-        monkeypatch.delenv(k, raising=False)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+pytestmark = [pytest.mark.fleet, pytest.mark.usefixtures("clean_app")]
 
 
 def scanned(

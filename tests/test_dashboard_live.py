@@ -8,21 +8,11 @@ import stat
 from typing import Any
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from tests.test_dashboard import APP, ENV, unreachable_kubeconfig
+from tests.test_dashboard import APP, unreachable_kubeconfig
 
-
-@pytest.fixture(autouse=True)
-def clean_state(monkeypatch: pytest.MonkeyPatch):
-    for k in ENV:
-        monkeypatch.delenv(k, raising=False)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
-    st.cache_resource.clear()
+pytestmark = pytest.mark.usefixtures("clean_app")
 
 
 @pytest.fixture

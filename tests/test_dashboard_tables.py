@@ -8,7 +8,6 @@ from __future__ import annotations
 import copy
 
 import pytest
-import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from dashboard import views
@@ -16,17 +15,9 @@ from dnsfleet.demo import demo_snapshot
 from dnsfleet.engine import analyze
 from dnsfleet.rules import codes
 from dnsfleet.snapshot import dumps
-from tests.test_dashboard import APP, ENV, texts
+from tests.test_dashboard import APP, texts
 
-
-@pytest.fixture(autouse=True)
-def clean_state(monkeypatch: pytest.MonkeyPatch):
-    for k in ENV:
-        monkeypatch.delenv(k, raising=False)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield
-    st.cache_data.clear()
+pytestmark = pytest.mark.usefixtures("clean_app")
 
 
 def run(page: str, query: dict[str, str] | None = None, select: tuple[str, int] | None = None) -> AppTest:

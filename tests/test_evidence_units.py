@@ -135,3 +135,25 @@ def test_probe_comparison_per_node_and_resolver() -> None:
     rows = V.compare_probes(runs, ch, None)
     assert rows[("n1", "glibc")]["verdict"] == V.IMPROVED
     assert V.probe_summary(rows) == "probe lookups >= 2.5 s 40/40 → 0/40 on 1 node"
+
+
+def test_times_written_by_dnsfleet_read_back_as_utc() -> None:
+    from datetime import UTC, datetime
+
+    from dnsfleet.cli.output import CliError
+    from dnsfleet.cli.verify import when
+    from dnsfleet.times import parse_iso
+
+    noon = datetime(2026, 1, 1, 12, tzinfo=UTC)
+    for text in (
+        "2026-01-01T12:00:00Z",
+        "2026-01-01T12:00:00+00:00",
+        "2026-01-01T12:00:00",
+        "2026-01-01T13:00+01:00",
+    ):
+        assert parse_iso(text) == noon, text
+        assert V.parse_time(text) == noon.timestamp() == when(text, 0.0), text
+    for bad in ("", "yesterday", None, 1767268800, "2026-13-01T00:00:00Z"):
+        assert parse_iso(bad) is None and V.parse_time(bad) is None, bad
+    with pytest.raises(CliError, match="bad time 'yesterday'"):
+        when("yesterday", 0.0)

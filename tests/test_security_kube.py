@@ -10,18 +10,15 @@ answer one byte at a time, endless bodies, a proxy's HTML 502).
 from __future__ import annotations
 
 import base64
-import contextlib
 import gzip
 import json
 import os
-import stat
 import subprocess
 import sys
-import threading
 import time
 import zlib
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 
@@ -35,40 +32,11 @@ from dnsfleet.kube import Kube, KubeError
 from dnsfleet.kube import bounds as B
 from dnsfleet.scrub import remember, scrub
 from dnsfleet.snapshot import SnapshotError, loads
+from tests.builders import exec_user, shell_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 Handler = Callable[[BaseHTTPRequestHandler], None]
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[[Handler], str]]:
-    """A local HTTP server on 127.0.0.1 whose ``handler(req)`` writes the whole answer itself."""
-    servers: list[ThreadingHTTPServer] = []
-
-    def start(handler: Handler) -> str:
-        class H(BaseHTTPRequestHandler):
-            def _any(self) -> None:
-                n = int(self.headers.get("Content-Length") or 0)
-                self.body = self.rfile.read(n) if n else b""
-                with contextlib.suppress(OSError):  # the client hung up (it gave up, as it should)
-                    handler(self)
-
-            do_GET = do_POST = do_PATCH = do_DELETE = _any
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
-        srv.daemon_threads = True
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        servers.append(srv)
-        return f"http://127.0.0.1:{srv.server_address[1]}"
-
-    yield start
-    for s in servers:
-        s.shutdown()
-        s.server_close()
 
 
 def answer(req: BaseHTTPRequestHandler, status: int, body: bytes, ctype: str = "application/json") -> None:
@@ -94,20 +62,10 @@ def echo_handler(req: BaseHTTPRequestHandler) -> None:
     return answer(req, 502, page.encode(), "text/html")
 
 
-def _script(path: Path, body: str) -> Path:
-    path.write_text("#!/bin/sh\n" + body)
-    path.chmod(path.stat().st_mode | stat.S_IXUSR)
-    return path
-
-
-def _exec_user(cmd: Path) -> dict[str, Any]:
-    return {"exec": {"apiVersion": "client.authentication.k8s.io/v1", "command": str(cmd)}}
-
-
 def _exec_plugin(path: Path, token: str) -> Path:
     cred = {"apiVersion": "client.authentication.k8s.io/v1", "kind": "ExecCredential"}
     cred["status"] = {"token": token + "\n"}  # a plugin that prints the token with its newline
-    return _script(path, f"cat <<'EOF'\n{json.dumps(cred)}\nEOF\n")
+    return shell_script(path, f"cat <<'EOF'\n{json.dumps(cred)}\nEOF\n")
 
 
 def _kubeconfig(path: Path, entries: dict[str, tuple[str, str | None, dict[str, Any]]]) -> Path:
@@ -159,7 +117,7 @@ def test_tokens_ending_in_a_newline_work_and_no_echoed_credential_reaches_any_ou
         {
             "token-file": (rc.server, str(rc.ca), {"tokenFile": str(tmp_path / "admin.token")}),
             "token-block": (rc.server, str(rc.ca), {"token": viewer + "\n"}),  # token: |
-            "exec": (rc.server, str(rc.ca), _exec_user(_exec_plugin(tmp_path / "plug", admin))),
+            "exec": (rc.server, str(rc.ca), exec_user(_exec_plugin(tmp_path / "plug", admin))),
             "echo": (echo, None, {"tokenFile": str(tmp_path / "echo.token")}),
         },
     )
@@ -379,9 +337,9 @@ def test_response_bodies_stop_at_the_cap(tmp_path, serve, monkeypatch, chunked):
 def test_an_exec_plugin_with_endless_output_is_killed_at_the_cap(tmp_path, serve, monkeypatch):
     monkeypatch.setenv("DNSFLEET_EXEC_MAX_OUTPUT_KB", "64")
     pidfile = tmp_path / "pid"
-    plugin = _script(tmp_path / "plug", f"echo $$ > {pidfile}\nexec yes dnsfleet\n")
+    plugin = shell_script(tmp_path / "plug", f"echo $$ > {pidfile}\nexec yes dnsfleet\n")
     server = serve(lambda req: answer(req, 401, b"{}"))
-    kc = _kubeconfig(tmp_path / "kc", {"c1": (server, None, _exec_user(plugin))})
+    kc = _kubeconfig(tmp_path / "kc", {"c1": (server, None, exec_user(plugin))})
     t0 = time.monotonic()
     (c,) = scan(kubeconfig=kc, timeout=5, scrape=False)["clusters"]
     assert time.monotonic() - t0 < 3  # not the 30 s exec timeout: the cap stops it

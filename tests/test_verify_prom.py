@@ -15,6 +15,7 @@ from dnsfleet.collect.prom import PromClient, PromSource
 from dnsfleet.evidence import query, verify
 from dnsfleet.evidence.verify import IMPROVED, NO_DATA, UNCHANGED, iso
 from tests import evidence_prom
+from tests.builders import audit_record
 
 
 @pytest.fixture(scope="module")
@@ -30,23 +31,7 @@ def prom(tmp_path_factory: pytest.TempPathFactory) -> Iterator[evidence_prom.Bac
 
 
 def _records(t0: float, clusters: tuple[str, ...] = ("falls", "flat", "reset")) -> list[dict]:
-    return [
-        {
-            "time": iso(t0).replace("Z", ".000000Z"),
-            "identity": "alice",
-            "cluster": c,
-            "object": {"kind": "DaemonSet", "namespace": "kube-system", "name": "node-local-dns"},
-            "mitigation": "nodelocal",
-            "action": "create",
-            "patch": {},
-            "previous": None,
-            "applied": None,
-            "result": "ok",
-            "message": "created",
-            "batch": f"b-{c}",
-        }
-        for c in clusters
-    ]
+    return [audit_record(c, iso(t0).replace("Z", ".000000Z"), f"b-{c}") for c in clusters]
 
 
 def _fetch(url: str):

@@ -290,6 +290,16 @@ def _alive(pid: int) -> bool:
     return True
 
 
+def running(pid: int) -> bool:
+    """``pid`` exists and is not a zombie (a zombie still answers kill(0) until it is reaped)."""
+    if not _alive(pid):
+        return False
+    try:  # the state follows the command name, which may hold spaces: "pid (comm) S ..."
+        return Path(f"/proc/{pid}/stat").read_text().split(") ", 1)[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 _PORT_LOCK = threading.Lock()
 _USED_PORTS: set[int] = set()
 
@@ -793,27 +803,33 @@ class Fleet:
         om.write_text(M.openmetrics(self.specs, start, end, self.metrics_step))
         M.backfill(om, data)
         om.unlink()  # 20 MB; the blocks hold it now
-        cfg = pdir / "prometheus.yml"
-        cfg.write_text(M.PROMETHEUS_CONFIG)
-        port = free_port()
-        self._prometheus = _Proc(
-            "prometheus",
-            [
-                shutil.which("prometheus") or "prometheus",
-                f"--config.file={cfg}",
-                f"--storage.tsdb.path={data}",
-                "--storage.tsdb.retention.time=100y",
-                f"--web.listen-address=127.0.0.1:{port}",
-                "--log.level=warn",
-            ],
-            pdir / "prometheus.log",
-        )
-        self._prometheus.start()
-        url = f"http://127.0.0.1:{port}"
+        self._prometheus, url = prometheus_process(pdir, data)
         _wait_http(f"{url}/-/ready", self._prometheus, READY_TIMEOUT)
         _check_owner(self._prometheus, url)
         self.prometheus_url = url
         self.timings["prometheus_s"] = time.monotonic() - t0
+
+
+def prometheus_process(workdir: Path, data: Path) -> tuple[_Proc, str]:
+    """Prometheus serving the TSDB blocks in ``data`` on a free 127.0.0.1 port (its config and log in
+    ``workdir``), started but not yet ready; and its URL."""
+    cfg = workdir / "prometheus.yml"
+    cfg.write_text(M.PROMETHEUS_CONFIG)
+    port = free_port()
+    proc = _Proc(
+        "prometheus",
+        [
+            shutil.which("prometheus") or "prometheus",
+            f"--config.file={cfg}",
+            f"--storage.tsdb.path={data}",
+            "--storage.tsdb.retention.time=100y",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ],
+        workdir / "prometheus.log",
+    )
+    proc.start()
+    return proc, f"http://127.0.0.1:{port}"
 
 
 def start_fleet(

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from dnsfleet.cli.output import EXIT_OK, CliError, render
+from dnsfleet.times import parse_iso
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -47,11 +48,10 @@ def when(text: str, now: float) -> float:
         return now - duration(t)
     if re.fullmatch(r"\d{9,}(?:\.\d+)?", t):
         return float(t)
-    try:
-        dt = datetime.fromisoformat(t.replace("Z", "+00:00"))
-    except ValueError:
-        raise CliError(f"bad time {text!r}: use now, an age like 6h, epoch seconds or ISO-8601") from None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+    dt = parse_iso(t)
+    if dt is None:
+        raise CliError(f"bad time {text!r}: use now, an age like 6h, epoch seconds or ISO-8601")
+    return dt.timestamp()
 
 
 def _prom_args(p: argparse.ArgumentParser) -> None:

@@ -27,6 +27,7 @@ from dnsfleet.collect.promclient import (
     PromSource,
     credentials,
     display_url,
+    on_grid,
     operator_credentials,
     split_userinfo,
 )
@@ -60,6 +61,16 @@ class CoreDNSNames:
     duration: str = "coredns_dns_request_duration_seconds"
     forward: str = "coredns_proxy_request_duration_seconds"
     forward_filter: str = 'proxy_name="forward"'
+
+    def rate_exprs(self, sel: str, rw: str) -> dict[str, tuple[str, float]]:
+        """PromQL, with the scale to apply, for the request rate and latency p50/p99 (ms) of the series
+        ``sel`` picks, rates over ``rw``."""
+        dur = f"sum by (le) (rate({self.duration}_bucket{{{sel}}}[{rw}]))"
+        return {
+            "qps": (f"sum(rate({self.requests}{{{sel}}}[{rw}]))", 1.0),
+            "p50_ms": (f"histogram_quantile(0.5, {dur})", 1000.0),
+            "p99_ms": (f"histogram_quantile(0.99, {dur})", 1000.0),
+        }
 
 
 NEW_NAMES = CoreDNSNames("coredns_dns_requests_total", "coredns_dns_responses_total")
@@ -119,12 +130,14 @@ def _le(v: str | None) -> float | None:
         return None
 
 
-def _esc(v: str) -> str:
-    return v.replace("\\", "\\\\").replace('"', '\\"')
-
-
 def _ms(v: float | None) -> float | None:
     return None if v is None else v * 1000.0
+
+
+def label_host(key: str, value: str) -> str:
+    """The host a node label names: ``instance`` is ``host:port`` (an IPv6 address, with more colons, is
+    kept whole); the other labels are the node name."""
+    return value.rsplit(":", 1)[0] if key == "instance" and value.count(":") == 1 else value
 
 
 def node_of(labels: dict[str, str], nodes: set[str], addresses: dict[str, str]) -> str | None:
@@ -132,7 +145,7 @@ def node_of(labels: dict[str, str], nodes: set[str], addresses: dict[str, str]) 
         val = labels.get(key)
         if not val:
             continue
-        host = val.rsplit(":", 1)[0] if key == "instance" and val.count(":") == 1 else val
+        host = label_host(key, val)
         if host in nodes:
             return host
         if host in addresses:
@@ -152,7 +165,7 @@ def collect_metrics(
     cl = client or PromClient(src)
     at = src.time if src.time is not None else _time.time()
     w = f"{round(src.window_s)}s"
-    sel = f'{src.cluster_label}="{_esc(cluster)}"'
+    sel = src.selector(cluster)
     out = metrics_record(source="prometheus", window_s=float(src.window_s))
     notes: list[str] = []
     try:
@@ -287,23 +300,18 @@ def _coredns(
         start = end - src.series_range_s
         rw = f"{round(max(300.0, 4 * step))}s"
         n = round((end - start) / step) + 1
-        dur_r = f"sum by (le) (rate({names.duration}_bucket{{{sel}}}[{rw}]))"
         fwd_r = f"sum by (le) (rate({names.forward}_bucket{{{fwd_sel}}}[{rw}]))"
-        exprs = {
-            "qps": (f"sum(rate({names.requests}{{{sel}}}[{rw}]))", 1.0),
-            "p50_ms": (f"histogram_quantile(0.5, {dur_r})", 1000.0),
-            "p99_ms": (f"histogram_quantile(0.99, {dur_r})", 1000.0),
-            "forward_p99_ms": (f"histogram_quantile(0.99, {fwd_r})", 1000.0),
-        }
+        exprs = names.rate_exprs(sel, rw)
+        exprs["forward_p99_ms"] = (f"histogram_quantile(0.99, {fwd_r})", 1000.0)
         metrics: dict[str, list[float | None]] = {}
         for name, (expr, scale) in exprs.items():
-            res = cl.query_range(expr, start, end, step)
-            if res:
-                metrics[name] = _grid(res[0][1], start, step, n, scale)
+            grid = cl.range_grid(expr, start, end, step, n, scale)
+            if grid is not None:
+                metrics[name] = grid
         for lbl, values in cl.query_range(
             f"sum by (rcode) (rate({names.responses}{{{sel}}}[{rw}]))", start, end, step
         ):
-            metrics[f"rcode:{lbl.get('rcode', '')}"] = _grid(values, start, step, n, 1.0)
+            metrics[f"rcode:{lbl.get('rcode', '')}"] = on_grid(values, start, step, n)
         series = {"start": start, "step": step, "metrics": metrics}
     return coredns, series
 
@@ -350,7 +358,7 @@ def _conntrack(
         ):
             node = node_of(lbl, nodes, addresses)
             if node in per_node:
-                per_node[node]["insert_failed_rate"] = _grid(values, start, step, n, 1.0)
+                per_node[node]["insert_failed_rate"] = on_grid(values, start, step, n)
     missing = sorted(nodes - per_node.keys())
     reason = None
     if missing:
@@ -373,14 +381,3 @@ def _empty_node() -> dict[str, Any]:
 
 def _scalar(res: list[tuple[dict[str, str], float | None]]) -> float | None:
     return next((v for _, v in res if v is not None), None)
-
-
-def _grid(
-    values: list[tuple[float, float | None]], start: float, step: float, n: int, scale: float
-) -> list[float | None]:
-    out: list[float | None] = [None] * n
-    for t, v in values:
-        i = round((t - start) / step)
-        if 0 <= i < n and v is not None:
-            out[i] = v * scale
-    return out

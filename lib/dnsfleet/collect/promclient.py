@@ -14,7 +14,7 @@ import math
 import os
 import re
 import time as _time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,6 +153,11 @@ class PromSource:
     def __repr__(self) -> str:  # never show credentials
         return f"PromSource(url={self.url!r}, cluster_label={self.cluster_label!r})"
 
+    def selector(self, cluster: str) -> str:
+        """The label matcher that picks ``cluster``'s series (``cluster="name"``, the value escaped)."""
+        escaped = cluster.replace("\\", "\\\\").replace('"', '\\"')
+        return f'{self.cluster_label}="{escaped}"'
+
 
 class PromClient:
     """Queries for one cluster. Every request has ``src.timeout``; all of them together get
@@ -283,6 +288,14 @@ class PromClient:
             out.append((sample_labels(r.get("metric")), points))
         return out
 
+    def range_grid(
+        self, expr: str, start: float, end: float, step: float, n: int, scale: float = 1.0
+    ) -> list[float | None] | None:
+        """The first series of a range query on ``n`` steps from ``start`` (``on_grid``); None when the
+        query matched no series."""
+        res = self.query_range(expr, start, end, step)
+        return on_grid(res[0][1], start, step, n, scale) if res else None
+
 
 def sample_pair(v: Any) -> tuple[Any, Any] | None:
     """A ``[time, "value"]`` sample, or None when it has another shape."""
@@ -299,3 +312,16 @@ def sample_value(v: Any) -> float | None:
     except (TypeError, ValueError):
         return None
     return None if math.isnan(f) or math.isinf(f) else f
+
+
+def on_grid(
+    points: Sequence[tuple[float, float | None]], start: float, step: float, n: int, scale: float = 1.0
+) -> list[float | None]:
+    """Samples ``(t, value)`` placed on ``n`` steps from ``start``, times ``scale`` (steps without a
+    finite sample: None)."""
+    out: list[float | None] = [None] * n
+    for t, v in points:
+        i = round((t - start) / step)
+        if 0 <= i < n and v is not None and math.isfinite(v):
+            out[i] = v * scale
+    return out

@@ -25,11 +25,12 @@ from dnsfleet.collect.prom import (
     NODE_LABELS,
     PromClient,
     PromError,
-    PromSource,
+    label_host,
     names_for,
     node_of,
     version_tuple,
 )
+from dnsfleet.collect.promclient import on_grid
 from dnsfleet.evidence import series as S
 from dnsfleet.rules.coredns import metrics_bugs
 
@@ -52,21 +53,13 @@ CLASH_RESOLVE_NOTE = (
 FORMAT = "dnsfleet.evidence/1"
 
 
-def _esc(v: str) -> str:
-    return v.replace("\\", "\\\\").replace('"', '\\"')
-
-
-def selector(src: PromSource, cluster: str) -> str:
-    return f'{src.cluster_label}="{_esc(cluster)}"'
-
-
 def _node_name(labels: dict[str, str], nodes: set[str], addresses: dict[str, str]) -> str | None:
     if nodes:
         return node_of(labels, nodes, addresses)
     for key in NODE_LABELS:  # no node list: the label itself names the node
         val = labels.get(key)
         if val:
-            return val.rsplit(":", 1)[0] if key == "instance" and val.count(":") == 1 else val
+            return label_host(key, val)
     return None
 
 
@@ -90,7 +83,7 @@ def node_counters(
         if node is None:
             unmatched += 1
             continue
-        g = S.grid(points, start, step, n)
+        g = on_grid(points, start, step, n)
         if node in out:  # two exporters for one node: keep the larger reading per step
             out[node] = [
                 b if a is None else a if b is None else max(a, b) for a, b in zip(out[node], g, strict=True)
@@ -125,20 +118,15 @@ def coredns_series(
     if names is None:
         return {}, [f"no CoreDNS series for {sel} in the window"]
     rw = f"{max(300, 2 * step)}s"
-    dur = f"sum by (le) (rate({names.duration}_bucket{{{sel}}}[{rw}]))"
     exprs = {
-        "qps": (f"sum(rate({names.requests}{{{sel}}}[{rw}]))", 1.0),
+        **names.rate_exprs(sel, rw),
         "responses": (f"sum(rate({names.responses}{{{sel}}}[{rw}]))", 1.0),
         "servfail": (f'sum(rate({names.responses}{{{sel},rcode="SERVFAIL"}}[{rw}])) or vector(0)', 1.0),
         "refused": (f'sum(rate({names.responses}{{{sel},rcode="REFUSED"}}[{rw}])) or vector(0)', 1.0),
-        "p50_ms": (f"histogram_quantile(0.5, {dur})", 1000.0),
-        "p99_ms": (f"histogram_quantile(0.99, {dur})", 1000.0),
     }
     out: dict[str, list[float | None]] = {}
     for key, (expr, scale) in exprs.items():
-        res = cl.query_range(expr, start, end, step)
-        g = S.grid(res[0][1], start, step, n) if res else [None] * n
-        out[key] = [None if v is None else v * scale for v in g]
+        out[key] = cl.range_grid(expr, start, end, step, n, scale) or [None] * n
     # "or vector(0)" also fills steps without any CoreDNS data: a share needs responses at that step
     for key in ("servfail", "refused"):
         out[key] = [v if r is not None else None for v, r in zip(out[key], out["responses"], strict=True)]
@@ -169,7 +157,7 @@ def fetch(
     """The ``evidence`` section of one cluster for [start, end] (epoch seconds)."""
     step = S.step_for(start, end, max_points)
     n = int((end - start) // step) + 1
-    sel = selector(cl.src, cluster)
+    sel = cl.src.selector(cluster)
     out: dict[str, Any] = {
         "format": FORMAT,
         "source": "prometheus",

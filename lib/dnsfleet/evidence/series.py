@@ -25,18 +25,6 @@ def step_for(start: float, end: float, max_points: int = MAX_POINTS) -> int:
     return max(MIN_STEP_S, MIN_STEP_S * math.ceil(raw / MIN_STEP_S))
 
 
-def grid(
-    points: Sequence[tuple[float, float | None]], start: float, step: float, n: int
-) -> list[float | None]:
-    """Samples ``(t, value)`` placed on ``n`` steps from ``start`` (missing steps: None)."""
-    out: list[float | None] = [None] * n
-    for t, v in points:
-        i = round((t - start) / step)
-        if 0 <= i < n and v is not None and math.isfinite(v):
-            out[i] = v
-    return out
-
-
 def increases(values: Sequence[float | None]) -> list[float | None]:
     """Per-step increases of a counter sampled on a grid: ``out[i]`` is what the counter grew between the
     previous present sample and sample ``i``; a drop is a reset (the new value counts); the first sample

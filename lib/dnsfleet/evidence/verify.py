@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from dnsfleet.times import parse_iso
+
 IMPROVED, UNCHANGED, WORSE, NO_DATA = "improved", "unchanged", "worse", "not enough data"
 MIN_COVERAGE = 0.8
 MIN_RELATIVE = 0.25
@@ -38,13 +40,8 @@ DEFAULT_SETTLE_S = 600.0
 
 def parse_time(text: Any) -> float | None:
     """Epoch seconds of an audit record's ``time`` (ISO-8601 UTC), None when unreadable."""
-    if not isinstance(text, str) or not text:
-        return None
-    try:
-        dt = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return (dt if dt.tzinfo else dt.replace(tzinfo=UTC)).timestamp()
+    t = parse_iso(text)
+    return None if t is None else t.timestamp()
 
 
 def iso(t: float | None) -> str:
