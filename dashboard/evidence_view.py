@@ -129,7 +129,11 @@ def _sections(
     clusters = _cap(clusters)
     if start is None or end is None:
         start, end = evidence_window(a.snapshot)
-    sections = evidence_sections(a.snapshot, clusters, start, end)
+    try:
+        sections = evidence_sections(a.snapshot, clusters, start, end)
+    except ValueError as e:  # the operator's Prometheus credential settings are unusable: one line
+        st.error(ui.plain(str(e)))
+        return None
     if not sections:
         st.info(
             "Not collected: no Prometheus URL and no evidence in the snapshot (`dnsfleet evidence --since`)."

@@ -321,6 +321,7 @@ def clear_caches() -> None:
         _server_assessment,
         _file_assessment,
         _mapping,
+        _prometheus_evidence,
     ):
         f.clear()
 
@@ -626,11 +627,23 @@ def evidence_window(snapshot: dict[str, Any] | None) -> tuple[float, float]:
 def _prometheus_evidence(
     url: str, clusters: tuple[str, ...], start: float, end: float
 ) -> dict[str, dict[str, Any]]:
-    from dnsfleet.collect.prom import PromClient, PromSource
+    from dnsfleet.collect.prom import PromClient
     from dnsfleet.evidence import query
 
-    src = PromSource(url)
+    src = evidence_prom_source(url)
     return {c: query.fetch(PromClient(src), c, start, end) for c in clusters}
+
+
+def evidence_prom_source(url: str) -> Any:
+    """A ``PromSource`` for ``url`` with the operator's credentials when ``url`` is the operator's
+    ``DNSFLEET_PROMETHEUS`` (as the scan gets them; a visitor's URL never does). Raises ValueError (one
+    line) when the environment's credential settings are unusable."""
+    from dnsfleet.collect.prom import PromSource, operator_credentials
+
+    try:
+        return PromSource(url, **operator_credentials(url))
+    except ValueError as e:
+        raise ValueError(f"Prometheus: {one_line(e)}") from None
 
 
 def evidence_sections(
@@ -659,7 +672,7 @@ def verify_frame(window_min: int, settle_min: int, snapshot: dict[str, Any] | No
 
     import pandas as pd
 
-    from dnsfleet.collect.prom import PromClient, PromSource
+    from dnsfleet.collect.prom import PromClient
     from dnsfleet.evidence import query, verify
     from dnsfleet.mitigate.audit import AuditLog
     from dnsfleet.probe.log import ProbeLog
@@ -667,7 +680,7 @@ def verify_frame(window_min: int, settle_min: int, snapshot: dict[str, Any] | No
     url = prometheus_url()
     fetch = None
     if url:
-        src = PromSource(url)
+        src = evidence_prom_source(url)
 
         def fetch(cluster: str, start: float, end: float) -> dict[str, Any]:
             return query.fetch(PromClient(src), cluster, start, end, max_points=query.fine_points(start, end))

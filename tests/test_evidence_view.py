@@ -76,3 +76,19 @@ def test_evidence_window_without_a_snapshot_window_is_three_hours_up_to_the_repl
     clean_app.setenv("DNSFLEET_PROMETHEUS_TIME", "1767268800")
     assert sources.evidence_window({"clusters": [{"name": "a"}]}) == (1767268800.0 - 3 * 3600, 1767268800.0)
     assert sources.evidence_window(None) == (1767268800.0 - 3 * 3600, 1767268800.0)
+
+
+def test_evidence_reads_the_operators_prometheus_with_its_credentials(clean_app, tmp_path):
+    """The evidence and verify sections query the operator's DNSFLEET_PROMETHEUS as the scan does: with
+    its token; a URL a visitor typed gets none; unusable settings are one line, not a traceback."""
+    from dashboard.sources import evidence_prom_source
+
+    clean_app.setenv("DNSFLEET_PROMETHEUS", "http://127.0.0.1:9090")
+    clean_app.setenv("DNSFLEET_PROMETHEUS_TOKEN", "t0ken")
+    assert evidence_prom_source("http://127.0.0.1:9090").token == "t0ken"
+    assert evidence_prom_source("http://127.0.0.1:9091").token is None  # not the operator's
+    clean_app.delenv("DNSFLEET_PROMETHEUS_TOKEN")
+    clean_app.setenv("DNSFLEET_PROMETHEUS_TOKEN_FILE", str(tmp_path / "missing"))
+    with pytest.raises(ValueError, match="^Prometheus: ") as e:
+        evidence_prom_source("http://127.0.0.1:9090")
+    assert "\n" not in str(e.value)
