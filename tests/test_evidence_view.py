@@ -89,6 +89,6 @@ def test_evidence_reads_the_operators_prometheus_with_its_credentials(clean_app,
     assert evidence_prom_source("http://127.0.0.1:9091").token is None  # not the operator's
     clean_app.delenv("DNSFLEET_PROMETHEUS_TOKEN")
     clean_app.setenv("DNSFLEET_PROMETHEUS_TOKEN_FILE", str(tmp_path / "missing"))
-    with pytest.raises(ValueError, match="^Prometheus: ") as e:
+    with pytest.raises(ValueError, match=r"^Prometheus: ") as e:
         evidence_prom_source("http://127.0.0.1:9090")
     assert "\n" not in str(e.value)

@@ -16,7 +16,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from dnsfleet.store.snapshots import Heads, _skew_note, iso
+from dnsfleet.store.snapshots import ROW_FIELDS, Heads, _skew_note, iso
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -65,21 +65,7 @@ def overview_rows(heads: Heads, now: datetime | None = None) -> list[dict[str, A
             rec["note"] = "; ".join(notes) or rec["reason"]
             out.append(rec)
             continue
-        for k in (
-            "status",
-            "reason",
-            "score",
-            "level",
-            "exposed_pods",
-            "unknown_pods",
-            "pods",
-            "nodes",
-            "nodes_ready",
-            "insert_failed",
-            "conntrack_drops",
-            "evidence_pts",
-            "scan_id",
-        ):
+        for k in (*ROW_FIELDS, "scan_id"):
             rec[k] = r.get(k)
         if not isinstance(rec["level"], str):
             rec["level"] = "unknown"

@@ -45,6 +45,7 @@ import orjson
 from dnsfleet import __version__
 from dnsfleet.snapshot import SnapshotError, dumps, loads, new_snapshot
 from dnsfleet.store.backend import Backend, ObjectExists, ObjectInfo, ObjectMissing, StoreError
+from dnsfleet.times import parse_iso
 
 INDEX_VERSION = 1
 INDEX_FORMAT = "dnsfleet.store-index"
@@ -88,14 +89,7 @@ def iso(t: datetime) -> str:
 _CANONICAL = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 
 
-def parse_time(v: Any) -> datetime | None:
-    if not isinstance(v, str):
-        return None
-    try:
-        t = datetime.fromisoformat(v.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+parse_time = parse_iso  # the index's and objects' times: ISO-8601 as dnsfleet writes them
 
 
 @dataclass(frozen=True)
