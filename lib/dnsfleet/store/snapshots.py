@@ -555,7 +555,10 @@ def _rows_of(items: list[Any], info: ObjectInfo, loose: bool) -> list[dict[str, 
             r["_skip"] = True
             r["_note"] = f"row {r['id']} names no snapshot object"
         stored = parse_time(r.get("stored_at")) if not loose else None
-        r["stored_at"] = stored or info.last_modified.astimezone(UTC)
+        # Whole seconds, as a compacted row keeps it (``iso``): a loose row read with its object's
+        # sub-second time would sort after a same-second row read back from a compacted object, so the
+        # full index and the heads could name different newest rows for one cluster.
+        r["stored_at"] = stored or info.last_modified.astimezone(UTC).replace(microsecond=0)
         c = r.get("collected_at")
         if not (isinstance(c, str) and _CANONICAL.fullmatch(c)):  # as iso() writes it: kept as it is
             collected = parse_time(c)
