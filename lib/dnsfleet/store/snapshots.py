@@ -555,10 +555,7 @@ def _rows_of(items: list[Any], info: ObjectInfo, loose: bool) -> list[dict[str, 
             r["_skip"] = True
             r["_note"] = f"row {r['id']} names no snapshot object"
         stored = parse_time(r.get("stored_at")) if not loose else None
-        # Whole seconds, as a compacted row keeps it (``iso``): a loose row read with its object's
-        # sub-second time would sort after a same-second row read back from a compacted object, so the
-        # full index and the heads could name different newest rows for one cluster.
-        r["stored_at"] = stored or info.last_modified.astimezone(UTC).replace(microsecond=0)
+        r["stored_at"] = stored or info.last_modified.astimezone(UTC)
         c = r.get("collected_at")
         if not (isinstance(c, str) and _CANONICAL.fullmatch(c)):  # as iso() writes it: kept as it is
             collected = parse_time(c)
@@ -598,7 +595,12 @@ def _parse_heads(
 
 def _row_out(r: Mapping[str, Any]) -> dict[str, Any]:
     out = {k: v for k, v in r.items() if not k.startswith("_")}
-    out["stored_at"] = iso(r["stored_at"])
+    # With the object's sub-second time, as a loose row is read: rounded to seconds, a row read back from
+    # a compacted object sorted before a same-second loose row, so the full index and the heads could
+    # name different newest rows for one cluster.
+    out["stored_at"] = (
+        r["stored_at"].astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+    )
     return out
 
 
